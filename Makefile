@@ -1,0 +1,55 @@
+# leasedns developer entry points. `make test` works on a machine that has
+# never seen the project: it makes the virtualenv, installs the Python deps
+# and, when run as root, the Debian packages the integration and lab tests use.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEBS   := tinydns djbdns-utils isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux
+
+.PHONY: all venv debs test test-fast demo bench lint fuzz clean
+
+all: test
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,dev,bench]'
+	touch $@
+
+# Debian packages; installed only when something is missing and we are root.
+debs:
+	@missing=""; \
+	for p in tinydns-data:tinydns tinydns-get:djbdns-utils dhcpd:isc-dhcp-server \
+	         dhclient:isc-dhcp-client rsync:rsync ip:iproute2 dhcpd-pools:dhcpd-pools; do \
+	    cmd=$${p%%:*}; pkg=$${p#*:}; \
+	    PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	    echo "make: not root, not installing:$$missing (tests that need them will skip)"; exit 0; fi; \
+	echo "make: installing Debian packages:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBS) >/dev/null
+
+test: venv debs
+	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/pytest -q
+
+# Unit tests only: no root, no external programs.
+test-fast: venv
+	$(BIN)/pytest -q -m "not integration and not lab"
+
+demo: venv debs
+	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m leasedns.demo
+
+bench: venv debs
+	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python bench/run.py
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
