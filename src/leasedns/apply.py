@@ -1,0 +1,199 @@
+"""`leasedns apply`: spool -> journal, then merge, render, guard and publish (one build at a time)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import guard, journal, spool, statics
+from .config import Config
+from .errors import EventError, LeasednsError
+from .events import Event, format_time, make_event
+from .merge import Result, Settings, merge
+from .publish import Runner, publish, write_atomic
+from .render import published_dynamic, render
+
+log = logging.getLogger("leasedns.apply")
+
+BUILD_LOCK = "build.lock"
+LAST_BUILD = "last-build.json"
+
+
+@dataclass(slots=True)
+class Report:
+    """What one apply did; saved as state_dir/last-build.json for `status`."""
+
+    time: str = ""
+    ok: bool = False
+    error: str = ""
+    ingested: int = 0
+    rejected: int = 0
+    waiting: int = 0  # incomplete spool files left for the next run
+    events: int = 0
+    records: int = 0
+    dynamic: int = 0
+    refused: int = 0
+    changed: bool = False
+    compiled: bool = False
+    compile_secs: float = 0.0
+    build_secs: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+
+def ensure_dirs(cfg: Config) -> Path:
+    """Create the state layout if missing; returns this peer's journal directory."""
+    cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    cfg.spool_dir.mkdir(mode=0o770, parents=True, exist_ok=True)
+    peer_dir = cfg.journal_dir / cfg.peer
+    peer_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    return peer_dir
+
+
+@contextmanager
+def build_lock(cfg: Config) -> Iterator[None]:
+    """One build at a time on this host; others wait their turn (and then coalesce)."""
+    fd = os.open(cfg.state_dir / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def ingest(cfg: Config, report: Report, now_ns: int) -> list[Event]:
+    """Move valid spool events into this peer's journal; reject the invalid ones, keeping them."""
+    peer_dir = cfg.journal_dir / cfg.peer
+    good: list[Event] = []
+    done: list[Path] = []
+    for item in spool.scan(cfg.spool_dir):
+        try:
+            ev = make_event(spool.decode(item.data), item.mtime_ns // 1000, cfg.peer, "hook")
+        except spool.Incomplete as e:
+            if now_ns - item.mtime_ns < spool.INCOMPLETE_GRACE_NS:
+                report.waiting += 1
+                continue
+            spool.reject(cfg.spool_dir, item, f"incomplete event ({e}): the hook was interrupted")
+            report.rejected += 1
+            continue
+        except EventError as e:
+            spool.reject(cfg.spool_dir, item, str(e))
+            report.rejected += 1
+            continue
+        good.append(ev)
+        done.append(item.path)
+    if good:
+        journal.append(peer_dir, good)  # durable before the spool files go
+        spool.remove(done)
+    report.ingested = len(good)
+    return good
+
+
+def build(cfg: Config, now: int, report: Report, force: bool = False,
+          runner: Runner | None = None) -> Result:
+    """Merge every peer's journal with the static input and publish the result."""
+    t0 = time.monotonic()
+    events = [e for pj in journal.read_all(cfg.journal_dir).values() for e in pj.events]
+    st = statics.load(cfg)
+    for p in st.problems:
+        log.warning("%s", p)
+    report.problems.extend(st.problems)
+    result = merge(events, st, Settings.from_config(cfg), now)
+    data = render(st, result.records, cfg.ttl)
+    report.events = len(events)
+    report.records = len(result.records)
+    report.dynamic = sum(1 for r in result.records if not r.static)
+    report.refused = len(result.refusals)
+    if not force:
+        try:
+            previous = published_dynamic((cfg.tinydns_root / "data").read_bytes())
+        except FileNotFoundError:
+            previous = []
+        guard.check(previous, result.records, result.known_ips, now,
+                    cfg.guard_fraction, cfg.guard_min)
+    outcome = publish(cfg.tinydns_root, data, cfg.tinydns_data,
+                      **({"runner": runner} if runner else {}))
+    report.changed, report.compiled = outcome.changed, outcome.compiled
+    report.compile_secs = round(outcome.compile_secs, 4)
+    report.build_secs = round(time.monotonic() - t0, 4)
+    return result
+
+
+def log_refusals(result: Result, new: list[Event]) -> None:
+    """Log, once (when their event arrives), the bindings whose name is not published."""
+    fresh = set(new)
+    for r in result.refusals:
+        if r.binding.commit in fresh:
+            b = r.binding
+            log.warning("lease %s %s (peer %s): name not published: %s", b.ip, b.mac, b.peer, r.reason)
+
+
+def run(cfg: Config, *, force: bool = False, coalesce: bool = False,
+        runner: Runner | None = None) -> Report:
+    """One apply: wait for the build lock, coalesce, ingest the spool, build, record the outcome."""
+    ensure_dirs(cfg)
+    report = Report()
+    with build_lock(cfg):
+        if coalesce and cfg.coalesce_secs:
+            time.sleep(cfg.coalesce_secs)  # let a burst of events gather into this build
+        # Drop the flag before reading the spool: a hook that writes after this
+        # point creates it again and so starts the follow-up build.
+        try:
+            (cfg.spool_dir / spool.DUE_FLAG).unlink()
+        except FileNotFoundError:
+            pass
+        now_ns = time.time_ns()
+        report.time = format_time(now_ns // 1000)
+        new: list[Event] = []
+        try:
+            new = ingest(cfg, report, now_ns)
+            result = build(cfg, now_ns // 1_000_000_000, report, force, runner)
+            log_refusals(result, new)
+            report.ok = True
+        except (LeasednsError, OSError) as e:
+            report.error = str(e)
+            log.error("%s", e)
+        finally:
+            save_report(cfg, report)
+    log.info("apply: %d new events, %d rejected, %d records (%d dynamic), %s",
+             report.ingested, report.rejected, report.records, report.dynamic,
+             "compiled" if report.compiled else "unchanged" if report.ok else "FAILED")
+    return report
+
+
+def record(cfg: Config, args: list[str], time_us: int | None = None, source: str = "record") -> Event:
+    """Validate one event given as the hook's six arguments and journal it durably."""
+    peer_dir = ensure_dirs(cfg)
+    ev = make_event(args, time.time_ns() // 1000 if time_us is None else time_us, cfg.peer, source)
+    journal.append(peer_dir, [ev])
+    return ev
+
+
+def save_report(cfg: Config, report: Report) -> None:
+    """Keep the last build's outcome (and the last good one) for `status`."""
+    path = cfg.state_dir / LAST_BUILD
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        previous = {}
+    data = {"last": asdict(report),
+            "last_ok": asdict(report) if report.ok else previous.get("last_ok")}
+    try:
+        write_atomic(path, json.dumps(data, indent=1).encode(), 0o640)
+    except OSError as e:
+        log.error("%s: cannot save the build report: %s", path, e.strerror)
+
+
+def load_report(cfg: Config) -> dict[str, object]:
+    """The saved outcome of the last builds ({} when none ran yet)."""
+    try:
+        data = json.loads((cfg.state_dir / LAST_BUILD).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}

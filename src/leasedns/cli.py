@@ -1,0 +1,138 @@
+"""The command line: argparse, one call per command, errors turned into exit codes here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__, config, logs
+from .errors import ConfigError, EventError, LeasednsError
+from .events import parse_time
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="leasedns",
+        description="Publish DHCP clients' names from both ISC dhcpd failover peers in tinydns.",
+    )
+    p.add_argument("-c", "--config", help="config file (default: $LEASEDNS_CONFIG or "
+                   f"{config.DEFAULT_PATH})")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="say more (twice: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    p.add_argument("--version", action="version", version=f"leasedns {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    a = sub.add_parser("apply", help="journal spooled events, merge all peers, publish data.cdb")
+    a.add_argument("--force", action="store_true", help="publish even if the mass-delete guard "
+                   "objects")
+    a.add_argument("--from-hook", action="store_true", help=argparse.SUPPRESS)
+
+    r = sub.add_parser("record", help="journal one event given as arguments, then apply")
+    r.add_argument("event", help="commit, release or expiry")
+    r.add_argument("ip")
+    r.add_argument("mac")
+    r.add_argument("client_name", nargs="?", default="")
+    r.add_argument("host_decl", nargs="?", default="")
+    r.add_argument("lease_secs", nargs="?", default="")
+    r.add_argument("--time", help="event time, ISO 8601 with zone (default: now)")
+    r.add_argument("--no-apply", action="store_true", help="journal only, do not build")
+
+    s = sub.add_parser("show", help="merged bindings: name, address, peer, when")
+    s.add_argument("--json", action="store_true", help="JSON lines")
+
+    st = sub.add_parser("status", help="spool, journals per peer, last build (exit 0/1/2)")
+    st.add_argument("--json", action="store_true")
+
+    sn = sub.add_parser("dhcpd-snippet", help="print the dhcpd.conf hook snippet for this install")
+    sn.add_argument("--hook", help="hook path (default: dhcpd-event beside this leasedns)")
+
+    try:
+        from . import cmd_leases
+    except ImportError:  # pragma: no cover - the lease parser ships with reconcile
+        pass
+    else:
+        cmd_leases.add_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Entry point: returns the exit code (0 ok, 1 failure or warning, 2 usage/config/critical)."""
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    hook = getattr(args, "from_hook", False)
+    logs.setup(-1 if args.quiet else args.verbose, stderr=not hook)
+    try:
+        return _run(args, out)
+    except ConfigError as e:
+        print(f"leasedns: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except LeasednsError as e:
+        print(f"leasedns: {e}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    if args.command == "dhcpd-snippet":
+        out.write(snippet(args.hook))
+        return EXIT_OK
+    if args.command == "leases":
+        from . import cmd_leases
+
+        return cmd_leases.run(args, out)
+    cfg = config.load(args.config)
+    if args.command == "apply":
+        from . import apply
+
+        report = apply.run(cfg, force=args.force, coalesce=args.from_hook)
+        if not args.from_hook and not args.quiet:
+            out.write(f"{report.ingested} new events, {report.rejected} rejected, "
+                      f"{report.records} records ({report.dynamic} dynamic), "
+                      f"{report.refused} names refused, "
+                      f"{'compiled' if report.compiled else 'data unchanged'}\n"
+                      if report.ok else "")
+        return EXIT_OK if report.ok else EXIT_FAIL
+    if args.command == "record":
+        from . import apply
+
+        try:
+            t = parse_time(args.time) if args.time else None
+        except ValueError as e:
+            raise ConfigError(f"--time: {e}") from None
+        ev_args = [args.event, args.ip, args.mac, args.client_name, args.host_decl, args.lease_secs]
+        try:
+            apply.record(cfg, ev_args, t)
+        except EventError as e:
+            print(f"leasedns: record: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.no_apply:
+            return EXIT_OK
+        return EXIT_OK if apply.run(cfg).ok else EXIT_FAIL
+    if args.command == "show":
+        from . import show
+
+        result = show.compute(cfg)
+        out.write(show.as_json(result) if args.json else show.as_table(result))
+        return EXIT_OK
+    if args.command == "status":
+        from . import status
+
+        st = status.gather(cfg)
+        out.write(json.dumps(asdict(st), indent=1) + "\n" if args.json else status.as_text(cfg, st))
+        return st.level
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def snippet(hook: str | None = None) -> str:
+    """The dhcpd.conf snippet with the hook path filled in."""
+    if hook is None:  # installed beside the interpreter of this virtualenv
+        hook = str(Path(sys.executable).parent / "dhcpd-event")
+    text = resources.files("leasedns").joinpath("templates/dhcpd-hooks.conf").read_text()
+    return text.replace("@HOOK@", hook)

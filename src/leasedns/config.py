@@ -1,0 +1,266 @@
+"""The leasedns.yaml configuration: read, checked against a schema, errors with file:line."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dns.exception
+import dns.name
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_PATH = "/etc/leasedns/leasedns.yaml"
+DEFAULT_STATE = "/var/lib/leasedns"
+
+
+class NamePolicy(enum.Enum):
+    """What to do with characters a DNS label may not hold."""
+
+    SANITIZE = "sanitize"
+    STRICT = "strict"
+
+
+class ConflictPolicy(enum.Enum):
+    """Which live dynamic binding keeps a name several clients claim."""
+
+    LATEST = "latest"
+    FIRST = "first"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything leasedns needs to know, with defaults filled in."""
+
+    path: str
+    peer: str
+    state_dir: Path
+    spool_dir: Path
+    journal_dir: Path
+    domain: str
+    subnets: tuple[ipaddress.IPv4Network, ...] = ()
+    ttl: int = 300
+    name_policy: NamePolicy = NamePolicy.SANITIZE
+    conflict_policy: ConflictPolicy = ConflictPolicy.LATEST
+    protected: frozenset[str] = frozenset()
+    reverse: bool = True
+    default_lease_secs: int = 3600
+    tinydns_root: Path = Path("/etc/tinydns/root")
+    tinydns_data: str = "tinydns-data"
+    static_files: tuple[Path, ...] = ()
+    dhcpd_conf: Path | None = None
+    static_name_order: tuple[str, ...] = ("ddns-hostname", "host-name", "declaration")
+    lease_files: tuple[Path, ...] = ()
+    coalesce_secs: float = 0.2
+    guard_fraction: float = 0.5
+    guard_min: int = 10
+    clock_skew_secs: int = 30
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def default_path() -> str:
+    """The config path: $LEASEDNS_CONFIG, else /etc/leasedns/leasedns.yaml."""
+    return os.environ.get("LEASEDNS_CONFIG") or DEFAULT_PATH
+
+
+def load(path: str | None = None) -> Config:
+    """Read and check the config file; ConfigError names the file and line."""
+    path = path or default_path()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file; copy conf/leasedns.yaml there or pass --config"
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read: {e}") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: str = "leasedns.yaml") -> Config:
+    """Build a Config from YAML text (pure)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        line = mark.line + 1 if mark else 0
+        raise ConfigError(f"{path}:{line}: not valid YAML: {e.problem}") from None
+    if root is None:
+        raise ConfigError(f"{path}:1: the config is empty; at least `peer:` and `domain:` are needed")
+    r = _Reader(path)
+    top = r.mapping(root, "", _TOP_KEYS)
+
+    peer = r.text(top, "peer", required=True)
+    if not _is_plain_name(peer):
+        r.fail(top["peer"], "peer must be a short name of letters, digits, '-', '_' or '.'")
+    state = Path(r.text(top, "state_dir", DEFAULT_STATE))
+    domain = r.text(top, "domain", required=True).strip(".").lower()
+    _check_domain(r, top["domain"], domain)
+
+    names = r.mapping(top.get("names"), "names", {"policy", "conflict", "protected"})
+    tiny = r.mapping(top.get("tinydns"), "tinydns", {"root", "data_program", "static"})
+    dhcpd = r.mapping(top.get("dhcpd"), "dhcpd", {"conf", "static_name", "leases"})
+    build = r.mapping(
+        top.get("build"), "build", {"coalesce_secs", "guard_fraction", "guard_min", "clock_skew_secs"}
+    )
+    order = tuple(r.text_list(dhcpd, "static_name", ["ddns-hostname", "host-name", "declaration"]))
+    for item in order:
+        if item not in ("ddns-hostname", "host-name", "declaration"):
+            r.fail(dhcpd["static_name"], f"dhcpd.static_name: unknown source {item!r}; "
+                   "use ddns-hostname, host-name or declaration")
+    conf = r.text(dhcpd, "conf", "")
+    return Config(
+        path=path,
+        peer=peer,
+        state_dir=state,
+        spool_dir=Path(r.text(top, "spool_dir", str(state / "spool"))),
+        journal_dir=Path(r.text(top, "journal_dir", str(state / "journal"))),
+        domain=domain,
+        subnets=tuple(r.each(top, "subnets", _network)),
+        ttl=r.number(top, "ttl", 300, 0, 2**31 - 1),
+        name_policy=r.choice(names, "policy", NamePolicy, NamePolicy.SANITIZE),
+        conflict_policy=r.choice(names, "conflict", ConflictPolicy, ConflictPolicy.LATEST),
+        protected=frozenset(p.strip(".").lower() for p in r.text_list(names, "protected", [])),
+        reverse=r.boolean(top, "reverse", True),
+        default_lease_secs=r.number(top, "default_lease_secs", 3600, 1, 2**32 - 1),
+        tinydns_root=Path(r.text(tiny, "root", "/etc/tinydns/root")),
+        tinydns_data=r.text(tiny, "data_program", "tinydns-data"),
+        static_files=tuple(Path(p) for p in r.text_list(tiny, "static", [])),
+        dhcpd_conf=Path(conf) if conf else None,
+        static_name_order=order,
+        lease_files=tuple(Path(p) for p in r.text_list(dhcpd, "leases", [])),
+        coalesce_secs=r.real(build, "coalesce_secs", 0.2, 0.0, 60.0),
+        guard_fraction=r.real(build, "guard_fraction", 0.5, 0.0, 1.0),
+        guard_min=r.number(build, "guard_min", 10, 0, 2**31 - 1),
+        clock_skew_secs=r.number(build, "clock_skew_secs", 30, 0, 3600),
+        extra={k: yaml.safe_load(yaml.serialize(v)) for k, v in top.items() if k in _EXTRA_KEYS},
+    )
+
+
+_TOP_KEYS = {
+    "peer", "state_dir", "spool_dir", "journal_dir", "domain", "subnets", "ttl", "names",
+    "reverse", "default_lease_secs", "tinydns", "dhcpd", "build", "sync", "check",
+}
+# Sections read by later stages (sync, check); kept as plain data here.
+_EXTRA_KEYS = {"sync", "check"}
+
+
+def _is_plain_name(s: str) -> bool:
+    return bool(s) and len(s) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_.") for c in s)
+
+
+def _check_domain(r: _Reader, node: yaml.Node, domain: str) -> None:
+    try:
+        dns.name.from_text(domain)
+    except dns.exception.DNSException as e:
+        r.fail(node, f"domain {domain!r} is not a valid DNS name: {e}")
+    if not domain or not all(c.isascii() and (c.isalnum() or c in "-.") for c in domain):
+        r.fail(node, f"domain {domain!r} must be letters, digits, '-' and dots")
+
+
+def _network(value: str) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(value, strict=False)
+
+
+class _Reader:
+    """Reads typed values out of a YAML node tree, failing with file:line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, node: yaml.Node | None, problem: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else 1
+        raise ConfigError(f"{self.path}:{line}: {problem}")
+
+    def mapping(self, node: yaml.Node | None, where: str, keys: set[str]) -> dict[str, yaml.Node]:
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(node, f"{where or 'the config'} must be a mapping of keys to values")
+        out: dict[str, yaml.Node] = {}
+        assert isinstance(node, yaml.MappingNode)
+        for knode, vnode in node.value:
+            key = str(knode.value)
+            if key not in keys:
+                known = ", ".join(sorted(keys))
+                self.fail(knode, f"unknown key {(where + '.' if where else '') + key!r}; known: {known}")
+            out[key] = vnode
+        return out
+
+    def _scalar(self, m: dict[str, yaml.Node], key: str) -> Any:
+        node = m[key]
+        if not isinstance(node, yaml.ScalarNode):
+            self.fail(node, f"{key} must be a single value")
+        return yaml.safe_load(yaml.serialize(node))
+
+    def text(self, m: dict[str, yaml.Node], key: str, default: str = "", required: bool = False) -> str:
+        if key not in m:
+            if required:
+                self.fail(None, f"missing required key {key!r}")
+            return default
+        v = self._scalar(m, key)
+        if not isinstance(v, str) or not v:
+            self.fail(m[key], f"{key} must be a non-empty string")
+        return str(v)
+
+    def number(self, m: dict[str, yaml.Node], key: str, default: int, lo: int, hi: int) -> int:
+        if key not in m:
+            return default
+        v = self._scalar(m, key)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            self.fail(m[key], f"{key} must be a whole number from {lo} to {hi}")
+        return int(v)
+
+    def real(self, m: dict[str, yaml.Node], key: str, default: float, lo: float, hi: float) -> float:
+        if key not in m:
+            return default
+        v = self._scalar(m, key)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
+            self.fail(m[key], f"{key} must be a number from {lo} to {hi}")
+        return float(v)
+
+    def boolean(self, m: dict[str, yaml.Node], key: str, default: bool) -> bool:
+        if key not in m:
+            return default
+        v = self._scalar(m, key)
+        if not isinstance(v, bool):
+            self.fail(m[key], f"{key} must be true or false")
+        return bool(v)
+
+    def choice(self, m: dict[str, yaml.Node], key: str, kind: Any, default: Any) -> Any:
+        if key not in m:
+            return default
+        v = self._scalar(m, key)
+        try:
+            return kind(v)
+        except ValueError:
+            allowed = " or ".join(repr(k.value) for k in kind)
+            self.fail(m[key], f"{key} must be {allowed}, not {v!r}")
+
+    def text_list(self, m: dict[str, yaml.Node], key: str, default: list[str]) -> list[str]:
+        return self.each(m, key, str, default)
+
+    def each(
+        self, m: dict[str, yaml.Node], key: str, conv: Callable[[str], Any], default: list[Any] | None = None
+    ) -> list[Any]:
+        if key not in m:
+            return list(default or [])
+        node = m[key]
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(node, f"{key} must be a list")
+        out = []
+        assert isinstance(node, yaml.SequenceNode)
+        for item in node.value:
+            if not isinstance(item, yaml.ScalarNode) or not item.value:
+                self.fail(item, f"each item of {key} must be a non-empty value")
+            try:
+                out.append(conv(str(item.value)))
+            except ValueError as e:
+                self.fail(item, f"{key}: {item.value!r} is not valid: {e}")
+        return out

@@ -1,0 +1,153 @@
+"""Per-peer journals: journal/<peer>/*.jsonl, append-only, fsynced, one writer per directory."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EventError, LeasednsError
+from .events import Event, from_line, to_line
+
+log = logging.getLogger("leasedns.journal")
+
+SEGMENT_RE = re.compile(r"^events-(\d{8})\.jsonl$")
+LOCK = ".lock"
+PEER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def segment_name(n: int) -> str:
+    """File name of segment number n."""
+    return f"events-{n:08d}.jsonl"
+
+
+@dataclass(slots=True)
+class PeerJournal:
+    """What one peer's journal holds, as read."""
+
+    peer: str
+    events: list[Event] = field(default_factory=list)
+    bytes: int = 0
+    segments: int = 0
+    torn: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def last_time_us(self) -> int | None:
+        return max((e.time_us for e in self.events), default=None)
+
+
+def segments(peer_dir: Path) -> list[Path]:
+    """The peer's segment files, in order."""
+    try:
+        names = [n for n in os.listdir(peer_dir) if SEGMENT_RE.match(n)]
+    except FileNotFoundError:
+        return []
+    return [peer_dir / n for n in sorted(names)]
+
+
+def parse_segment(data: bytes, path: str, peer: str, into: PeerJournal) -> None:
+    """Parse one segment's bytes (pure but for `into`); a torn last line is skipped."""
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    if tail:
+        into.torn += 1
+        log.info("%s: ignoring a torn last line (%d bytes; a write in progress or cut short)",
+                 path, len(tail))
+    events = into.events
+    for no, raw in enumerate(lines, 1):
+        if not raw:
+            continue
+        try:
+            events.append(from_line(raw.decode("utf-8", "surrogateescape"), peer))
+        except EventError as e:
+            into.problems.append(f"{path}:{no}: {e}; line skipped")
+
+
+def read_peer(peer_dir: Path) -> PeerJournal:
+    """Read every segment of one peer."""
+    pj = PeerJournal(peer_dir.name)
+    for seg in segments(peer_dir):
+        try:
+            data = seg.read_bytes()
+        except FileNotFoundError:  # compacted away while we listed
+            continue
+        pj.bytes += len(data)
+        pj.segments += 1
+        parse_segment(data, str(seg), pj.peer, pj)
+    for p in pj.problems:
+        log.warning("%s", p)
+    return pj
+
+
+def peers(root: Path) -> list[str]:
+    """Peer names that have a journal directory under root."""
+    try:
+        return sorted(n for n in os.listdir(root) if PEER_RE.match(n) and (root / n).is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def read_all(root: Path) -> dict[str, PeerJournal]:
+    """Every peer's journal under root."""
+    return {p: read_peer(root / p) for p in peers(root)}
+
+
+@contextmanager
+def locked(peer_dir: Path) -> Iterator[None]:
+    """Serialise writers of one peer's journal on this host (apply, record, reconcile)."""
+    peer_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    fd = os.open(peer_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o640)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def append(peer_dir: Path, events: Iterable[Event]) -> int:
+    """Append events durably (written and fsynced before returning); returns the count."""
+    data = "".join(to_line(e) for e in events).encode("utf-8", "surrogateescape")
+    if not data:
+        return 0
+    with locked(peer_dir):
+        segs = segments(peer_dir)
+        target = segs[-1] if segs else peer_dir / segment_name(1)
+        created = not target.exists()
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # A torn line from a crash: end it, so it stays one bad line
+                # (reported and skipped) instead of swallowing this event.
+                data = b"\n" + data
+            _write_all(fd, data)
+            os.fsync(fd)
+        except OSError as e:
+            raise LeasednsError(f"{target}: cannot append to the journal: {e.strerror}") from e
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(peer_dir)
+    return data.count(b"\n") - data.startswith(b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory entry (a new or renamed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,80 @@
+"""Publish a rendered data file: atomic write into the tinydns root, compile only on change."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PublishError
+from .journal import fsync_dir
+
+TMP_NAME = ".data.leasedns.tmp"  # not data.tmp: tinydns-data uses that name itself
+
+Runner = Callable[..., "subprocess.CompletedProcess[Any]"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a publish did."""
+
+    changed: bool  # the data file's bytes changed
+    compiled: bool  # tinydns-data ran (and succeeded)
+    compile_secs: float
+
+
+def needs_compile(root: Path) -> bool:
+    """data.cdb is missing or older than data (a compile failed or never ran)."""
+    try:
+        return (root / "data.cdb").stat().st_mtime_ns < (root / "data").stat().st_mtime_ns
+    except FileNotFoundError:
+        return True
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write to a temp file in the same directory, fsync, rename over `path`."""
+    tmp = path.with_name(TMP_NAME if path.name == "data" else f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def publish(root: Path, data: bytes, program: str, runner: Runner = subprocess.run) -> Outcome:
+    """Put `data` in place and run tinydns-data when needed; the old data.cdb serves on failure."""
+    target = root / "data"
+    try:
+        changed = target.read_bytes() != data
+    except FileNotFoundError:
+        changed = True
+    try:
+        if changed:
+            write_atomic(target, data)
+    except OSError as e:
+        raise PublishError(f"{target}: cannot write: {e.strerror}; the old data.cdb keeps "
+                           "serving") from None
+    if not changed and not needs_compile(root):
+        return Outcome(False, False, 0.0)
+    t0 = time.monotonic()
+    try:
+        proc = runner([program], cwd=root, capture_output=True, timeout=600)
+    except FileNotFoundError:
+        raise PublishError(f"{program}: not found; install tinydns (Debian: apt install tinydns) or "
+                           "set tinydns.data_program; the old data.cdb keeps serving") from None
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise PublishError(f"{program} in {root}: {e}; the old data.cdb keeps serving") from None
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip() if proc.stderr else ""
+        raise PublishError(f"{program} in {root} failed (exit {proc.returncode}): {err}; the old "
+                           "data.cdb keeps serving")
+    return Outcome(changed, True, time.monotonic() - t0)

@@ -1,0 +1,58 @@
+"""`leasedns show`: the merged bindings, who reported each and when, and what is published."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from . import journal, statics
+from .config import Config
+from .events import format_time
+from .merge import Result, Settings, merge
+
+
+def compute(cfg: Config, now: int | None = None) -> Result:
+    """Merge what the journals hold right now (no publishing)."""
+    now = int(time.time()) if now is None else now
+    events = [e for pj in journal.read_all(cfg.journal_dir).values() for e in pj.events]
+    return merge(events, statics.load(cfg), Settings.from_config(cfg), now)
+
+
+def rows(result: Result) -> list[dict[str, object]]:
+    """One row per static host and live binding."""
+    out: list[dict[str, object]] = []
+    for r in result.records:
+        if r.static:
+            out.append({"ip": r.ip, "mac": "", "name": r.name, "published": True, "peer": "static",
+                        "source": "static", "reported": "", "ends": "", "note": ""})
+    refused = {id(x.binding): x.reason for x in result.refusals}
+    for b in result.bindings:
+        name = result.published.get(b.ip, "")
+        out.append({
+            "ip": b.ip, "mac": b.mac, "name": name or b.name, "published": bool(name),
+            "peer": b.peer, "source": b.source, "reported": format_time(b.start_us),
+            "ends": "never" if b.end is None else format_time(b.end * 1_000_000),
+            "note": refused.get(id(b), ""),
+        })
+    return out
+
+
+def as_json(result: Result) -> str:
+    """JSON lines, one binding each."""
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows(result))
+
+
+def as_table(result: Result) -> str:
+    """An aligned table for people; refused names shown with the reason."""
+    cols = ("ip", "mac", "name", "peer", "reported", "ends", "note")
+    data = [
+        [str(r[c]) if c != "name" or r["published"] else f"({r['name']!r} not published)"
+         for c in cols]
+        for r in rows(result)
+    ]
+    data = [[cell.encode("ascii", "backslashreplace").decode() for cell in row] for row in data]
+    widths = [max([len(c)] + [len(row[i]) for row in data]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+              for row in data]
+    return "\n".join(lines) + "\n"

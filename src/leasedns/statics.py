@@ -1,0 +1,139 @@
+"""Static input: names defined in static tinydns data files and fixed-address hosts of dhcpd.conf."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import Config
+from .errors import LeasednsError
+from .names import fqdn, label_for
+
+
+@dataclass(frozen=True, slots=True)
+class StaticHost:
+    """A name the admin declared (dhcpd.conf fixed-address host): always published, always wins."""
+
+    name: str  # FQDN, lowercase, no trailing dot
+    ip: str
+    where: str  # file:line it came from
+
+
+@dataclass(frozen=True, slots=True)
+class Statics:
+    """Everything static the merge needs."""
+
+    data_files: tuple[tuple[str, str], ...] = ()  # (path, text): copied verbatim into `data`
+    names: frozenset[str] = frozenset()  # FQDNs the static data defines
+    ptr_ips: frozenset[str] = frozenset()  # addresses the static data gives a PTR
+    hosts: tuple[StaticHost, ...] = ()
+    problems: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def taken(self) -> frozenset[str]:
+        """Names no client may claim."""
+        return self.names | {h.name for h in self.hosts}
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(name: str) -> str:
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), name).lower().rstrip(".")
+
+
+def _reverse_to_ip(name: str) -> str | None:
+    if not name.endswith(".in-addr.arpa"):
+        return None
+    parts = name[: -len(".in-addr.arpa")].split(".")
+    if len(parts) != 4:
+        return None
+    try:
+        return str(ipaddress.IPv4Address(".".join(reversed(parts))))
+    except ValueError:
+        return None
+
+
+def scan_data(text: str) -> tuple[set[str], set[str]]:
+    """Names defined and addresses given a PTR by tinydns data lines (pure).
+
+    Every record type's owner name counts, and so do the name-server and
+    mail-exchanger host names that `.`, `&`, `@` lines create.
+    """
+    names: set[str] = set()
+    ptrs: set[str] = set()
+    for line in text.splitlines():
+        if not line or line[0] in "#%-":
+            continue
+        kind, fields = line[0], line[1:].split(":")
+        owner = _unescape(fields[0])
+        if owner:
+            names.add(owner)
+        if kind in ".&@" and len(fields) > 2 and fields[2]:
+            x = _unescape(fields[2])
+            names.add(x if "." in x else f"{x}.{'ns' if kind != '@' else 'mx'}.{owner}")
+        if kind in "=6" and len(fields) > 1:
+            try:
+                ptrs.add(str(ipaddress.ip_address(fields[1])))
+            except ValueError:
+                pass
+        if kind == "^":
+            ip = _reverse_to_ip(owner)
+            if ip:
+                ptrs.add(ip)
+    return names, ptrs
+
+
+def hosts_from_conf(
+    hosts: Iterable[object], cfg: Config, problems: list[str]
+) -> list[StaticHost]:
+    """Fixed-address host declarations -> published static hosts (pure).
+
+    `hosts` are dhcpdconf.HostDecl values; the name comes from the configured
+    order (ddns-hostname, option host-name, declaration name).
+    """
+    from .dhcpdconf import publish_name
+
+    out = []
+    for h in hosts:
+        addresses: Sequence[str] = h.addresses  # type: ignore[attr-defined]
+        if not addresses:
+            continue
+        where: str = h.where  # type: ignore[attr-defined]
+        raw = publish_name(h, cfg.static_name_order)  # type: ignore[arg-type]
+        verdict = label_for(raw or "", cfg.domain, cfg.name_policy)
+        if verdict.label is None:
+            problems.append(f"{where}: host {h.decl_name}: {verdict.note}; not published")  # type: ignore[attr-defined]
+            continue
+        for ip in addresses:
+            out.append(StaticHost(fqdn(verdict.label, cfg.domain), ip, where))
+    return out
+
+
+def load(cfg: Config) -> Statics:
+    """Read the static data files and dhcpd.conf named in the config."""
+    problems: list[str] = []
+    files, names, ptrs = [], set(), set()
+    for path in cfg.static_files:
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as e:
+            raise LeasednsError(f"{path}: cannot read static tinydns data: {e.strerror}; "
+                                "fix tinydns.static in the config") from None
+        if text and not text.endswith("\n"):
+            text += "\n"
+        files.append((str(path), text))
+        n, p = scan_data(text)
+        names |= n
+        ptrs |= p
+    hosts: list[StaticHost] = []
+    if cfg.dhcpd_conf is not None:
+        from .dhcpdconf import read_conf
+
+        result = read_conf(cfg.dhcpd_conf)
+        problems.extend(result.problems)
+        hosts = hosts_from_conf(result.hosts, cfg, problems)
+    return Statics(tuple(files), frozenset(names), frozenset(ptrs), tuple(hosts), tuple(problems))

@@ -1,0 +1,93 @@
+"""`leasedns status`: spool backlog, journals per peer, last build; monitoring exit codes."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import journal, spool
+from .apply import load_report
+from .config import Config
+from .events import format_time
+
+BACKLOG_WARN_SECS = 300
+
+
+@dataclass(slots=True)
+class Status:
+    """A snapshot of this peer's state, and how worried to be (0 ok, 1 warning, 2 critical)."""
+
+    spool_files: int = 0
+    spool_oldest_secs: float | None = None
+    rejected: int = 0
+    apply_due_secs: float | None = None
+    peers: dict[str, dict[str, object]] = field(default_factory=dict)
+    last_build: dict[str, object] = field(default_factory=dict)
+    last_ok: dict[str, object] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    level: int = 0
+
+
+def gather(cfg: Config, now: float | None = None) -> Status:
+    """Read the state directories (never writes)."""
+    now = time.time() if now is None else now
+    st = Status()
+    items = spool.scan(cfg.spool_dir)
+    st.spool_files = len(items)
+    if items:
+        st.spool_oldest_secs = round(now - items[0].mtime_ns / 1e9, 1)
+    st.rejected = spool.rejected_count(cfg.spool_dir)
+    try:
+        st.apply_due_secs = round(now - os.stat(cfg.spool_dir / spool.DUE_FLAG).st_mtime, 1)
+    except FileNotFoundError:
+        pass
+    for name, pj in journal.read_all(cfg.journal_dir).items():
+        last = pj.last_time_us
+        st.peers[name] = {
+            "events": len(pj.events), "bytes": pj.bytes, "segments": pj.segments,
+            "last_event": format_time(last) if last is not None else "",
+            "problems": len(pj.problems), "torn": pj.torn,
+        }
+        st.problems.extend(pj.problems)
+    saved = load_report(cfg)
+    st.last_build = dict(saved.get("last") or {})  # type: ignore[call-overload]
+    st.last_ok = dict(saved.get("last_ok") or {})  # type: ignore[call-overload]
+    st.level = assess(st)
+    return st
+
+
+def assess(st: Status) -> int:
+    """0 ok, 1 warning (backlog, rejected events, journal damage), 2 critical (build failing)."""
+    if st.last_build and not st.last_build.get("ok"):
+        return 2
+    if (st.spool_oldest_secs or 0) > BACKLOG_WARN_SECS or st.rejected or st.problems:
+        return 1
+    if (st.apply_due_secs or 0) > BACKLOG_WARN_SECS:
+        return 1
+    return 0
+
+
+def as_text(cfg: Config, st: Status) -> str:
+    """A short report for people."""
+    word = ("OK", "WARNING", "CRITICAL")[st.level]
+    out = [f"leasedns {word}: peer {cfg.peer}, spool {cfg.spool_dir}"]
+    oldest = f", oldest {st.spool_oldest_secs}s" if st.spool_oldest_secs is not None else ""
+    out.append(f"spool: {st.spool_files} waiting{oldest}, {st.rejected} rejected")
+    if st.apply_due_secs is not None:
+        out.append(f"apply due since {st.apply_due_secs}s")
+    for name, p in sorted(st.peers.items()):
+        out.append(f"journal {name}: {p['events']} events, {p['bytes']} bytes in {p['segments']} "
+                   f"segments, last event {p['last_event'] or 'never'}"
+                   + (f", {p['problems']} bad lines" if p["problems"] else ""))
+    lb = st.last_build
+    if lb:
+        state = "ok" if lb.get("ok") else f"FAILED: {lb.get('error')}"
+        out.append(f"last build {lb.get('time')}: {state}; {lb.get('records')} records "
+                   f"({lb.get('dynamic')} dynamic), {lb.get('refused')} names refused, "
+                   f"{'compiled' if lb.get('compiled') else 'no compile needed'}")
+        if not lb.get("ok") and st.last_ok:
+            out.append(f"last good build {st.last_ok.get('time')}")
+    else:
+        out.append("no build yet")
+    return "\n".join(out) + "\n"
