@@ -1,0 +1,70 @@
+"""Config errors name the file and line and say what to do."""
+
+from pathlib import Path
+
+import pytest
+
+from leasedns import config
+from leasedns.config import ConflictPolicy, NamePolicy
+from leasedns.errors import ConfigError
+
+GOOD = """\
+peer: peer-a
+domain: Lab.Example.
+subnets: [192.0.2.0/24]
+names:
+  policy: strict
+  conflict: first
+  protected: [www, ns]
+tinydns:
+  root: /srv/tinydns/root
+  static: [/etc/leasedns/static.data]
+dhcpd:
+  conf: /etc/dhcp/dhcpd.conf
+"""
+
+
+def test_good_config_with_defaults() -> None:
+    c = config.parse(GOOD, "x.yaml")
+    assert c.peer == "peer-a" and c.domain == "lab.example"
+    assert c.name_policy is NamePolicy.STRICT and c.conflict_policy is ConflictPolicy.FIRST
+    assert c.protected == {"www", "ns"}
+    assert str(c.spool_dir) == "/var/lib/leasedns/spool"
+    assert str(c.journal_dir) == "/var/lib/leasedns/journal"
+    assert c.dhcpd_conf == Path("/etc/dhcp/dhcpd.conf")
+    assert c.static_name_order == ("ddns-hostname", "host-name", "declaration")
+    assert c.guard_fraction == 0.5 and c.coalesce_secs == 0.2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("peer: a\ndomain: x.example\nnames:\n  policy: lenient\n",
+         "x.yaml:4: policy must be 'sanitize' or 'strict', not 'lenient'"),
+        ("peer: a\ndomain: x.example\nttl: -1\n", "x.yaml:3: ttl must be a whole number from 0 to 2147483647"),
+        ("peer: a\ndomain: x.example\ntinydns:\n  rot: /x\n",
+         "x.yaml:4: unknown key 'tinydns.rot'; known: data_program, root, static"),
+        ("domain: x.example\n", "x.yaml:1: missing required key 'peer'"),
+        ("peer: a\ndomain: x.example\nsubnets: [192.0.2.0/33]\n",
+         "x.yaml:3: subnets: '192.0.2.0/33' is not valid: '33' is not a valid netmask"),
+        ("peer: a\ndomain: bad_domain!\n", "x.yaml:2: domain 'bad_domain!' must be letters, digits, '-' and dots"),
+        ("peer: a b\ndomain: x.example\n",
+         "x.yaml:1: peer must be a short name of letters, digits, '-', '_' or '.'"),
+        ("peer: a\n  domain: [\n", "x.yaml:2: not valid YAML: mapping values are not allowed here"),
+        ("", "x.yaml:1: the config is empty; at least `peer:` and `domain:` are needed"),
+    ],
+)
+def test_config_errors_name_file_and_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, "x.yaml")
+    assert str(info.value) == message
+
+
+def test_missing_config_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file; copy conf/leasedns.yaml"):
+        config.load(str(tmp_path / "nope.yaml"))
+
+
+def test_example_config_in_conf_is_valid() -> None:
+    c = config.load(str(Path(__file__).parent.parent / "conf" / "leasedns.yaml"))
+    assert c.peer and c.domain
