@@ -37,16 +37,23 @@ def tool(name: str) -> str:
     return path
 
 
+# The zones tinydns must be authoritative for to answer A and PTR queries.
+ZONES = (".lab.example:127.53.0.1:ns.lab.example:300\n"
+         ".2.0.192.in-addr.arpa::ns.lab.example:300\n")
+
+
 def write_config(tmp: Path, **extra: object) -> Path:
     """A config file for one peer with everything under `tmp`."""
     import yaml
 
+    static = tmp / "static.data"
+    static.write_text(ZONES)
     doc: dict[str, object] = {
         "peer": "peer-a",
         "state_dir": str(tmp / "state"),
         "domain": "lab.example",
         "tinydns": {"root": str(tmp / "root"), "data_program": shutil.which(
-            "tinydns-data", path=SBIN_PATH) or "tinydns-data"},
+            "tinydns-data", path=SBIN_PATH) or "tinydns-data", "static": [str(static)]},
         "build": {"coalesce_secs": 0},
     }
     for k, v in extra.items():

@@ -119,7 +119,7 @@ def append(peer_dir: Path, events: Iterable[Event]) -> int:
         segs = segments(peer_dir)
         target = segs[-1] if segs else peer_dir / segment_name(1)
         created = not target.exists()
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
