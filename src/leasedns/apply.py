@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import guard, journal, spool, statics
+from . import sync as syncing
 from .config import Config
 from .errors import EventError, LeasednsError
 from .events import Event, format_time, make_event
@@ -44,6 +45,8 @@ class Report:
     compiled: bool = False
     compile_secs: float = 0.0
     build_secs: float = 0.0
+    compacted: str = ""
+    synced: str = ""
     problems: list[str] = field(default_factory=list)
 
 
@@ -96,10 +99,13 @@ def ingest(cfg: Config, report: Report, now_ns: int) -> list[Event]:
 
 
 def build(cfg: Config, now: int, report: Report, force: bool = False,
-          runner: Runner | None = None) -> Result:
+          runner: Runner | None = None,
+          journals: dict[str, journal.PeerJournal] | None = None) -> Result:
     """Merge every peer's journal with the static input and publish the result."""
     t0 = time.monotonic()
-    events = [e for pj in journal.read_all(cfg.journal_dir).values() for e in pj.events]
+    if journals is None:
+        journals = journal.read_all(cfg.journal_dir)
+    events = [e for pj in journals.values() for e in pj.events]
     st = statics.load(cfg)
     for p in st.problems:
         log.warning("%s", p)
@@ -153,18 +159,41 @@ def run(cfg: Config, *, force: bool = False, coalesce: bool = False,
         new: list[Event] = []
         try:
             new = ingest(cfg, report, now_ns)
-            result = build(cfg, now_ns // 1_000_000_000, report, force, runner)
+            journals = journal.read_all(cfg.journal_dir)
+            result = build(cfg, now_ns // 1_000_000_000, report, force, runner, journals)
             log_refusals(result, new)
             report.ok = True
+            own = journals.get(cfg.peer)
+            if own is not None:
+                maybe_compact(cfg, report, own, now_ns // 1000)
         except (LeasednsError, OSError) as e:
             report.error = str(e)
             log.error("%s", e)
         finally:
             save_report(cfg, report)
+    if cfg.partners and (report.ingested or syncing.needs_retry(cfg)):
+        # After the build, outside its lock: a slow or failing partner never
+        # delays or breaks publishing here.
+        results = syncing.run(cfg)
+        report.synced = ", ".join(f"{r.partner}: {'ok' if r.ok else r.error}" for r in results)
     log.info("apply: %d new events, %d rejected, %d records (%d dynamic), %s",
              report.ingested, report.rejected, report.records, report.dynamic,
              "compiled" if report.compiled else "unchanged" if report.ok else "FAILED")
     return report
+
+
+COMPACT_MIN_EVENTS = 1000
+
+
+def maybe_compact(cfg: Config, report: Report, own: journal.PeerJournal, now_us: int) -> None:
+    """Compact this peer's journal once most of it is superseded or expired."""
+    if len(own.events) < COMPACT_MIN_EVENTS:
+        return
+    keep_us = (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
+    if len(journal.survivors(own.events, now_us, keep_us)) * 2 > len(own.events):
+        return
+    before, after = journal.compact(cfg.journal_dir / cfg.peer, now_us, keep_us)
+    report.compacted = f"{before} -> {after} events"
 
 
 def record(cfg: Config, args: list[str], time_us: int | None = None, source: str = "record") -> Event:

@@ -51,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="spool, journals per peer, last build (exit 0/1/2)")
     st.add_argument("--json", action="store_true")
 
+    sy = sub.add_parser("sync", help="push this peer's journal to its partners, wake them up")
+    sy.add_argument("--json", action="store_true")
+
+    ck = sub.add_parser("check", help="query every peer's tinydns for the expected records "
+                        "(exit 0/1/2)")
+    ck.add_argument("--server", action="append", metavar="PEER=IP",
+                    help="a tinydns to ask (default: check.servers in the config)")
+
     sn = sub.add_parser("dhcpd-snippet", help="print the dhcpd.conf hook snippet for this install")
     sn.add_argument("--hook", help="hook path (default: dhcpd-event beside this leasedns)")
 
@@ -121,6 +129,33 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         result = show.compute(cfg)
         out.write(show.as_json(result) if args.json else show.as_table(result))
         return EXIT_OK
+    if args.command == "sync":
+        from . import sync
+
+        if not cfg.partners:
+            raise ConfigError(f"{cfg.path}: no sync.partners configured; nothing to sync")
+        results = sync.run(cfg)
+        if args.json:
+            out.write(json.dumps([asdict(r) for r in results], indent=1) + "\n")
+        for r in results:
+            if not args.json:
+                out.write(f"{r.partner}: {'ok' if r.ok else 'FAILED: ' + r.error}"
+                          f"{f', {r.bytes_sent} bytes sent' if r.pushed else ''}\n")
+        return EXIT_OK if all(r.ok for r in results) else EXIT_FAIL
+    if args.command == "check":
+        from . import check, show
+
+        servers = list(cfg.check_servers)
+        for s in args.server or []:
+            peer, _, ip = s.partition("=")
+            if not ip:
+                raise ConfigError(f"--server {s!r}: use PEER=IP")
+            servers.append((peer, ip))
+        if not servers:
+            raise ConfigError(f"{cfg.path}: no check.servers configured and no --server given")
+        reports = check.run(servers, list(show.compute(cfg).records))
+        out.write(check.as_text(reports))
+        return check.level(reports)
     if args.command == "status":
         from . import status
 

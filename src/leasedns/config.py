@@ -6,7 +6,7 @@ import enum
 import ipaddress
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,15 @@ class ConflictPolicy(enum.Enum):
 
     LATEST = "latest"
     FIRST = "first"
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """A failover partner this peer pushes its journal to and wakes up."""
+
+    name: str
+    rsync_target: str = ""  # rsync destination of the journal root (host:/var/lib/leasedns/journal/)
+    notify: tuple[str, ...] = ()  # command that makes the partner run `leasedns apply`
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +70,13 @@ class Config:
     guard_fraction: float = 0.5
     guard_min: int = 10
     clock_skew_secs: int = 30
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    max_lease_secs: int = 86400
+    compact_grace_secs: int = 3600
+    partners: tuple[Partner, ...] = ()
+    rsync: str = "rsync"
+    rsync_args: tuple[str, ...] = ()
+    sync_timeout_secs: int = 60
+    check_servers: tuple[tuple[str, str], ...] = ()  # (peer name, tinydns address)
 
 
 def default_path() -> str:
@@ -109,6 +124,9 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
     build = r.mapping(
         top.get("build"), "build", {"coalesce_secs", "guard_fraction", "guard_min", "clock_skew_secs"}
     )
+    jour = r.mapping(top.get("journal"), "journal", {"max_lease_secs", "compact_grace_secs"})
+    sync = r.mapping(top.get("sync"), "sync", {"partners", "rsync", "rsync_args", "timeout_secs"})
+    check = r.mapping(top.get("check"), "check", {"servers"})
     order = tuple(r.text_list(dhcpd, "static_name", ["ddns-hostname", "host-name", "declaration"]))
     for item in order:
         if item not in ("ddns-hostname", "host-name", "declaration"):
@@ -139,16 +157,52 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         guard_fraction=r.real(build, "guard_fraction", 0.5, 0.0, 1.0),
         guard_min=r.number(build, "guard_min", 10, 0, 2**31 - 1),
         clock_skew_secs=r.number(build, "clock_skew_secs", 30, 0, 3600),
-        extra={k: yaml.safe_load(yaml.serialize(v)) for k, v in top.items() if k in _EXTRA_KEYS},
+        max_lease_secs=r.number(jour, "max_lease_secs", 86400, 1, 2**32 - 1),
+        compact_grace_secs=r.number(jour, "compact_grace_secs", 3600, 0, 2**31 - 1),
+        partners=tuple(_partners(r, sync.get("partners"), peer)),
+        rsync=r.text(sync, "rsync", "rsync"),
+        rsync_args=tuple(r.text_list(sync, "rsync_args", [])),
+        sync_timeout_secs=r.number(sync, "timeout_secs", 60, 1, 3600),
+        check_servers=tuple(_servers(r, check.get("servers"))),
     )
+
+
+def _partners(r: _Reader, node: yaml.Node | None, me: str) -> list[Partner]:
+    if node is None:
+        return []
+    if not isinstance(node, yaml.SequenceNode):
+        r.fail(node, "sync.partners must be a list of {name, rsync_target, notify}")
+    out = []
+    assert isinstance(node, yaml.SequenceNode)
+    for item in node.value:
+        m = r.mapping(item, "sync.partners[]", {"name", "rsync_target", "notify"})
+        name = r.text(m, "name", required=True) if m else ""
+        if not m or not _is_plain_name(name) or name == me:
+            r.fail(item, "each partner needs a `name:` (a peer name other than this peer's)")
+        out.append(Partner(name, r.text(m, "rsync_target", ""), tuple(r.text_list(m, "notify", []))))
+    return out
+
+
+def _servers(r: _Reader, node: yaml.Node | None) -> list[tuple[str, str]]:
+    if node is None:
+        return []
+    if not isinstance(node, yaml.MappingNode):
+        r.fail(node, "check.servers must map peer names to tinydns addresses")
+    out = []
+    assert isinstance(node, yaml.MappingNode)
+    for k, v in node.value:
+        try:
+            ip = str(ipaddress.ip_address(str(v.value)))
+        except ValueError:
+            r.fail(v, f"check.servers.{k.value}: {v.value!r} is not an IP address")
+        out.append((str(k.value), ip))
+    return out
 
 
 _TOP_KEYS = {
     "peer", "state_dir", "spool_dir", "journal_dir", "domain", "subnets", "ttl", "names",
-    "reverse", "default_lease_secs", "tinydns", "dhcpd", "build", "sync", "check",
+    "reverse", "default_lease_secs", "tinydns", "dhcpd", "build", "journal", "sync", "check",
 }
-# Sections read by later stages (sync, check); kept as plain data here.
-_EXTRA_KEYS = {"sync", "check"}
 
 
 def _is_plain_name(s: str) -> bool:

@@ -151,3 +151,64 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def survivors(events: Iterable[Event], now_us: int, keep_us: int) -> list[Event]:
+    """The events of one peer's journal that can still matter to the merge (pure).
+
+    An event goes when it is older than the longest lease plus a grace (every
+    lease it could affect has ended) or when a later event of its own peer
+    supersedes it: a commit by a later commit of the same address, a
+    release/expiry by a later one of the same address and MAC. Neither can win
+    or end anything the later one does not.
+    """
+    commits: dict[str, Event] = {}
+    ends: dict[tuple[str, str], Event] = {}
+    for e in set(events):
+        if e.time_us + keep_us < now_us:
+            continue
+        if e.kind.value == "commit":
+            cur = commits.get(e.ip)
+            if cur is None or e.key() > cur.key():
+                commits[e.ip] = e
+        else:
+            k = (e.ip, e.mac)
+            cur = ends.get(k)
+            if cur is None or e.key() > cur.key():
+                ends[k] = e
+    return sorted([*commits.values(), *ends.values()], key=Event.key)
+
+
+def compact(peer_dir: Path, now_us: int, keep_us: int) -> tuple[int, int]:
+    """Rewrite the owner's journal as one segment of its survivors; returns (before, after).
+
+    Crash-safe: the new segment is written under a temporary name, fsynced and
+    renamed to the next segment number before the old ones are removed, so a
+    reader (or an rsync to a partner) sees the old segments, or the old and the
+    new (duplicates count once), or the new alone; never a half-written file.
+    """
+    with locked(peer_dir):
+        old = segments(peer_dir)
+        if not old:
+            return 0, 0
+        pj = PeerJournal(peer_dir.name)
+        for seg in old:
+            parse_segment(seg.read_bytes(), str(seg), pj.peer, pj)
+        keep = survivors(pj.events, now_us, keep_us)
+        last = int(SEGMENT_RE.match(old[-1].name).group(1))  # type: ignore[union-attr]
+        target = peer_dir / segment_name(last + 1)
+        tmp = peer_dir / f".{target.name}.tmp"
+        data = "".join(to_line(e) for e in keep).encode("utf-8", "surrogateescape")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+        fsync_dir(peer_dir)
+        for seg in old:
+            seg.unlink()
+        fsync_dir(peer_dir)
+        log.info("%s: compacted %d events to %d", peer_dir, len(pj.events), len(keep))
+        return len(pj.events), len(keep)
