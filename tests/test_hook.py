@@ -131,3 +131,32 @@ def test_decode_rejects_foreign_and_waits_for_partial_files() -> None:
         raise AssertionError("foreign file taken for a partial event") from None
     except spool.EventError as e:
         assert "not a leasedns event file" in str(e)
+
+
+def test_full_disk_fails_fast_and_says_so(tmp_path: Path) -> None:
+    from conftest import need
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    need(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                       capture_output=True)
+    need(p.returncode == 0, f"cannot mount tmpfs: {p.stderr!r}")
+    try:
+        fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"x" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        t0 = time.monotonic()
+        r = run_hook(mnt, "commit", "192.0.2.1", "2:0:0:0:0:1", "a", "", "60")
+        assert time.monotonic() - t0 < 5
+        assert r.returncode == 1
+        assert b"(disk full?); event commit 192.0.2.1 not recorded" in r.stderr or \
+            b"cannot create an event file" in r.stderr
+        assert not [f for f in mnt.iterdir() if f.name.startswith("ev-") and f.stat().st_size]
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
