@@ -1,0 +1,93 @@
+"""`leasedns leases FILE...`: show the live leases of one or more dhcpd.leases files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from leasedns.leases import Lease, LeaseFile, live_leases, newest_per_address, read_leases
+
+COLUMNS = ("ip", "mac", "state", "starts", "ends", "client-hostname", "file")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "leases", help="show live leases from dhcpd.leases files",
+        description="Per address the last block of each file; across files the most recently "
+                    "started lease wins. Problems go to stderr as path:line: problem.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="dhcpd.leases files (both peers)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--all", action="store_true",
+                   help="include free, expired, backup and abandoned leases too")
+    p.set_defaults(run=run)
+    return p
+
+
+def _when(ts: int | None) -> str:
+    return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def _row(lease: Lease) -> dict[str, str | int | None]:
+    return {
+        "ip": lease.ip, "mac": lease.mac, "state": lease.state, "starts": lease.starts,
+        "ends": lease.ends, "client-hostname": lease.client_hostname, "file": lease.path,
+    }
+
+
+def _ip_key(lease: Lease) -> tuple[int, ...]:
+    return tuple(int(x) for x in lease.ip.split("."))
+
+
+def select(files: list[LeaseFile], now: int, include_all: bool) -> list[Lease]:
+    """The leases to show: live ones, or with include_all the newest block per address."""
+    if include_all:
+        return sorted(newest_per_address(files), key=_ip_key)
+    return live_leases(files, now)
+
+
+def format_table(leases: list[Lease]) -> str:
+    rows = [COLUMNS] + [
+        (x.ip, x.mac or "-", x.state, _when(x.starts), _when(x.ends),
+         _printable(x.client_hostname) if x.client_hostname is not None else "-", x.path)
+        for x in leases
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    return "".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n"
+        for r in rows)
+
+
+def _printable(name: str) -> str:
+    # a client chooses its hostname: never let it put control characters on a terminal
+    return name.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace") \
+        if not name.isprintable() or not name.isascii() else name
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None,
+        now: int | None = None) -> int:
+    """Exit 0: all read cleanly; 1: problems found (printed to err); 2: a file unreadable."""
+    err = sys.stderr if err is None else err
+    files: list[LeaseFile] = []
+    status = 0
+    for path in args.files:
+        try:
+            lf = read_leases(path)
+        except OSError as e:
+            print(f"{path}: cannot read: {e.strerror or e}", file=err)
+            status = 2
+            continue
+        for p in lf.problems:
+            print(p, file=err)
+        if lf.problems and status == 0:
+            status = 1
+        files.append(lf)
+    shown = select(files, int(time.time()) if now is None else now, args.all)
+    if args.json:
+        for lease in shown:
+            out.write(json.dumps(_row(lease), ensure_ascii=True) + "\n")
+    else:
+        out.write(format_table(shown))
+    return status
