@@ -14,7 +14,7 @@ from conftest import HOOK, tool, write_config
 
 from leasedns import apply, config, journal, spool
 from leasedns.cli import main
-from leasedns.events import Kind
+from leasedns.events import Kind, format_time
 
 pytestmark = pytest.mark.integration
 
@@ -191,7 +191,7 @@ def test_concurrent_applies_build_one_at_a_time(cfg: config.Config) -> None:
 def test_record_show_and_status_commands(cfg: config.Config, capsys: pytest.CaptureFixture[str]) -> None:
     c = str(cfg.path)
     assert main(["-c", c, "record", "commit", "192.0.2.100", "2:0:0:0:0:1", "laptop", "", "600",
-                 "--time", "2030-01-01T00:00:00Z", "--no-apply"]) == 0
+                 "--time", format_time(time.time_ns() // 1000 - 10_000_000), "--no-apply"]) == 0
     assert main(["-c", c, "record", "commit", "192.0.2.7", "zz", "x"]) == 2
     assert "MAC 'zz' is not six hex octets" in capsys.readouterr().err
     assert main(["-c", c, "record", "commit", "192.0.2.101", "2:0:0:0:0:2", "www_x", "", "600"]) == 0
@@ -205,6 +205,12 @@ def test_record_show_and_status_commands(cfg: config.Config, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert out.startswith("leasedns OK: peer peer-a")
     assert "journal peer-a: 2 events" in out and "last build" in out
+    # an event from a clock far ahead is a warning
+    assert main(["-c", c, "record", "commit", "192.0.2.102", "2:0:0:0:0:3", "future", "", "600",
+                 "--time", "2099-01-01T00:00:00Z", "--no-apply"]) == 0
+    capsys.readouterr()
+    assert main(["-c", c, "status"]) == 1
+    assert "in the future (clock skew over 30 s?)" in capsys.readouterr().out
 
 
 def test_usage_and_config_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -174,8 +174,9 @@ def run(cfg: Config, *, force: bool = False, coalesce: bool = False,
     if cfg.partners and (report.ingested or syncing.needs_retry(cfg)):
         # After the build, outside its lock: a slow or failing partner never
         # delays or breaks publishing here.
-        results = syncing.run(cfg)
-        report.synced = ", ".join(f"{r.partner}: {'ok' if r.ok else r.error}" for r in results)
+        results = syncing.run(cfg, wait=False)
+        report.synced = ", ".join(f"{r.partner}: {'ok' if r.ok else r.error}" for r in results) \
+            or "deferred to the sync already running"
     log.info("apply: %d new events, %d rejected, %d records (%d dynamic), %s",
              report.ingested, report.rejected, report.records, report.dynamic,
              "compiled" if report.compiled else "unchanged" if report.ok else "FAILED")

@@ -7,9 +7,10 @@ import time
 from dataclasses import dataclass, field
 
 from . import journal, spool
+from . import sync as syncing
 from .apply import load_report
 from .config import Config
-from .events import format_time
+from .events import format_time, parse_time
 
 BACKLOG_WARN_SECS = 300
 
@@ -25,6 +26,7 @@ class Status:
     peers: dict[str, dict[str, object]] = field(default_factory=dict)
     last_build: dict[str, object] = field(default_factory=dict)
     last_ok: dict[str, object] = field(default_factory=dict)
+    partners: dict[str, dict[str, object]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     level: int = 0
 
@@ -42,14 +44,35 @@ def gather(cfg: Config, now: float | None = None) -> Status:
         st.apply_due_secs = round(now - os.stat(cfg.spool_dir / spool.DUE_FLAG).st_mtime, 1)
     except FileNotFoundError:
         pass
+    own_last = None
     for name, pj in journal.read_all(cfg.journal_dir).items():
         last = pj.last_time_us
+        segs = journal.segments(cfg.journal_dir / name)
+        updated = max((p.stat().st_mtime for p in segs), default=None)
         st.peers[name] = {
             "events": len(pj.events), "bytes": pj.bytes, "segments": pj.segments,
             "last_event": format_time(last) if last is not None else "",
+            "updated": format_time(int(updated * 1e6)) if updated else "",
             "problems": len(pj.problems), "torn": pj.torn,
         }
         st.problems.extend(pj.problems)
+        if name == cfg.peer:
+            own_last = last
+        if last is not None and last / 1e6 > now + cfg.clock_skew_secs:
+            st.problems.append(f"peer {name}: newest event is {last / 1e6 - now:.0f} s in the "
+                               f"future (clock skew over {cfg.clock_skew_secs} s?)")
+    saved_sync = syncing.load(cfg)
+    for p in cfg.partners:
+        res = dict(saved_sync.get(p.name, {}))
+        last_ok = str(res.get("last_ok") or "")
+        lag = 0.0
+        if own_last is not None:
+            synced_us = parse_time(last_ok) if last_ok else 0
+            lag = max(0.0, (own_last - synced_us) / 1e6) if synced_us < own_last else 0.0
+        res["lag_secs"] = round(lag, 1) if last_ok else None
+        st.partners[p.name] = res
+        if res and not res.get("ok"):
+            st.problems.append(f"sync to {p.name} failing: {res.get('error')}")
     saved = load_report(cfg)
     st.last_build = dict(saved.get("last") or {})  # type: ignore[call-overload]
     st.last_ok = dict(saved.get("last_ok") or {})  # type: ignore[call-overload]
@@ -61,6 +84,8 @@ def assess(st: Status) -> int:
     """0 ok, 1 warning (backlog, rejected events, journal damage), 2 critical (build failing)."""
     if st.last_build and not st.last_build.get("ok"):
         return 2
+    if any(p.get("ok") is False or p.get("lag_secs") is None for p in st.partners.values()):
+        return 1
     if (st.spool_oldest_secs or 0) > BACKLOG_WARN_SECS or st.rejected or st.problems:
         return 1
     if (st.apply_due_secs or 0) > BACKLOG_WARN_SECS:
@@ -80,6 +105,15 @@ def as_text(cfg: Config, st: Status) -> str:
         out.append(f"journal {name}: {p['events']} events, {p['bytes']} bytes in {p['segments']} "
                    f"segments, last event {p['last_event'] or 'never'}"
                    + (f", {p['problems']} bad lines" if p["problems"] else ""))
+    for name, p in sorted(st.partners.items()):
+        if not p.get("time"):
+            out.append(f"sync {name}: never synced")
+            continue
+        state = "ok" if p.get("ok") else f"FAILED: {p.get('error')}"
+        out.append(f"sync {name}: {state} at {p.get('time')}, last ok {p.get('last_ok') or 'never'}"
+                   f", lag {p.get('lag_secs')}s")
+    for problem in st.problems[:10]:
+        out.append(f"problem: {problem}")
     lb = st.last_build
     if lb:
         state = "ok" if lb.get("ok") else f"FAILED: {lb.get('error')}"

@@ -21,6 +21,7 @@ log = logging.getLogger("leasedns.sync")
 
 SYNC_STATE = "sync.json"
 SYNC_LOCK = "sync.lock"
+SYNC_DUE = "sync-due"
 Runner = Callable[..., "subprocess.CompletedProcess[Any]"]
 
 
@@ -81,41 +82,61 @@ def _notify(cfg: Config, p: Partner, res: PartnerResult, runner: Runner) -> None
     res.notified = True
 
 
-def run(cfg: Config, runner: Runner = subprocess.run) -> list[PartnerResult]:
-    """Sync to every partner; failures are recorded and logged, never raised."""
+def run(cfg: Config, runner: Runner = subprocess.run, wait: bool = True) -> list[PartnerResult]:
+    """Sync to every partner; failures are recorded and logged, never raised.
+
+    With wait=False (apply's automatic sync), a sync already running here is
+    not waited for: it is asked to do one more round (the sync-due flag), so
+    partners that wake each other up never wait on each other.
+    """
     if not cfg.partners:
         return []
     cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    due = cfg.state_dir / SYNC_DUE
     fd = os.open(cfg.state_dir / SYNC_LOCK, os.O_RDWR | os.O_CREAT, 0o640)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        previous = load(cfg)
-        results = []
-        for p in cfg.partners:
-            res = PartnerResult(p.name, time=format_time(time.time_ns() // 1000))
-            res.last_ok = str(previous.get(p.name, {}).get("last_ok", ""))
-            try:
-                if p.rsync_target:
-                    _push(cfg, p, res, runner)
-                if p.notify:
-                    _notify(cfg, p, res, runner)
-                res.ok = True
-                res.last_ok = res.time
-            except (OSError, subprocess.SubprocessError) as e:
-                res.error = str(e)
-                log.error("sync to %s: %s (the local build is unaffected; retried next run)",
-                          p.name, e)
-            results.append(res)
-        save(cfg, results)
-        return results
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            due.touch()
+            return []
+        results: list[PartnerResult] = []
+        while True:
+            due.unlink(missing_ok=True)
+            results = _round(cfg, runner)
+            if not due.exists():
+                return results
     finally:
         os.close(fd)
+
+
+def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
+    """One push + notify to every partner."""
+    previous = load(cfg)
+    results = []
+    for p in cfg.partners:
+        res = PartnerResult(p.name, time=format_time(time.time_ns() // 1000))
+        res.last_ok = str(previous.get(p.name, {}).get("last_ok", ""))
+        try:
+            if p.rsync_target:
+                _push(cfg, p, res, runner)
+            if p.notify:
+                _notify(cfg, p, res, runner)
+            res.ok = True
+            res.last_ok = res.time
+        except (OSError, subprocess.SubprocessError) as e:
+            res.error = str(e)
+            log.error("sync to %s: %s (the local build is unaffected; retried next run)",
+                      p.name, e)
+        results.append(res)
+    save(cfg, results)
+    return results
 
 
 def needs_retry(cfg: Config) -> bool:
     """A partner whose last sync failed: the next apply syncs even without new events."""
     state = load(cfg)
-    return any(not state.get(p.name, {}).get("ok", False) for p in cfg.partners)
+    return any(state.get(p.name, {}).get("ok") is False for p in cfg.partners)
 
 
 def load(cfg: Config) -> dict[str, dict[str, Any]]:
