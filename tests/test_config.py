@@ -68,3 +68,26 @@ def test_missing_config_file_says_what_to_do(tmp_path: Path) -> None:
 def test_example_config_in_conf_is_valid() -> None:
     c = config.load(str(Path(__file__).parent.parent / "conf" / "leasedns.yaml"))
     assert c.peer and c.domain
+
+
+def test_example_config_sync_and_check_sections_parse_when_uncommented() -> None:
+    text = (Path(__file__).parent.parent / "conf" / "leasedns.yaml").read_text()
+    lines = []
+    on = False
+    for line in text.splitlines():
+        if line in ("#sync:", "#check:"):
+            on = True
+        elif not line.startswith("#"):
+            on = False
+        lines.append(line[1:] if on else line)
+    c = config.parse("\n".join(lines), "leasedns.yaml")
+    (p,) = c.partners
+    assert p.name == "dhcp-b" and p.rsync_target == "leasedns@dhcp-b:/var/lib/leasedns/journal/"
+    assert p.notify[-2:] == ("-q", "apply")
+    assert c.check_servers == (("dhcp-a", "192.0.2.2"), ("dhcp-b", "192.0.2.3"))
+    assert c.rsync_args == ("-e", "ssh -i /var/lib/leasedns/.ssh/id_ed25519")
+
+
+def test_partner_must_not_be_this_peer() -> None:
+    with pytest.raises(ConfigError, match="x.yaml:5: each partner needs a `name:`"):
+        config.parse("peer: a\ndomain: x.example\nsync:\n  partners:\n    - name: a\n", "x.yaml")

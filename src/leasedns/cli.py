@@ -51,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="spool, journals per peer, last build (exit 0/1/2)")
     st.add_argument("--json", action="store_true")
 
+    rc = sub.add_parser("reconcile", help="compare with dhcpd.leases and dhcpd.conf; repair drift")
+    mode = rc.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="report only (exit 0/1/2)")
+    mode.add_argument("--fix", action="store_true", help="journal corrections and build (default)")
+    rc.add_argument("--force", action="store_true", help="remove stale names even when the "
+                    "lease files look empty, damaged or much fewer")
+    rc.add_argument("--json", action="store_true")
+
     sy = sub.add_parser("sync", help="push this peer's journal to its partners, wake them up")
     sy.add_argument("--json", action="store_true")
 
@@ -129,6 +137,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         result = show.compute(cfg)
         out.write(show.as_json(result) if args.json else show.as_table(result))
         return EXIT_OK
+    if args.command == "reconcile":
+        from . import reconcile
+
+        drift = reconcile.run(cfg, fix=not args.check, force=args.force)
+        out.write(reconcile.as_json(drift) if args.json else reconcile.as_text(drift, not args.check))
+        return drift.level if args.check else (2 if drift.held or drift.problems else 0)
     if args.command == "sync":
         from . import sync
 

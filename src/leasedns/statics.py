@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import Config
+from .dhcpdconf import HostDecl, publish_name, read_conf
 from .errors import LeasednsError
 from .names import fqdn, label_for
 
@@ -88,28 +89,24 @@ def scan_data(text: str) -> tuple[set[str], set[str]]:
 
 
 def hosts_from_conf(
-    hosts: Iterable[object], cfg: Config, problems: list[str]
+    hosts: Iterable[HostDecl], cfg: Config, problems: list[str]
 ) -> list[StaticHost]:
     """Fixed-address host declarations -> published static hosts (pure).
 
-    `hosts` are dhcpdconf.HostDecl values; the name comes from the configured
-    order (ddns-hostname, option host-name, declaration name).
+    The name comes from the configured order (ddns-hostname, option host-name,
+    declaration name) and passes the same name rules as a client's.
     """
-    from .dhcpdconf import publish_name
-
     out = []
     for h in hosts:
-        addresses: Sequence[str] = h.addresses  # type: ignore[attr-defined]
-        if not addresses:
+        if not h.addresses:
             continue
-        where: str = h.where  # type: ignore[attr-defined]
-        raw = publish_name(h, cfg.static_name_order)  # type: ignore[arg-type]
+        raw = publish_name(h, cfg.static_name_order)
         verdict = label_for(raw or "", cfg.domain, cfg.name_policy)
         if verdict.label is None:
-            problems.append(f"{where}: host {h.decl_name}: {verdict.note}; not published")  # type: ignore[attr-defined]
+            problems.append(f"{h.where}: host {h.decl_name}: {verdict.note}; not published")
             continue
-        for ip in addresses:
-            out.append(StaticHost(fqdn(verdict.label, cfg.domain), ip, where))
+        for ip in h.addresses:
+            out.append(StaticHost(fqdn(verdict.label, cfg.domain), ip, h.where))
     return out
 
 
@@ -131,9 +128,7 @@ def load(cfg: Config) -> Statics:
         ptrs |= p
     hosts: list[StaticHost] = []
     if cfg.dhcpd_conf is not None:
-        from .dhcpdconf import read_conf
-
-        result = read_conf(cfg.dhcpd_conf)
+        result = read_conf(str(cfg.dhcpd_conf))
         problems.extend(result.problems)
         hosts = hosts_from_conf(result.hosts, cfg, problems)
     return Statics(tuple(files), frozenset(names), frozenset(ptrs), tuple(hosts), tuple(problems))

@@ -1,0 +1,238 @@
+"""`leasedns reconcile`: compare the journals with dhcpd.leases and dhcpd.conf; repair the drift."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from . import journal, statics
+from .config import Config
+from .events import INFINITE_LEASE, Event, Kind
+from .leases import LeaseFile, newest_per_address, read_leases
+from .merge import Binding, Result, Settings, merge
+from .names import fqdn, label_for
+
+# A lease file this much older than the newest journal event cannot prove that
+# an address it does not mention is free.
+FRESH_SECS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One difference between what is published and what dhcpd knows."""
+
+    kind: str  # missing | renewal | wrong-address | unknown-to-journals | stale | static | unnamed
+    ip: str
+    mac: str
+    name: str
+    detail: str
+    fix: Event | None = None
+
+
+@dataclass(slots=True)
+class Drift:
+    """Everything reconcile found, and whether removals were held back."""
+
+    items: list[Item] = field(default_factory=list)
+    held: str = ""  # why stale removals were not proposed (guard), "" when they were
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def level(self) -> int:
+        """0 in sync, 1 drift (fixable), 2 critical (guard tripped or lease files damaged)."""
+        if self.held or self.problems:
+            return 2
+        return 1 if any(i.kind != "unnamed" for i in self.items) else 0
+
+    def fixes(self) -> list[Event]:
+        return [i.fix for i in self.items if i.fix is not None]
+
+
+def _names_by_mac(events: Iterable[Event]) -> dict[str, str]:
+    """Per MAC the name of its latest named commit: the partner's lease file has no names."""
+    best: dict[str, Event] = {}
+    for e in events:
+        if e.kind is Kind.COMMIT and (e.client_name or e.host_decl):
+            cur = best.get(e.mac)
+            if cur is None or e.key() > cur.key():
+                best[e.mac] = e
+    return {mac: e.host_decl or e.client_name for mac, e in best.items()}
+
+
+def compare(
+    files: list[LeaseFile], events: list[Event], result: Result, st: statics.Statics,
+    published: set[tuple[str, str]], s: Settings, cfg_peer: str, now: int,
+    files_mtime: float, force: bool = False, guard_fraction: float = 0.5, guard_min: int = 10,
+) -> Drift:
+    """The drift between lease files + dhcpd.conf and the journals' merge (pure).
+
+    `published` holds the (name, ip) pairs of the current data file, to report
+    static hosts that are not published. Corrective events are commits with
+    the lease's own start and length (so the most recent start still wins) and
+    releases dated when the lease file says the lease ended.
+    """
+    d = Drift()
+    for f in files:
+        d.problems.extend(str(p) for p in f.problems)
+    names = _names_by_mac(events)
+    hostnames: dict[tuple[str, str], str] = {}
+    for f in files:
+        for lease in f.leases:
+            if lease.client_hostname:
+                hostnames[(lease.ip, lease.mac)] = lease.client_hostname
+    macs_in_journals = {e.mac for e in events}
+    winners: dict[str, Binding] = {b.ip: b for b in result.bindings}
+    name_ip = {name: ip for ip, name in result.published.items()}
+    static_ips = {h.ip for h in st.hosts}
+    newest = list(newest_per_address(files))
+    seen = set()
+    removals: list[Item] = []
+
+    for b in newest:
+        seen.add(b.ip)
+        if b.ip in static_ips or not b.mac:
+            continue
+        w = winners.get(b.ip)
+        live = b.state == "active" and (b.ends is None or b.ends > now)
+        if live:
+            raw = hostnames.get((b.ip, b.mac)) or names.get(b.mac, "")
+            secs = INFINITE_LEASE if b.ends is None else max(1, b.ends - (b.starts or now))
+            start_us = (b.starts or now) * 1_000_000
+            fix = Event(Kind.COMMIT, start_us, b.ip, b.mac, raw, "", secs, cfg_peer, "reconcile")
+            label = label_for(raw, s.domain, s.name_policy).label if raw else None
+            name = fqdn(label, s.domain) if label else raw
+            if w is not None and w.mac == b.mac and (
+                    w.end is None or (b.ends is not None and w.end >= b.ends)):
+                continue
+            if not raw:
+                d.items.append(Item("unnamed", b.ip, b.mac, "", "live lease with no name in any "
+                                    "lease file or journal"))
+                continue
+            if w is not None and w.mac == b.mac:
+                d.items.append(Item("renewal", b.ip, b.mac, name, f"journals end the lease at "
+                                    f"{w.end}, the lease file at {b.ends}", fix))
+            elif b.mac not in macs_in_journals:
+                d.items.append(Item("unknown-to-journals", b.ip, b.mac, name,
+                                    "the lease files know this client, no journal does", fix))
+            elif label and name in name_ip and name_ip[name] != b.ip:
+                d.items.append(Item("wrong-address", b.ip, b.mac, name,
+                                    f"published at {name_ip[name]}", fix))
+            else:
+                d.items.append(Item("missing", b.ip, b.mac, name,
+                                    "live in the lease file, not in the journals", fix))
+        elif w is not None and b.ip in result.published:
+            ended = b.ends if b.ends is not None else now
+            # Only a lease file that changed after the journals' commit can say it ended.
+            if max(ended, b.starts or 0) * 1_000_000 >= w.start_us:
+                t = max(ended * 1_000_000, w.start_us)
+                removals.append(Item("stale", b.ip, w.mac, result.published[b.ip],
+                                     f"the lease file says {b.state} since {ended}",
+                                     Event(Kind.RELEASE, t, b.ip, w.mac, "", "", None, cfg_peer,
+                                           "reconcile")))
+    newest_event = max((e.time_us for e in events), default=0) / 1e6
+    fresh = files and files_mtime >= newest_event - FRESH_SECS
+    for ip, name in result.published.items():
+        if ip not in seen and fresh:
+            w = winners[ip]
+            removals.append(Item("stale", ip, w.mac, name, "no lease file mentions this address",
+                                 Event(Kind.RELEASE, max(now * 1_000_000, w.start_us), ip, w.mac,
+                                       "", "", None, cfg_peer, "reconcile")))
+    live_dynamic = len(result.published)
+    if not force:
+        if not any(f.leases for f in files) and live_dynamic:
+            d.held = "the lease files hold no leases at all"
+        elif d.problems and removals:
+            d.held = "a lease file is damaged or cut short"
+        elif live_dynamic >= max(guard_min, 1) and len(removals) > guard_fraction * live_dynamic:
+            d.held = (f"{len(removals)} of {live_dynamic} published names would be removed")
+    if d.held:
+        d.items.extend(Item(r.kind, r.ip, r.mac, r.name, r.detail + " (not removed: guard)")
+                       for r in removals)
+    else:
+        d.items.extend(removals)
+    for h in st.hosts:
+        if (h.name, h.ip) not in published:
+            d.items.append(Item("static", h.ip, "", h.name,
+                                f"dhcpd.conf host ({h.where}) not in the published data"))
+    d.items.sort(key=lambda i: (i.kind, i.ip, i.name))
+    return d
+
+
+def published_pairs(data: bytes) -> set[tuple[str, str]]:
+    """(name, ip) of every A record line (`=` or `+`) of a data file."""
+    out = set()
+    for line in data.decode("utf-8", "surrogateescape").splitlines():
+        if line[:1] in ("=", "+"):
+            f = line[1:].split(":")
+            if len(f) > 1:
+                out.add((f[0], f[1]))
+    return out
+
+
+def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> Drift:
+    """Read everything, compute the drift and, with `fix`, journal the corrections and build."""
+    from . import apply
+
+    now = int(time.time()) if now is None else now
+    if not cfg.lease_files:
+        from .errors import ConfigError
+
+        raise ConfigError(f"{cfg.path}: dhcpd.leases lists no lease files; reconcile needs this "
+                          "peer's dhcpd.leases (and a copy of the partner's if you have one)")
+    files = []
+    mtime = 0.0
+    for p in cfg.lease_files:
+        try:
+            files.append(read_leases(str(p)))
+            mtime = max(mtime, os.stat(p).st_mtime)
+        except OSError as e:
+            from .errors import LeasednsError
+
+            raise LeasednsError(f"{p}: cannot read the lease file: {e.strerror}; check "
+                                "dhcpd.leases in the config") from None
+    journals = journal.read_all(cfg.journal_dir)
+    events = [e for pj in journals.values() for e in pj.events]
+    st = statics.load(cfg)
+    s = Settings.from_config(cfg)
+    result = merge(events, st, s, now)
+    try:
+        published = published_pairs((cfg.tinydns_root / "data").read_bytes())
+    except FileNotFoundError:
+        published = set()
+    drift = compare(files, events, result, st, published, s, cfg.peer, now, mtime, force,
+                    cfg.guard_fraction, cfg.guard_min)
+    if fix:
+        fixes = drift.fixes()
+        if fixes:
+            journal.append(cfg.journal_dir / cfg.peer, fixes)
+        report = apply.run(cfg, force=force)
+        if not report.ok:
+            drift.problems.append(f"build after reconcile failed: {report.error}")
+        if fixes and cfg.partners:
+            from . import sync
+
+            sync.run(cfg, wait=False)
+    return drift
+
+
+def as_text(d: Drift, fixed: bool) -> str:
+    word = ("OK", "WARNING", "CRITICAL")[d.level]
+    lines = [f"leasedns reconcile {word}: {len(d.items)} differences"
+             + (f", {len(d.fixes())} corrective events journaled" if fixed and d.fixes() else "")]
+    lines += [f"problem: {p}" for p in d.problems]
+    if d.held:
+        lines.append(f"guard: stale names kept because {d.held}; check the lease files, then "
+                     "run `leasedns reconcile --force` if the removal is right")
+    lines += [f"{i.kind:20} {i.ip:15} {i.mac:17} {i.name or '-'}: {i.detail}" for i in d.items]
+    return "\n".join(lines) + "\n"
+
+
+def as_json(d: Drift) -> str:
+    import json
+
+    return json.dumps({
+        "level": d.level, "held": d.held, "problems": d.problems,
+        "items": [{k: v for k, v in asdict(i).items() if k != "fix"} for i in d.items],
+    }, indent=1) + "\n"

@@ -1,0 +1,234 @@
+"""reconcile: exact drift reports against lease files, --fix converges, the mass-delete guard."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from conftest import tool, write_config
+
+from leasedns import apply, config, journal
+from leasedns.cli import main
+from leasedns.events import Event, Kind
+from leasedns.reconcile import run
+
+pytestmark = pytest.mark.integration
+NOW = int(time.time())
+
+
+def stamp(t: int) -> str:
+    return time.strftime("%w %Y/%m/%d %H:%M:%S", time.gmtime(t))
+
+
+def block(ip: str, mac: str, start: int, end: int, state: str = "active", name: str | None = None) -> str:
+    lines = [f"lease {ip} {{", f"  starts {stamp(start)};", f"  ends {stamp(end)};",
+             f"  cltt {stamp(start)};", f"  binding state {state};",
+             f"  next binding state {'free' if state == 'active' else 'backup'};",
+             f"  rewind binding state {state};", f"  hardware ethernet {mac};"]
+    if name is not None:
+        lines.append(f'  client-hostname "{name}";')
+    return "\n".join(lines) + "\n}\n"
+
+
+def setup(tmp: Path, *leasefiles: str, dhcpd_conf: str | None = None) -> config.Config:
+    tool("tinydns-data")
+    paths = []
+    for i, text in enumerate(leasefiles):
+        p = tmp / f"dhcpd{i}.leases"
+        p.write_text("# The format of this file is documented in the dhcpd.leases(5) manual page.\n"
+                     "authoring-byte-order little-endian;\n\n" + text)
+        paths.append(str(p))
+    extra: dict[str, object] = {"dhcpd": {"leases": paths}}
+    if dhcpd_conf is not None:
+        (tmp / "dhcpd.conf").write_text(dhcpd_conf)
+        extra["dhcpd"] = {"leases": paths, "conf": str(tmp / "dhcpd.conf")}
+    cfg = config.load(str(write_config(tmp, **extra)))
+    apply.ensure_dirs(cfg)
+    return cfg
+
+
+def commit(cfg: config.Config, ip: str, mac: str, name: str, start: int, secs: int = 3600,
+           peer: str = "peer-a") -> Event:
+    e = Event(Kind.COMMIT, start * 1_000_000, ip, mac, name, "", secs, peer, "hook")
+    journal.append(cfg.journal_dir / peer, [e])
+    return e
+
+
+def kinds(cfg: config.Config) -> list[tuple[str, str, str]]:
+    return [(i.kind, i.ip, i.name) for i in run(cfg, fix=False).items]
+
+
+A, B, C = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
+
+
+def test_names_only_in_lease_files_are_reported_then_fixed_and_converge(tmp_path: Path) -> None:
+    cfg = setup(tmp_path, block("192.0.2.100", A, NOW - 60, NOW + 3540, name="alice")
+                + block("192.0.2.101", B, NOW - 30, NOW + 3570, name="Bob_PC"))
+    commit(cfg, "192.0.2.100", A, "alice", NOW - 60)
+    apply.run(cfg)
+    d = run(cfg, fix=False)
+    assert [(i.kind, i.ip, i.mac, i.name, i.detail) for i in d.items] == [
+        ("unknown-to-journals", "192.0.2.101", B, "bob-pc.lab.example",
+         "the lease files know this client, no journal does")]
+    assert d.level == 1
+    fixed = run(cfg, fix=True)
+    (fix,) = fixed.fixes()
+    assert (fix.kind, fix.time_us, fix.lease_secs, fix.source) == (
+        Kind.COMMIT, (NOW - 30) * 1_000_000, 3600, "reconcile")
+    assert b"=bob-pc.lab.example:192.0.2.101:0:" in (cfg.tinydns_root / "data").read_bytes()
+    assert run(cfg, fix=False).items == []  # converged
+
+
+def test_removed_journal_entries_come_back(tmp_path: Path) -> None:
+    leases = "".join(block(f"192.0.2.{100 + i}", f"02:00:00:00:01:{i:02x}", NOW - 100 + i,
+                           NOW + 3500 + i, name=f"pc{i}") for i in range(5))
+    cfg = setup(tmp_path, leases)
+    for i in range(5):
+        commit(cfg, f"192.0.2.{100 + i}", f"02:00:00:00:01:{i:02x}", f"pc{i}", NOW - 100 + i)
+    apply.run(cfg)
+    before = (cfg.tinydns_root / "data").read_bytes()
+    seg = journal.segments(cfg.journal_dir / "peer-a")[0]
+    lines = seg.read_bytes().splitlines(keepends=True)
+    seg.write_bytes(b"".join(lines[:2]))  # events of pc2, pc3, pc4 lost
+    assert kinds(cfg) == [("unknown-to-journals", f"192.0.2.{100 + i}", f"pc{i}.lab.example")
+                          for i in (2, 3, 4)]
+    assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 1
+    assert main(["-c", str(cfg.path), "reconcile"]) == 0
+    assert (cfg.tinydns_root / "data").read_bytes() == before
+    assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 0
+
+
+def test_lost_release_makes_a_stale_name_that_fix_removes(tmp_path: Path) -> None:
+    cfg = setup(tmp_path, block("192.0.2.100", A, NOW - 600, NOW - 100, state="free"))
+    commit(cfg, "192.0.2.100", A, "gone", NOW - 600)
+    apply.run(cfg)
+    d = run(cfg, fix=False)
+    assert [(i.kind, i.ip, i.name, i.detail) for i in d.items] == [
+        ("stale", "192.0.2.100", "gone.lab.example", f"the lease file says free since {NOW - 100}")]
+    (fix,) = d.fixes()
+    assert (fix.kind, fix.mac, fix.time_us) == (Kind.RELEASE, A, (NOW - 100) * 1_000_000)
+    run(cfg, fix=True)
+    assert b"gone.lab.example" not in (cfg.tinydns_root / "data").read_bytes()
+    assert kinds(cfg) == []
+
+
+def test_stale_added_event_for_an_address_no_lease_file_knows(tmp_path: Path) -> None:
+    cfg = setup(tmp_path, block("192.0.2.100", A, NOW - 60, NOW + 3540, name="alice"))
+    commit(cfg, "192.0.2.100", A, "alice", NOW - 60)
+    commit(cfg, "192.0.2.150", C, "ghost", NOW - 30)
+    apply.run(cfg)
+    assert kinds(cfg) == [("stale", "192.0.2.150", "ghost.lab.example")]
+    run(cfg, fix=True)
+    data = (cfg.tinydns_root / "data").read_bytes()
+    assert b"ghost" not in data and b"alice" in data
+
+
+def test_journal_older_than_the_lease_file_is_not_overruled(tmp_path: Path) -> None:
+    """A lease file that ended an address before the journals' newer commit says nothing."""
+    cfg = setup(tmp_path, block("192.0.2.100", A, NOW - 900, NOW - 300, state="free"))
+    commit(cfg, "192.0.2.100", B, "newer", NOW - 60)
+    apply.run(cfg)
+    assert kinds(cfg) == []
+
+
+def test_missed_renewal_and_wrong_address(tmp_path: Path) -> None:
+    cfg = setup(tmp_path,
+                block("192.0.2.100", A, NOW - 100, NOW + 3500, name="renewed")
+                + block("192.0.2.160", B, NOW - 50, NOW + 3550, name="mover"))
+    commit(cfg, "192.0.2.100", A, "renewed", NOW - 3000, secs=3600)  # ends in 600 s
+    commit(cfg, "192.0.2.120", B, "mover", NOW - 500)  # the journals missed its new address
+    apply.run(cfg)
+    assert kinds(cfg) == [("renewal", "192.0.2.100", "renewed.lab.example"),
+                          ("stale", "192.0.2.120", "mover.lab.example"),
+                          ("wrong-address", "192.0.2.160", "mover.lab.example")]
+    run(cfg, fix=True)
+    data = (cfg.tinydns_root / "data").read_text()
+    assert "=mover.lab.example:192.0.2.160:" in data and "192.0.2.120" not in data
+    assert kinds(cfg) == []
+
+
+def test_partner_lease_file_without_names_takes_them_from_the_journals(tmp_path: Path) -> None:
+    mine = block("192.0.2.100", A, NOW - 60, NOW + 3540, name="alice")
+    partner = block("192.0.2.130", C, NOW - 20, NOW + 3580)  # the partner granted it: no name
+    cfg = setup(tmp_path, mine, partner)
+    commit(cfg, "192.0.2.100", A, "alice", NOW - 60)
+    commit(cfg, "192.0.2.110", C, "carol", NOW - 4000, secs=3600)  # carol's earlier lease
+    apply.run(cfg)
+    items = run(cfg, fix=False).items
+    # carol's earlier lease has ended, so her name is simply missing; it comes from the journal
+    assert [(i.kind, i.ip, i.name) for i in items] == [("missing", "192.0.2.130", "carol.lab.example")]
+    run(cfg, fix=True)
+    assert "=carol.lab.example:192.0.2.130:" in (cfg.tinydns_root / "data").read_text()
+
+
+def test_two_peers_files_most_recent_start_wins(tmp_path: Path) -> None:
+    a = block("192.0.2.100", A, NOW - 900, NOW + 2700, name="laptop")
+    b = block("192.0.2.100", A, NOW - 100, NOW - 50, state="free")  # later: released on peer-b
+    cfg = setup(tmp_path, a, b)
+    commit(cfg, "192.0.2.100", A, "laptop", NOW - 900)
+    apply.run(cfg)
+    assert kinds(cfg) == [("stale", "192.0.2.100", "laptop.lab.example")]
+
+
+def test_empty_lease_file_never_wipes_names_without_force(tmp_path: Path) -> None:
+    cfg = setup(tmp_path, "")
+    for i in range(12):
+        commit(cfg, f"192.0.2.{100 + i}", f"02:00:00:00:02:{i:02x}", f"pc{i}", NOW - 60)
+    apply.run(cfg)
+    d = run(cfg, fix=False)
+    assert d.held == "the lease files hold no leases at all" and d.level == 2
+    assert main(["-c", str(cfg.path), "reconcile"]) == 2
+    assert b"pc5.lab.example" in (cfg.tinydns_root / "data").read_bytes()
+    assert main(["-c", str(cfg.path), "reconcile", "--force"]) == 0
+    assert b"pc5.lab.example" not in (cfg.tinydns_root / "data").read_bytes()
+
+
+def test_truncated_lease_file_holds_removals_back(tmp_path: Path) -> None:
+    good = block("192.0.2.100", A, NOW - 60, NOW + 3540, name="alice")
+    cut = block("192.0.2.101", B, NOW - 60, NOW + 3540, name="bob")[:60]
+    cfg = setup(tmp_path, good + cut)
+    commit(cfg, "192.0.2.100", A, "alice", NOW - 60)
+    commit(cfg, "192.0.2.102", C, "carol", NOW - 60)
+    apply.run(cfg)
+    d = run(cfg, fix=False)
+    assert d.level == 2 and d.held == "a lease file is damaged or cut short"
+    assert any("dhcpd0.leases:" in p for p in d.problems)
+    assert [(i.kind, i.ip) for i in d.items] == [("stale", "192.0.2.102")]
+    assert d.items[0].fix is None  # reported, not removed
+
+
+def test_mass_removal_needs_force(tmp_path: Path) -> None:
+    leases = block("192.0.2.200", A, NOW - 60, NOW + 3540, name="only")
+    cfg = setup(tmp_path, leases)
+    for i in range(12):
+        commit(cfg, f"192.0.2.{100 + i}", f"02:00:00:00:02:{i:02x}", f"pc{i}", NOW - 60)
+    apply.run(cfg)
+    d = run(cfg, fix=False)
+    assert d.held == "12 of 12 published names would be removed"
+
+
+def test_static_host_not_published_is_reported_and_fixed_by_a_build(tmp_path: Path) -> None:
+    cfg = setup(tmp_path, "", dhcpd_conf="host printer { hardware ethernet 02:00:00:00:00:50; "
+                                         "fixed-address 192.0.2.50; }\n")
+    d = run(cfg, fix=False)
+    assert [(i.kind, i.ip, i.name) for i in d.items] == [("static", "192.0.2.50", "printer.lab.example")]
+    run(cfg, fix=True)
+    assert "=printer.lab.example:192.0.2.50:300" in (cfg.tinydns_root / "data").read_text()
+    assert kinds(cfg) == []
+
+
+def test_json_output_for_machines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    cfg = setup(tmp_path, block("192.0.2.101", B, NOW - 30, NOW + 3570, name="bob"))
+    assert main(["-c", str(cfg.path), "reconcile", "--check", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["level"] == 1 and out["items"][0]["kind"] == "unknown-to-journals"
+    assert out["items"][0]["name"] == "bob.lab.example"
+
+
+def test_no_lease_files_configured_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = config.load(str(write_config(tmp_path)))
+    assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 2
+    assert "dhcpd.leases lists no lease files" in capsys.readouterr().err
