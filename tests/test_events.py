@@ -2,6 +2,7 @@
 
 import pytest
 
+from leasedns import events
 from leasedns.errors import EventError
 from leasedns.events import Event, Kind, format_time, from_line, make_event, parse_time, to_line
 
@@ -57,3 +58,39 @@ def test_time_is_utc_iso_with_microseconds() -> None:
 def test_damaged_journal_line_is_an_event_error() -> None:
     with pytest.raises(EventError):
         from_line('{"kind":"commit","time":"x"}', "p")
+
+
+@pytest.mark.parametrize("text", [
+    "2023-11-14T22:13:20.123456Z", "2023-11-14T22:13:60.123456Z", "2023-11-14T22:13:5x.123456Z",
+    "2023-02-30T22:13:20.123456Z", "2023-11-14T22:13:20.12345\u0666Z", "2023-11-14T24:13:20.123456Z",
+    "2023-11-14T22:13:20.123456+00:00", "0001-01-01T00:00:00.000000Z", "2023-11-14T22:13:20.1234567",
+])
+def test_fast_time_parsing_agrees_with_datetime(text: str) -> None:
+    def outcome(f):  # type: ignore[no-untyped-def]
+        try:
+            return f(text)
+        except ValueError as e:
+            return str(e)
+    assert outcome(parse_time) == outcome(events._parse_time)
+
+
+@pytest.mark.parametrize("ip", ["192.0.2.7", "192.0.2.07", "192.0.2", "192.0.2.7 ", "0x7f.0.0.1",
+                                "256.0.0.1", "192.0.2.7\x00", "é", "0.0.0.0", "255.255.255.255"])
+@pytest.mark.parametrize("mac", ["02:00:00:00:00:01", "2:0:0:0:0:1", "02:00:00:00:00:01\n",
+                                 "02:00:00:00:00:0A", "02-00-00-00-00-01", "zz"])
+def test_fast_address_checks_agree_with_the_normalisers(ip: str, mac: str) -> None:
+    def outcome(f, raw):  # type: ignore[no-untyped-def]
+        try:
+            return f(raw)
+        except EventError as e:
+            return str(e)
+    assert outcome(events.canonical_ip, ip) == outcome(events.normalise_ip, ip)
+    assert outcome(events.canonical_mac, mac) == outcome(events.normalise_mac, mac)
+
+
+def test_rows_round_trip_events_and_order_like_keys() -> None:
+    a = Event(Kind.COMMIT, 5, "192.0.2.7", "02:00:00:00:00:01", "pc", "", None, "peer-a")
+    b = Event(Kind.RELEASE, 5, "192.0.2.7", "02:00:00:00:00:01", "", "", 600, "peer-b", "record")
+    for e in (a, b):
+        assert events.event_of(events.row_of(e)) == e
+        assert events.row_of(e)[:9] == e.key()

@@ -1,9 +1,14 @@
 """Hostile client names: each one's exact fate under the sanitize and strict policies."""
 
-import pytest
+from unittest import mock
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from leasedns import names
 from leasedns.config import NamePolicy
-from leasedns.names import label_for, protected_fqdns
+from leasedns.names import Verdict, label_for, protected_fqdns
 
 D = "lab.example"
 S, X = NamePolicy.SANITIZE, NamePolicy.STRICT
@@ -84,3 +89,22 @@ def test_long_domain_makes_long_names_fail_the_dns_check() -> None:
     domain = ".".join(["d" * 63] * 3)  # 191 bytes: label + domain may pass 253
     v = label_for("h" * 63, domain, S)
     assert v.label is None and "not a valid DNS name" in v.note
+
+
+def _slow_label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
+    """label_for with its dnspython-free fast paths turned off (the reference)."""
+    with mock.patch.object(names, "_fits", lambda label, domain: False):
+        return label_for(raw, domain, policy)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.text(alphabet="abcXYZ09-_. :\\é\udcff", max_size=70),
+                 st.from_regex(r"[a-z0-9][a-z0-9-]{0,70}", fullmatch=True)),
+       st.sampled_from(["lab.example", "lan", ".".join(["d" * 63] * 3), "x" * 60 + ".example"]),
+       st.sampled_from(list(NamePolicy)))
+def test_fast_paths_give_the_dnspython_verdict(raw: str, domain: str, policy: NamePolicy) -> None:
+    assert label_for(raw, domain, policy) == _slow_label_for(raw, domain, policy)
+
+
+def test_plain_label_equal_to_a_one_label_domain_is_the_apex() -> None:
+    assert label_for("lan", "lan", S) == Verdict(None, "name 'lan' is the zone apex")

@@ -2,6 +2,9 @@
 
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from leasedns.merge import Record
 from leasedns.render import escape, from_tai64, published_dynamic, render, tai64
 from leasedns.statics import Statics
@@ -42,3 +45,12 @@ def test_published_dynamic_reads_back_what_render_wrote() -> None:
     assert [(p.name, p.ip, p.ttd) for p in got] == [
         ("pc1.lab.example", "192.0.2.100", 1_800_000_600), ("pc2.lab.example", "192.0.2.101", None)]
     assert published_dynamic(b"=x.lab.example:192.0.2.1:300\n") == []  # not ours
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="az09.-:\n\\é\udcff_A ", max_size=20))
+def test_escape_fast_path_changes_nothing(name: str) -> None:
+    raw = name.encode("utf-8", "surrogateescape")
+    slow = "".join(chr(b) if chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789.-" else f"\\{b:03o}"
+                   for b in raw)
+    assert escape(name) == slow

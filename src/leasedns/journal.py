@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fcntl
+import json
+import json.scanner
 import logging
 import os
 import re
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EventError, LeasednsError
-from .events import Event, from_line, to_line
+from .events import Event, Row, event_of, row_from_json, row_from_line, to_line
 
 log = logging.getLogger("leasedns.journal")
 
@@ -53,20 +55,48 @@ def segments(peer_dir: Path) -> list[Path]:
 
 def parse_segment(data: bytes, path: str, peer: str, into: PeerJournal) -> None:
     """Parse one segment's bytes (pure but for `into`); a torn last line is skipped."""
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    if tail:
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
         into.torn += 1
         log.info("%s: ignoring a torn last line (%d bytes; a write in progress or cut short)",
-                 path, len(tail))
-    events = into.events
-    for no, raw in enumerate(lines, 1):
-        if not raw:
-            continue
-        try:
-            events.append(from_line(raw.decode("utf-8", "surrogateescape"), peer))
-        except EventError as e:
-            into.problems.append(f"{path}:{no}: {e}; line skipped")
+                 path, len(data) - end)
+    rows = parse_rows(data[:end].decode("utf-8", "surrogateescape"), path, peer, into.problems)
+    into.events.extend(map(event_of, rows))
+
+
+_scan = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def parse_rows(text: str, path: str, peer: str, problems: list[str], first_no: int = 1) -> list[Row]:
+    """The events of complete journal lines (`text` empty or ending in a newline) as rows.
+
+    A line that does not parse is reported in `problems` as path:line (counting
+    from `first_no`) and skipped. Each line is decoded in place with json's
+    scanner; a line the scanner does not take whole goes through `json.loads`,
+    so the outcome, error messages included, is that of `from_line` per line.
+    """
+    rows: list[Row] = []
+    append = rows.append
+    find = text.find
+    scan = _scan
+    pos, n, no = 0, len(text), first_no
+    while pos < n:
+        nl = find("\n", pos)
+        if nl != pos:
+            try:
+                try:
+                    d, end = scan(text, pos)
+                except (StopIteration, ValueError):
+                    end = -1
+                if end == nl:
+                    append(row_from_json(d, peer))
+                else:  # not one JSON value alone on its line: let json.loads say why
+                    append(row_from_line(text[pos:nl], peer))
+            except EventError as e:
+                problems.append(f"{path}:{no}: {e}; line skipped")
+        pos = nl + 1
+        no += 1
+    return rows
 
 
 def read_peer(peer_dir: Path) -> PeerJournal:

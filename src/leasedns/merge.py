@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+import socket
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
 
 from .config import Config, ConflictPolicy, NamePolicy
-from .events import INFINITE_LEASE, Event, Kind
-from .names import fqdn, label_for, protected_fqdns
+from .events import INFINITE_LEASE, Event, Row, event_of, row_of
+from .names import Verdict, fqdn, label_for, protected_fqdns
 from .statics import Statics
 
 
@@ -83,60 +83,119 @@ def lease_end(e: Event, default_secs: int) -> int | None:
     return e.time_us // 1_000_000 + secs
 
 
+@dataclass(slots=True)
+class Aggregates:
+    """What the merge needs of the events, as monotone maxima over their set.
+
+    Adding events only ever raises a maximum, and adding an event twice changes
+    nothing, so the aggregates of journals can be kept and brought up to date
+    with just the lines appended since (see `mergestate`).
+    """
+
+    latest: dict[str, Row] = field(default_factory=dict)  # ip -> its greatest commit
+    ends: dict[tuple[str, str], int] = field(default_factory=dict)  # (ip, mac) -> last end, us
+
+    def add(self, rows: Iterable[Row]) -> None:
+        """Fold events (as rows, see `events.Row`) in."""
+        latest, ends = self.latest, self.ends
+        for r in rows:
+            if r[1] == "commit":
+                cur = latest.get(r[2])
+                if cur is None or r > cur:
+                    latest[r[2]] = r
+            else:
+                k = (r[2], r[3])
+                if ends.get(k, -1) < r[0]:
+                    ends[k] = r[0]
+
+    def prune(self) -> None:
+        """Forget releases/expiries that can never end a binding again.
+
+        One older than its address's greatest commit cannot: any commit that
+        becomes the greatest later is at least as new.
+        """
+        latest = self.latest
+        self.ends = {k: t for k, t in self.ends.items()
+                     if (c := latest.get(k[0])) is None or t >= c[0]}
+
+    def live(self) -> dict[str, Row]:
+        """Per address its greatest commit, unless a release/expiry of its MAC ended it."""
+        ends = self.ends
+        return {ip: c for ip, c in self.latest.items() if ends.get((ip, c[3]), -1) < c[0]}
+
+
+def aggregate(events: Iterable[Event]) -> Aggregates:
+    """The aggregates of a set of events (duplicates count once, order does not matter)."""
+    agg = Aggregates()
+    agg.add(map(row_of, events))
+    return agg
+
+
 def winners(events: Iterable[Event]) -> tuple[dict[str, Event], set[str]]:
     """Per address the latest-started commit that no release/expiry of its MAC ended.
 
     Returns (ip -> commit) for bindings not ended, and the set of every address
     a commit speaks of. Duplicated events count once; order does not matter.
     """
-    latest: dict[str, Event] = {}
-    ends: dict[tuple[str, str], int] = {}
-    for e in set(events):
-        if e.kind is Kind.COMMIT:
-            cur = latest.get(e.ip)
-            if cur is None or e.key() > cur.key():
-                latest[e.ip] = e
-        else:
-            k = (e.ip, e.mac)
-            if ends.get(k, -1) < e.time_us:
-                ends[k] = e.time_us
-    live = {ip: c for ip, c in latest.items() if ends.get((ip, c.mac), -1) < c.time_us}
-    return live, set(latest)
+    agg = aggregate(events)
+    return {ip: event_of(r) for ip, r in agg.live().items()}, set(agg.latest)
 
 
 def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> Result:
     """Apply DESIGN.md's merge rules. `now` is unix seconds; output depends on nothing else."""
-    live, known = winners(events)
+    return resolve(aggregate(events), statics, s, now)
+
+
+def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
+            verdicts: MutableMapping[str, Verdict] | None = None) -> Result:
+    """The merge rules after the aggregates: expiry, names, conflicts, records.
+
+    `verdicts` caches `label_for` per raw name; it must only ever have seen
+    this `s.domain` and `s.name_policy`.
+    """
+    if verdicts is None:
+        verdicts = {}
     static_ips = {h.ip for h in statics.hosts}
     taken = statics.taken
     protected = protected_fqdns(s.protected, s.domain)
-    refusals: list[Refusal] = []
-    bindings: list[Binding] = []
-    claims: dict[str, list[Binding]] = defaultdict(list)
+    nets = [(int(n.network_address), int(n.netmask)) for n in s.subnets]
+    refusals: list[tuple[int, Refusal]] = []
+    bindings: list[tuple[int, Binding]] = []
+    claims: dict[str, list[Binding]] = {}
+    default_secs, domain, policy = s.default_lease_secs, s.domain, s.name_policy
 
-    for ip, c in live.items():
-        end = lease_end(c, s.default_lease_secs)
+    for ip, r in agg.live().items():
+        secs = default_secs if r[9] else r[6]
+        end = None if secs >= INFINITE_LEASE else r[0] // 1_000_000 + secs
         if end is not None and end <= now:
             continue
+        c = event_of(r)
         b = Binding(ip, c.mac, c.time_us, end, c.host_decl or c.client_name, c.peer, c.source, c)
-        bindings.append(b)
+        ipk = _ipkey(ip)
+        bindings.append((ipk, b))
         if ip in static_ips:
-            refusals.append(Refusal(b, f"{ip} is a fixed address; its name comes from dhcpd.conf"))
+            refusals.append((ipk, Refusal(b, f"{ip} is a fixed address; its name comes from "
+                                             "dhcpd.conf")))
             continue
-        if s.subnets and not any(ipaddress.IPv4Address(ip) in n for n in s.subnets):
-            refusals.append(Refusal(b, f"{ip} is outside the configured subnets"))
+        if nets and not any(ipk & mask == net for net, mask in nets):
+            refusals.append((ipk, Refusal(b, f"{ip} is outside the configured subnets")))
             continue
-        verdict = label_for(b.name, s.domain, s.name_policy)
+        verdict = verdicts.get(b.name)
+        if verdict is None:
+            verdict = verdicts[b.name] = label_for(b.name, domain, policy)
         if verdict.label is None:
-            refusals.append(Refusal(b, verdict.note))
+            refusals.append((ipk, Refusal(b, verdict.note)))
             continue
-        name = fqdn(verdict.label, s.domain)
+        name = fqdn(verdict.label, domain)
         if name in protected:
-            refusals.append(Refusal(b, f"name {name} is protected"))
+            refusals.append((ipk, Refusal(b, f"name {name} is protected")))
         elif name in taken:
-            refusals.append(Refusal(b, f"name {name} belongs to static data or a dhcpd.conf host"))
+            refusals.append((ipk, Refusal(b, f"name {name} belongs to static data or a "
+                                             "dhcpd.conf host")))
+        elif (owners := claims.get(name)) is None:
+            claims[name] = [b]
         else:
-            claims[name].append(b)
+            owners.append(b)
 
     records: list[Record] = []
     published: dict[str, str] = {}
@@ -144,21 +203,37 @@ def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> R
     for h in sorted(statics.hosts, key=lambda h: (h.name, _ipkey(h.ip))):
         records.append(Record(h.name, h.ip, None, s.reverse and h.ip not in static_ptr, True))
         static_ptr.add(h.ip)
+    latest_wins = s.conflict_policy is ConflictPolicy.LATEST
     for name in sorted(claims):
-        owners = sorted(claims[name], key=lambda b: b.commit.key())
-        winner = owners[-1] if s.conflict_policy is ConflictPolicy.LATEST else owners[0]
-        for b in owners:
-            if b is not winner:
-                refusals.append(Refusal(b, f"name {name} is held by {winner.ip} "
-                                           f"({s.conflict_policy.value} policy)"))
+        owners = claims[name]
+        if len(owners) == 1:
+            winner = owners[0]
+        else:
+            owners.sort(key=lambda b: b.commit.key())
+            winner = owners[-1] if latest_wins else owners[0]
+            for b in owners:
+                if b is not winner:
+                    refusals.append((_ipkey(b.ip), Refusal(
+                        b, f"name {name} is held by {winner.ip} ({s.conflict_policy.value} policy)")))
         records.append(Record(name, winner.ip, winner.end, s.reverse and winner.ip not in static_ptr,
                               False))
         published[winner.ip] = name
 
-    bindings.sort(key=lambda b: _ipkey(b.ip))
-    refusals.sort(key=lambda r: (_ipkey(r.binding.ip), r.reason))
-    return Result(tuple(records), tuple(bindings), tuple(refusals), frozenset(known), published)
+    bindings.sort(key=_first)
+    refusals.sort(key=lambda x: (x[0], x[1].reason))
+    return Result(tuple(records), tuple(b for _, b in bindings), tuple(r for _, r in refusals),
+                  frozenset(agg.latest), published)
+
+
+def _first(x: tuple[int, Binding]) -> int:
+    return x[0]
 
 
 def _ipkey(ip: str) -> int:
+    try:
+        b = socket.inet_aton(ip)
+        if socket.inet_ntoa(b) == ip:
+            return int.from_bytes(b, "big")
+    except (OSError, ValueError):
+        pass
     return int(ipaddress.IPv4Address(ip))

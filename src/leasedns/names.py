@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import string
 from dataclasses import dataclass
 
@@ -12,6 +14,9 @@ from .config import NamePolicy
 
 LABEL_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
 MAX_LABEL = 63
+MAX_WIRE = 255  # a name's wire form: 253 text bytes without the trailing dot
+_PLAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # a label dnspython always takes
+_NOT_LABEL = re.compile(r"[^a-z0-9-]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,8 @@ def label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
     """
     if not raw:
         return Verdict(None, "no name sent")
+    if _PLAIN.fullmatch(raw) and raw != domain and _fits(raw, domain):
+        return Verdict(raw)  # already a clean label: what the rules below would make of it
     s = raw.lower().rstrip(".")
     notes = []
     if s == domain:
@@ -51,13 +58,13 @@ def label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
         s = s.split(".", 1)[0]
         notes.append("cut to its first label")
     if policy is NamePolicy.STRICT:
-        bad = sorted({c for c in s if c not in LABEL_CHARS})
+        bad = sorted({c for c in s if c not in LABEL_CHARS}) if _NOT_LABEL.search(s) else []
         if bad:
             return Verdict(None, f"name {_show(raw)} has characters a DNS label may not hold: "
                                  f"{_show(''.join(bad))}")
     else:
         mapped = s.replace(" ", "-").replace("_", "-")
-        cleaned = "".join(c for c in mapped if c in LABEL_CHARS)
+        cleaned = _NOT_LABEL.sub("", mapped)
         if cleaned != mapped:
             notes.append("illegal characters dropped")
         s = cleaned
@@ -71,11 +78,27 @@ def label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
         return Verdict(None, f"name {_show(raw)} starts or ends with '-'")
     if len(s) > MAX_LABEL:
         return Verdict(None, f"name {_show(raw)} gives a {len(s)}-byte label; DNS allows {MAX_LABEL}")
-    try:
-        dns.name.from_text(s, origin=dns.name.from_text(domain))
-    except dns.exception.DNSException as e:
-        return Verdict(None, f"name {_show(raw)} is not a valid DNS name in {domain}: {e}")
+    if not _fits(s, domain):
+        try:
+            dns.name.from_text(s, origin=dns.name.from_text(domain))
+        except dns.exception.DNSException as e:
+            return Verdict(None, f"name {_show(raw)} is not a valid DNS name in {domain}: {e}")
     return Verdict(s, "; ".join(notes))
+
+
+def _fits(label: str, domain: str) -> bool:
+    """A plain label (`_PLAIN`) that surely makes a valid name under `domain`, without dnspython."""
+    wire = _domain_wire(domain)
+    return wire is not None and len(label) + 1 + wire <= MAX_WIRE
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_wire(domain: str) -> int | None:
+    """The wire length of `domain` as an origin, None when dnspython refuses it."""
+    try:
+        return len(dns.name.from_text(domain).to_wire())
+    except dns.exception.DNSException:
+        return None
 
 
 def fqdn(label: str, domain: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ HOSTS_MARK = "# leasedns: dhcpd.conf fixed-address hosts\n"
 DYNAMIC_MARK = "# leasedns: dynamic bindings (ttl 0 + timestamp = time-to-die at lease end)\n"
 
 _SAFE = frozenset(string.ascii_lowercase + string.digits + ".-")
+_ALL_SAFE = re.compile(r"[a-z0-9.-]*")
 TAI64_BASE = 2**62 + 10  # TAI64 label of the unix epoch (TAI is 10 s ahead of UTC then)
 
 
@@ -34,6 +36,8 @@ def escape(name: str) -> str:
     Names reaching here are already clean; this is the second line of defence
     that keeps ':' and newlines out of the data file whatever happens upstream.
     """
+    if _ALL_SAFE.fullmatch(name):
+        return name
     raw = name.encode("utf-8", "surrogateescape")
     return "".join(chr(b) if chr(b) in _SAFE else f"\\{b:03o}" for b in raw)
 
