@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBS   := tinydns djbdns-utils isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux
+DEBS   := tinydns djbdns-utils isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux time
 
 .PHONY: all venv debs test test-fast demo bench lint fuzz clean
 
@@ -23,7 +23,8 @@ $(VENV)/.installed: pyproject.toml
 debs:
 	@missing=""; \
 	for p in tinydns-data:tinydns tinydns-get:djbdns-utils dhcpd:isc-dhcp-server \
-	         dhclient:isc-dhcp-client rsync:rsync ip:iproute2 dhcpd-pools:dhcpd-pools; do \
+	         dhclient:isc-dhcp-client rsync:rsync ip:iproute2 dhcpd-pools:dhcpd-pools \
+	         setpriv:util-linux /usr/bin/time:time; do \
 	    cmd=$${p%%:*}; pkg=$${p#*:}; \
 	    PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
