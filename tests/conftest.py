@@ -38,8 +38,7 @@ def tool(name: str) -> str:
 
 
 # The zones tinydns must be authoritative for to answer A and PTR queries.
-ZONES = (".lab.example:127.53.0.1:ns.lab.example:300\n"
-         ".2.0.192.in-addr.arpa::ns.lab.example:300\n")
+ZONES = ".lab.example:127.53.0.1:ns.lab.example:300\n.2.0.192.in-addr.arpa::ns.lab.example:300\n"
 
 
 def write_config(tmp: Path, **extra: object) -> Path:
@@ -52,8 +51,11 @@ def write_config(tmp: Path, **extra: object) -> Path:
         "peer": "peer-a",
         "state_dir": str(tmp / "state"),
         "domain": "lab.example",
-        "tinydns": {"root": str(tmp / "root"), "data_program": shutil.which(
-            "tinydns-data", path=SBIN_PATH) or "tinydns-data", "static": [str(static)]},
+        "tinydns": {
+            "root": str(tmp / "root"),
+            "data_program": shutil.which("tinydns-data", path=SBIN_PATH) or "tinydns-data",
+            "static": [str(static)],
+        },
         "build": {"coalesce_secs": 0},
     }
     for k, v in extra.items():
@@ -103,9 +105,15 @@ class Tinydns:
         self.ip = free_loopback()
         self.proc = subprocess.Popen(
             [self.binary],
-            env={"PATH": "/usr/sbin:/usr/bin", "ROOT": str(root), "IP": self.ip,
-                 "UID": "0", "GID": "0"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env={
+                "PATH": "/usr/sbin:/usr/bin",
+                "ROOT": str(root),
+                "IP": self.ip,
+                "UID": "0",
+                "GID": "0",
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         time.sleep(0.1)
         if self.proc.poll() is not None:

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HOOK, tool, write_config
 
+from conftest import HOOK, tool, write_config
 from leasedns import apply, config, journal, spool
 from leasedns.cli import main
 from leasedns.events import Kind, format_time
@@ -20,14 +20,19 @@ pytestmark = pytest.mark.integration
 
 
 def hook(cfg: config.Config, *args: str, **env: str) -> None:
-    e = {"PATH": os.environ["PATH"], "LEASEDNS_SPOOL": str(cfg.spool_dir),
-         "LEASEDNS_NO_APPLY": "1", **env}
+    e = {
+        "PATH": os.environ["PATH"],
+        "LEASEDNS_SPOOL": str(cfg.spool_dir),
+        "LEASEDNS_NO_APPLY": "1",
+        **env,
+    }
     subprocess.run([str(HOOK), *args], env=e, check=True, timeout=10)
 
 
 def tinydns_get(root: Path, qtype: str, name: str) -> str:
-    return subprocess.run([tool("tinydns-get"), qtype, name], cwd=root, capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        [tool("tinydns-get"), qtype, name], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.fixture
@@ -61,7 +66,8 @@ def test_unchanged_data_is_not_compiled_again(cfg: config.Config) -> None:
 
 
 def test_invalid_events_are_rejected_and_kept_with_a_reason(
-        cfg: config.Config, caplog: pytest.LogCaptureFixture) -> None:
+    cfg: config.Config, caplog: pytest.LogCaptureFixture
+) -> None:
     hook(cfg, "commit", "192.0.2.999", "2:0:0:0:0:1", "bad-ip", "", "600")
     hook(cfg, "commit", "192.0.2.100", "2:0:0:0:0:1", "good", "", "600")
     report = apply.run(cfg)
@@ -74,12 +80,17 @@ def test_invalid_events_are_rejected_and_kept_with_a_reason(
 
 
 def test_hostile_name_is_logged_with_mac_and_ip_and_lease_is_journaled(
-        cfg: config.Config, caplog: pytest.LogCaptureFixture) -> None:
+    cfg: config.Config, caplog: pytest.LogCaptureFixture
+) -> None:
     hook(cfg, "commit", "192.0.2.100", "2:0:0:0:0:1", "x" * 300, "", "600")
     report = apply.run(cfg)
     assert (report.ok, report.ingested, report.dynamic, report.refused) == (True, 1, 0, 1)
-    assert any(r.message.startswith("lease 192.0.2.100 02:00:00:00:00:01 (peer peer-a): name not "
-                                    "published:") for r in caplog.records)
+    assert any(
+        r.message.startswith(
+            "lease 192.0.2.100 02:00:00:00:00:01 (peer peer-a): name not published:"
+        )
+        for r in caplog.records
+    )
     assert len(journal.read_peer(cfg.journal_dir / "peer-a").events) == 1
 
 
@@ -123,12 +134,16 @@ def test_torn_journal_tail_is_ignored_and_next_append_stays_whole(cfg: config.Co
     assert report.dynamic == 2
 
 
-def test_failing_tinydns_data_keeps_the_old_cdb_and_recovers(cfg: config.Config, tmp_path: Path) -> None:
+def test_failing_tinydns_data_keeps_the_old_cdb_and_recovers(
+    cfg: config.Config, tmp_path: Path
+) -> None:
     hook(cfg, "commit", "192.0.2.100", "2:0:0:0:0:1", "pc1", "", "600")
     apply.run(cfg)
     good_cdb = (cfg.tinydns_root / "data.cdb").read_bytes()
     broken = tmp_path / "broken-tinydns-data"
-    broken.write_text("#!/bin/sh\necho 'tinydns-data: fatal: unable to parse data line' >&2\nexit 111\n")
+    broken.write_text(
+        "#!/bin/sh\necho 'tinydns-data: fatal: unable to parse data line' >&2\nexit 111\n"
+    )
     broken.chmod(0o755)
     bad = config.load(str(write_config(tmp_path, tinydns={"data_program": str(broken)})))
     hook(bad, "commit", "192.0.2.101", "2:0:0:0:0:2", "pc2", "", "600")
@@ -157,17 +172,28 @@ def test_event_arriving_during_a_build_is_picked_up(cfg: config.Config, tmp_path
     slow = tmp_path / "slow-tinydns-data"
     slow.write_text(f"#!/bin/sh\nsleep 0.6\nexec {tool('tinydns-data')}\n")
     slow.chmod(0o755)
-    c = config.load(str(write_config(tmp_path, tinydns={"data_program": str(slow)},
-                                     build={"coalesce_secs": 0.05})))
-    env = {"LEASEDNS_NO_APPLY": "", "LEASEDNS_CONFIG": str(c.path),
-           "LEASEDNS_BIN": shutil.which("leasedns") or str(Path(os.sys.executable).with_name("leasedns"))}
+    c = config.load(
+        str(
+            write_config(
+                tmp_path, tinydns={"data_program": str(slow)}, build={"coalesce_secs": 0.05}
+            )
+        )
+    )
+    env = {
+        "LEASEDNS_NO_APPLY": "",
+        "LEASEDNS_CONFIG": str(c.path),
+        "LEASEDNS_BIN": shutil.which("leasedns")
+        or str(Path(os.sys.executable).with_name("leasedns")),
+    }
     hook(c, "commit", "192.0.2.100", "2:0:0:0:0:1", "first", "", "600", **env)
     time.sleep(0.4)  # the first build is now compiling (slowly)
     hook(c, "commit", "192.0.2.101", "2:0:0:0:0:2", "second", "", "600", **env)
     deadline = time.time() + 15
     data = c.tinydns_root / "data.cdb"
     while time.time() < deadline:
-        if data.exists() and "192.0.2.101" in tinydns_get(c.tinydns_root, "a", "second.lab.example"):
+        if data.exists() and "192.0.2.101" in tinydns_get(
+            c.tinydns_root, "a", "second.lab.example"
+        ):
             break
         time.sleep(0.1)
     assert "192.0.2.101" in tinydns_get(c.tinydns_root, "a", "second.lab.example")
@@ -188,13 +214,34 @@ def test_concurrent_applies_build_one_at_a_time(cfg: config.Config) -> None:
     assert len(journal.read_peer(cfg.journal_dir / "peer-a").events) == 30
 
 
-def test_record_show_and_status_commands(cfg: config.Config, capsys: pytest.CaptureFixture[str]) -> None:
+def test_record_show_and_status_commands(
+    cfg: config.Config, capsys: pytest.CaptureFixture[str]
+) -> None:
     c = str(cfg.path)
-    assert main(["-c", c, "record", "commit", "192.0.2.100", "2:0:0:0:0:1", "laptop", "", "600",
-                 "--time", format_time(time.time_ns() // 1000 - 10_000_000), "--no-apply"]) == 0
+    assert (
+        main(
+            [
+                "-c",
+                c,
+                "record",
+                "commit",
+                "192.0.2.100",
+                "2:0:0:0:0:1",
+                "laptop",
+                "",
+                "600",
+                "--time",
+                format_time(time.time_ns() // 1000 - 10_000_000),
+                "--no-apply",
+            ]
+        )
+        == 0
+    )
     assert main(["-c", c, "record", "commit", "192.0.2.7", "zz", "x"]) == 2
     assert "MAC 'zz' is not six hex octets" in capsys.readouterr().err
-    assert main(["-c", c, "record", "commit", "192.0.2.101", "2:0:0:0:0:2", "www_x", "", "600"]) == 0
+    assert (
+        main(["-c", c, "record", "commit", "192.0.2.101", "2:0:0:0:0:2", "www_x", "", "600"]) == 0
+    )
     capsys.readouterr()
     assert main(["-c", c, "show"]) == 0
     table = capsys.readouterr().out
@@ -206,8 +253,25 @@ def test_record_show_and_status_commands(cfg: config.Config, capsys: pytest.Capt
     assert out.startswith("leasedns OK: peer peer-a")
     assert "journal peer-a: 2 events" in out and "last build" in out
     # an event from a clock far ahead is a warning
-    assert main(["-c", c, "record", "commit", "192.0.2.102", "2:0:0:0:0:3", "future", "", "600",
-                 "--time", "2099-01-01T00:00:00Z", "--no-apply"]) == 0
+    assert (
+        main(
+            [
+                "-c",
+                c,
+                "record",
+                "commit",
+                "192.0.2.102",
+                "2:0:0:0:0:3",
+                "future",
+                "",
+                "600",
+                "--time",
+                "2099-01-01T00:00:00Z",
+                "--no-apply",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["-c", c, "status"]) == 1
     assert "in the future (clock skew over 30 s?)" in capsys.readouterr().out

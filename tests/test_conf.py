@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, tool
 
+from conftest import ROOT, tool
 from leasedns.cli import snippet
 
 CONF = ROOT / "conf"
@@ -16,8 +16,9 @@ CONF = ROOT / "conf"
 def dhcpd_t(text: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     f = tmp / "dhcpd.conf"
     f.write_text(text)
-    return subprocess.run([tool("dhcpd"), "-t", "-4", "-cf", str(f)], capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        [tool("dhcpd"), "-t", "-4", "-cf", str(f)], capture_output=True, text=True, timeout=30
+    )
 
 
 BASE = "subnet 192.0.2.0 netmask 255.255.255.0 { range 192.0.2.100 192.0.2.199; }\n"
@@ -37,8 +38,11 @@ def test_printed_snippet_passes_dhcpd_t(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_example_failover_config_passes_dhcpd_t(tmp_path: Path) -> None:
-    text = (CONF / "dhcpd.conf.example").read_text().replace(
-        "/etc/dhcp/leasedns-hooks.conf", str(CONF / "dhcpd-hooks.conf"))
+    text = (
+        (CONF / "dhcpd.conf.example")
+        .read_text()
+        .replace("/etc/dhcp/leasedns-hooks.conf", str(CONF / "dhcpd-hooks.conf"))
+    )
     p = dhcpd_t(text, tmp_path)
     assert p.returncode == 0, p.stderr
 
@@ -56,5 +60,7 @@ def test_conf_snippet_is_the_package_template_for_opt_leasedns() -> None:
 def test_every_optional_hook_value_is_wrapped_in_pick_first_value() -> None:
     text = (CONF / "dhcpd-hooks.conf").read_text()
     for var in ("option host-name", "host-decl-name", "lease-time", "substring(hardware"):
-        for line in (ln for ln in text.splitlines() if var in ln and not ln.lstrip().startswith("#")):
+        for line in (
+            ln for ln in text.splitlines() if var in ln and not ln.lstrip().startswith("#")
+        ):
             assert "pick-first-value(" in line, line

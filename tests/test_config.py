@@ -39,17 +39,31 @@ def test_good_config_with_defaults() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("peer: a\ndomain: x.example\nnames:\n  policy: lenient\n",
-         "x.yaml:4: policy must be 'sanitize' or 'strict', not 'lenient'"),
-        ("peer: a\ndomain: x.example\nttl: -1\n", "x.yaml:3: ttl must be a whole number from 0 to 2147483647"),
-        ("peer: a\ndomain: x.example\ntinydns:\n  rot: /x\n",
-         "x.yaml:4: unknown key 'tinydns.rot'; known: data_program, root, static"),
+        (
+            "peer: a\ndomain: x.example\nnames:\n  policy: lenient\n",
+            "x.yaml:4: policy must be 'sanitize' or 'strict', not 'lenient'",
+        ),
+        (
+            "peer: a\ndomain: x.example\nttl: -1\n",
+            "x.yaml:3: ttl must be a whole number from 0 to 2147483647",
+        ),
+        (
+            "peer: a\ndomain: x.example\ntinydns:\n  rot: /x\n",
+            "x.yaml:4: unknown key 'tinydns.rot'; known: data_program, root, static",
+        ),
         ("domain: x.example\n", "x.yaml:1: missing required key 'peer'"),
-        ("peer: a\ndomain: x.example\nsubnets: [192.0.2.0/33]\n",
-         "x.yaml:3: subnets: '192.0.2.0/33' is not valid: '33' is not a valid netmask"),
-        ("peer: a\ndomain: bad_domain!\n", "x.yaml:2: domain 'bad_domain!' must be letters, digits, '-' and dots"),
-        ("peer: a b\ndomain: x.example\n",
-         "x.yaml:1: peer must be a short name of letters, digits, '-', '_' or '.'"),
+        (
+            "peer: a\ndomain: x.example\nsubnets: [192.0.2.0/33]\n",
+            "x.yaml:3: subnets: '192.0.2.0/33' is not valid: '33' is not a valid netmask",
+        ),
+        (
+            "peer: a\ndomain: bad_domain!\n",
+            "x.yaml:2: domain 'bad_domain!' must be letters, digits, '-' and dots",
+        ),
+        (
+            "peer: a b\ndomain: x.example\n",
+            "x.yaml:1: peer must be a short name of letters, digits, '-', '_' or '.'",
+        ),
         ("peer: a\n  domain: [\n", "x.yaml:2: not valid YAML: mapping values are not allowed here"),
         ("", "x.yaml:1: the config is empty; at least `peer:` and `domain:` are needed"),
     ],
@@ -61,7 +75,7 @@ def test_config_errors_name_file_and_line(text: str, message: str) -> None:
 
 
 def test_missing_config_file_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no such config file; copy conf/leasedns.yaml"):
+    with pytest.raises(ConfigError, match=r"no such config file; copy conf/leasedns\.yaml"):
         config.load(str(tmp_path / "nope.yaml"))
 
 
@@ -89,5 +103,5 @@ def test_example_config_sync_and_check_sections_parse_when_uncommented() -> None
 
 
 def test_partner_must_not_be_this_peer() -> None:
-    with pytest.raises(ConfigError, match="x.yaml:5: each partner needs a `name:`"):
+    with pytest.raises(ConfigError, match=r"x\.yaml:5: each partner needs a `name:`"):
         config.parse("peer: a\ndomain: x.example\nsync:\n  partners:\n    - name: a\n", "x.yaml")

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import SBIN_PATH, need, tool
 
 pytestmark = pytest.mark.integration
@@ -13,16 +14,29 @@ pytestmark = pytest.mark.integration
 def test_demo_runs_the_whole_pipeline() -> None:
     tool("tinydns-data")
     need(os.geteuid() == 0, "the demo serves with a real tinydns only as root")
-    p = subprocess.run([sys.executable, "-m", "leasedns.demo"], capture_output=True, text=True,
-                       timeout=120, env={"PATH": SBIN_PATH})
+    p = subprocess.run(
+        [sys.executable, "-m", "leasedns.demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": SBIN_PATH},
+    )
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert "demo: peer-a and peer-b data files are identical" in out
-    answers = {line.split()[0]: line.split()[1] for line in out.split("--- answers", 1)[1]
-               .splitlines()[1:] if line.strip() and not line.startswith("PTR")}
+    answers = {
+        line.split()[0]: line.split()[1]
+        for line in out.split("--- answers", 1)[1].splitlines()[1:]
+        if line.strip() and not line.startswith("PTR")
+    }
     assert answers == {
-        "alice-laptop.demo.example": "192.0.2.100", "bobs-pc.demo.example": "192.0.2.101",
-        "build-server.demo.example": "192.0.2.102", "roaming.demo.example": "192.0.2.150",
-        "gone-home.demo.example": "NXDOMAIN", "evil1.demo.example": "192.0.2.130",
-        "www.demo.example": "NXDOMAIN", "printer.demo.example": "192.0.2.50"}
+        "alice-laptop.demo.example": "192.0.2.100",
+        "bobs-pc.demo.example": "192.0.2.101",
+        "build-server.demo.example": "192.0.2.102",
+        "roaming.demo.example": "192.0.2.150",
+        "gone-home.demo.example": "NXDOMAIN",
+        "evil1.demo.example": "192.0.2.130",
+        "www.demo.example": "NXDOMAIN",
+        "printer.demo.example": "192.0.2.50",
+    }
     assert "roaming.demo.example." in out.split("PTR 192.0.2.150", 1)[1]

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from conftest import HOOK
-
 from leasedns import spool
 from leasedns.events import Kind, make_event
 
@@ -47,10 +46,15 @@ def test_hook_with_too_few_arguments_spools_an_event_apply_will_reject(tmp_path:
 def test_pid_collision_takes_the_next_free_name(tmp_path: Path) -> None:
     # `exec` keeps the PID: leave files named for it, as an earlier hook with the same PID would.
     env = {"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(tmp_path), "LEASEDNS_NO_APPLY": "1"}
-    script = (f'printf old0 > "{tmp_path}/ev-$$-0"; printf old1 > "{tmp_path}/ev-$$-1"; '
-              f'exec "{HOOK}" "$@"')
-    p = subprocess.run(["sh", "-c", script, "sh", "commit", "192.0.2.1", "2:0:0:0:0:1", "a", "",
-                        "60"], env=env, timeout=10)
+    script = (
+        f'printf old0 > "{tmp_path}/ev-$$-0"; printf old1 > "{tmp_path}/ev-$$-1"; '
+        f'exec "{HOOK}" "$@"'
+    )
+    p = subprocess.run(
+        ["sh", "-c", script, "sh", "commit", "192.0.2.1", "2:0:0:0:0:1", "a", "", "60"],
+        env=env,
+        timeout=10,
+    )
     assert p.returncode == 0
     files = {f.name.rsplit("-", 1)[1]: f.read_bytes() for f in tmp_path.iterdir()}
     assert files["0"] == b"old0" and files["1"] == b"old1"  # never overwritten
@@ -69,8 +73,11 @@ def test_unwritable_spool_fails_fast_with_a_message(tmp_path: Path) -> None:
 def test_read_only_spool_fails_with_a_message(tmp_path: Path) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], check=False,
-                   capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+        check=False,
+        capture_output=True,
+    )
     if not os.path.ismount(ro):
         ro.chmod(0o500)
         if os.geteuid() == 0:  # root ignores modes; a read-only mount is needed to test this
@@ -91,8 +98,12 @@ def test_hook_starts_apply_once_while_one_is_due(tmp_path: Path) -> None:
     fake.chmod(0o755)
     env = {"LEASEDNS_BIN": str(fake), "LEASEDNS_NO_APPLY": ""}
     for i in range(5):
-        assert run_hook(tmp_path, "commit", f"192.0.2.{i + 1}", "2:0:0:0:0:1", "a", "", "60",
-                        **env).returncode == 0
+        assert (
+            run_hook(
+                tmp_path, "commit", f"192.0.2.{i + 1}", "2:0:0:0:0:1", "a", "", "60", **env
+            ).returncode
+            == 0
+        )
     deadline = time.time() + 5
     while not counter.exists() and time.time() < deadline:
         time.sleep(0.02)
@@ -100,8 +111,10 @@ def test_hook_starts_apply_once_while_one_is_due(tmp_path: Path) -> None:
     assert counter.read_text() == "apply --from-hook\n"  # one start for five events
     assert (tmp_path / ".apply-due").exists()
     (tmp_path / ".apply-due").unlink()  # what apply does before reading the spool
-    assert run_hook(tmp_path, "commit", "192.0.2.9", "2:0:0:0:0:1", "a", "", "60",
-                    **env).returncode == 0
+    assert (
+        run_hook(tmp_path, "commit", "192.0.2.9", "2:0:0:0:0:1", "a", "", "60", **env).returncode
+        == 0
+    )
     deadline = time.time() + 5
     while counter.read_text().count("\n") < 2 and time.time() < deadline:
         time.sleep(0.02)
@@ -109,8 +122,17 @@ def test_hook_starts_apply_once_while_one_is_due(tmp_path: Path) -> None:
 
 
 def test_hook_without_leasedns_keeps_the_event_and_says_so(tmp_path: Path) -> None:
-    p = run_hook(tmp_path, "commit", "192.0.2.1", "2:0:0:0:0:1", "a", "", "60",
-                 LEASEDNS_NO_APPLY="", LEASEDNS_BIN=str(tmp_path / "nope"))
+    p = run_hook(
+        tmp_path,
+        "commit",
+        "192.0.2.1",
+        "2:0:0:0:0:1",
+        "a",
+        "",
+        "60",
+        LEASEDNS_NO_APPLY="",
+        LEASEDNS_BIN=str(tmp_path / "nope"),
+    )
     assert p.returncode == 1 and b"no leasedns program to apply it" in p.stderr
     assert len(spool.scan(tmp_path)) == 1
 
@@ -139,8 +161,9 @@ def test_full_disk_fails_fast_and_says_so(tmp_path: Path) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
     need(os.geteuid() == 0, "mounting a small tmpfs needs root")
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-                       capture_output=True)
+    p = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True
+    )
     need(p.returncode == 0, f"cannot mount tmpfs: {p.stderr!r}")
     try:
         fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
@@ -155,8 +178,10 @@ def test_full_disk_fails_fast_and_says_so(tmp_path: Path) -> None:
         r = run_hook(mnt, "commit", "192.0.2.1", "2:0:0:0:0:1", "a", "", "60")
         assert time.monotonic() - t0 < 5
         assert r.returncode == 1
-        assert b"(disk full?); event commit 192.0.2.1 not recorded" in r.stderr or \
-            b"cannot create an event file" in r.stderr
+        assert (
+            b"(disk full?); event commit 192.0.2.1 not recorded" in r.stderr
+            or b"cannot create an event file" in r.stderr
+        )
         assert not [f for f in mnt.iterdir() if f.name.startswith("ev-") and f.stat().st_size]
     finally:
         subprocess.run(["umount", str(mnt)], check=False)

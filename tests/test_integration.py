@@ -1,4 +1,4 @@
-"""End to end on loopback: real hook -> leasedns apply -> tinydns-data -> tinydns, queried with dnspython."""
+"""End to end on loopback: real hook, apply, tinydns-data and tinydns, queried with dnspython."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import dns.resolver
 import pytest
-from conftest import HOOK, tool, write_config
 
+from conftest import HOOK, tool, write_config
 from leasedns import config
 
 pytestmark = pytest.mark.integration
@@ -21,10 +21,20 @@ pytestmark = pytest.mark.integration
 def fire(cfg: config.Config, *args: str) -> None:
     """Run the hook as dhcpd would: its own environment only, stdio on /dev/null."""
     leasedns = shutil.which("leasedns") or str(Path(sys.executable).with_name("leasedns"))
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LEASEDNS_SPOOL": str(cfg.spool_dir),
-           "LEASEDNS_CONFIG": str(cfg.path), "LEASEDNS_BIN": leasedns}
-    p = subprocess.run([str(HOOK), *args], env=env, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=10)
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "LEASEDNS_SPOOL": str(cfg.spool_dir),
+        "LEASEDNS_CONFIG": str(cfg.path),
+        "LEASEDNS_BIN": leasedns,
+    }
+    p = subprocess.run(
+        [str(HOOK), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=10,
+    )
     assert p.returncode == 0, p.stderr
 
 
@@ -49,8 +59,9 @@ def ptr(r: dns.resolver.Resolver, ip: str) -> list[str]:
 
 def test_hook_to_dns_answers_with_time_to_die(tmp_path: Path, tinydns_factory) -> None:  # type: ignore[no-untyped-def]
     tool("tinydns-data")
-    cfg = config.load(str(write_config(
-        tmp_path, names={"protected": ["www"]}, build={"coalesce_secs": 0.1})))
+    cfg = config.load(
+        str(write_config(tmp_path, names={"protected": ["www"]}, build={"coalesce_secs": 0.1}))
+    )
     cfg.spool_dir.mkdir(parents=True)
     server = tinydns_factory(cfg.tinydns_root)
     r = server.resolver()
@@ -58,7 +69,15 @@ def test_hook_to_dns_answers_with_time_to_die(tmp_path: Path, tinydns_factory) -
     fire(cfg, "commit", "192.0.2.100", "2:0:0:0:0:1", "Laptop_7", "", "600")
     fire(cfg, "commit", "192.0.2.101", "2:0:0:0:0:2", "shortlived", "", "3")
     fire(cfg, "commit", "192.0.2.102", "2:0:0:0:0:3", "www", "", "600")
-    fire(cfg, "commit", "192.0.2.103", "2:0:0:0:0:4", "evil:1.2.3.4\n=x.lab.example:6.6.6.6", "", "600")
+    fire(
+        cfg,
+        "commit",
+        "192.0.2.103",
+        "2:0:0:0:0:4",
+        "evil:1.2.3.4\n=x.lab.example:6.6.6.6",
+        "",
+        "600",
+    )
     t_commit = time.time()
 
     assert wait_for(lambda: a(r, "laptop-7.lab.example")) == ["192.0.2.100"]
@@ -92,7 +111,9 @@ def test_hook_to_dns_answers_with_time_to_die(tmp_path: Path, tinydns_factory) -
         except dns.resolver.NXDOMAIN:
             return
         raise AssertionError("laptop-7 still resolves")
+
     wait_for(gone)
     assert not list(cfg.spool_dir.glob("ev-*"))
     assert os.path.exists(cfg.spool_dir / "rejected") is False or not any(
-        (cfg.spool_dir / "rejected").iterdir())
+        (cfg.spool_dir / "rejected").iterdir()
+    )

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tool, write_config
 
+from conftest import tool, write_config
 from leasedns import apply, config, journal
 from leasedns.cli import main
 from leasedns.events import Event, Kind
@@ -21,11 +21,19 @@ def stamp(t: int) -> str:
     return time.strftime("%w %Y/%m/%d %H:%M:%S", time.gmtime(t))
 
 
-def block(ip: str, mac: str, start: int, end: int, state: str = "active", name: str | None = None) -> str:
-    lines = [f"lease {ip} {{", f"  starts {stamp(start)};", f"  ends {stamp(end)};",
-             f"  cltt {stamp(start)};", f"  binding state {state};",
-             f"  next binding state {'free' if state == 'active' else 'backup'};",
-             f"  rewind binding state {state};", f"  hardware ethernet {mac};"]
+def block(
+    ip: str, mac: str, start: int, end: int, state: str = "active", name: str | None = None
+) -> str:
+    lines = [
+        f"lease {ip} {{",
+        f"  starts {stamp(start)};",
+        f"  ends {stamp(end)};",
+        f"  cltt {stamp(start)};",
+        f"  binding state {state};",
+        f"  next binding state {'free' if state == 'active' else 'backup'};",
+        f"  rewind binding state {state};",
+        f"  hardware ethernet {mac};",
+    ]
     if name is not None:
         lines.append(f'  client-hostname "{name}";')
     return "\n".join(lines) + "\n}\n"
@@ -36,8 +44,10 @@ def setup(tmp: Path, *leasefiles: str, dhcpd_conf: str | None = None) -> config.
     paths = []
     for i, text in enumerate(leasefiles):
         p = tmp / f"dhcpd{i}.leases"
-        p.write_text("# The format of this file is documented in the dhcpd.leases(5) manual page.\n"
-                     "authoring-byte-order little-endian;\n\n" + text)
+        p.write_text(
+            "# The format of this file is documented in the dhcpd.leases(5) manual page.\n"
+            "authoring-byte-order little-endian;\n\n" + text
+        )
         paths.append(str(p))
     extra: dict[str, object] = {"dhcpd": {"leases": paths}}
     if dhcpd_conf is not None:
@@ -48,8 +58,15 @@ def setup(tmp: Path, *leasefiles: str, dhcpd_conf: str | None = None) -> config.
     return cfg
 
 
-def commit(cfg: config.Config, ip: str, mac: str, name: str, start: int, secs: int = 3600,
-           peer: str = "peer-a") -> Event:
+def commit(
+    cfg: config.Config,
+    ip: str,
+    mac: str,
+    name: str,
+    start: int,
+    secs: int = 3600,
+    peer: str = "peer-a",
+) -> Event:
     e = Event(Kind.COMMIT, start * 1_000_000, ip, mac, name, "", secs, peer, "hook")
     journal.append(cfg.journal_dir / peer, [e])
     return e
@@ -63,26 +80,47 @@ A, B, C = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:03"
 
 
 def test_names_only_in_lease_files_are_reported_then_fixed_and_converge(tmp_path: Path) -> None:
-    cfg = setup(tmp_path, block("192.0.2.100", A, NOW - 60, NOW + 3540, name="alice")
-                + block("192.0.2.101", B, NOW - 30, NOW + 3570, name="Bob_PC"))
+    cfg = setup(
+        tmp_path,
+        block("192.0.2.100", A, NOW - 60, NOW + 3540, name="alice")
+        + block("192.0.2.101", B, NOW - 30, NOW + 3570, name="Bob_PC"),
+    )
     commit(cfg, "192.0.2.100", A, "alice", NOW - 60)
     apply.run(cfg)
     d = run(cfg, fix=False)
     assert [(i.kind, i.ip, i.mac, i.name, i.detail) for i in d.items] == [
-        ("unknown-to-journals", "192.0.2.101", B, "bob-pc.lab.example",
-         "the lease files know this client, no journal does")]
+        (
+            "unknown-to-journals",
+            "192.0.2.101",
+            B,
+            "bob-pc.lab.example",
+            "the lease files know this client, no journal does",
+        )
+    ]
     assert d.level == 1
     fixed = run(cfg, fix=True)
     (fix,) = fixed.fixes()
     assert (fix.kind, fix.time_us, fix.lease_secs, fix.source) == (
-        Kind.COMMIT, (NOW - 30) * 1_000_000, 3600, "reconcile")
+        Kind.COMMIT,
+        (NOW - 30) * 1_000_000,
+        3600,
+        "reconcile",
+    )
     assert b"=bob-pc.lab.example:192.0.2.101:0:" in (cfg.tinydns_root / "data").read_bytes()
     assert run(cfg, fix=False).items == []  # converged
 
 
 def test_removed_journal_entries_come_back(tmp_path: Path) -> None:
-    leases = "".join(block(f"192.0.2.{100 + i}", f"02:00:00:00:01:{i:02x}", NOW - 100 + i,
-                           NOW + 3500 + i, name=f"pc{i}") for i in range(5))
+    leases = "".join(
+        block(
+            f"192.0.2.{100 + i}",
+            f"02:00:00:00:01:{i:02x}",
+            NOW - 100 + i,
+            NOW + 3500 + i,
+            name=f"pc{i}",
+        )
+        for i in range(5)
+    )
     cfg = setup(tmp_path, leases)
     for i in range(5):
         commit(cfg, f"192.0.2.{100 + i}", f"02:00:00:00:01:{i:02x}", f"pc{i}", NOW - 100 + i)
@@ -91,8 +129,9 @@ def test_removed_journal_entries_come_back(tmp_path: Path) -> None:
     seg = journal.segments(cfg.journal_dir / "peer-a")[0]
     lines = seg.read_bytes().splitlines(keepends=True)
     seg.write_bytes(b"".join(lines[:2]))  # events of pc2, pc3, pc4 lost
-    assert kinds(cfg) == [("unknown-to-journals", f"192.0.2.{100 + i}", f"pc{i}.lab.example")
-                          for i in (2, 3, 4)]
+    assert kinds(cfg) == [
+        ("unknown-to-journals", f"192.0.2.{100 + i}", f"pc{i}.lab.example") for i in (2, 3, 4)
+    ]
     assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 1
     assert main(["-c", str(cfg.path), "reconcile"]) == 0
     assert (cfg.tinydns_root / "data").read_bytes() == before
@@ -105,7 +144,8 @@ def test_lost_release_makes_a_stale_name_that_fix_removes(tmp_path: Path) -> Non
     apply.run(cfg)
     d = run(cfg, fix=False)
     assert [(i.kind, i.ip, i.name, i.detail) for i in d.items] == [
-        ("stale", "192.0.2.100", "gone.lab.example", f"the lease file says free since {NOW - 100}")]
+        ("stale", "192.0.2.100", "gone.lab.example", f"the lease file says free since {NOW - 100}")
+    ]
     (fix,) = d.fixes()
     assert (fix.kind, fix.mac, fix.time_us) == (Kind.RELEASE, A, (NOW - 100) * 1_000_000)
     run(cfg, fix=True)
@@ -133,15 +173,19 @@ def test_journal_older_than_the_lease_file_is_not_overruled(tmp_path: Path) -> N
 
 
 def test_missed_renewal_and_wrong_address(tmp_path: Path) -> None:
-    cfg = setup(tmp_path,
-                block("192.0.2.100", A, NOW - 100, NOW + 3500, name="renewed")
-                + block("192.0.2.160", B, NOW - 50, NOW + 3550, name="mover"))
+    cfg = setup(
+        tmp_path,
+        block("192.0.2.100", A, NOW - 100, NOW + 3500, name="renewed")
+        + block("192.0.2.160", B, NOW - 50, NOW + 3550, name="mover"),
+    )
     commit(cfg, "192.0.2.100", A, "renewed", NOW - 3000, secs=3600)  # ends in 600 s
     commit(cfg, "192.0.2.120", B, "mover", NOW - 500)  # the journals missed its new address
     apply.run(cfg)
-    assert kinds(cfg) == [("renewal", "192.0.2.100", "renewed.lab.example"),
-                          ("stale", "192.0.2.120", "mover.lab.example"),
-                          ("wrong-address", "192.0.2.160", "mover.lab.example")]
+    assert kinds(cfg) == [
+        ("renewal", "192.0.2.100", "renewed.lab.example"),
+        ("stale", "192.0.2.120", "mover.lab.example"),
+        ("wrong-address", "192.0.2.160", "mover.lab.example"),
+    ]
     run(cfg, fix=True)
     data = (cfg.tinydns_root / "data").read_text()
     assert "=mover.lab.example:192.0.2.160:" in data and "192.0.2.120" not in data
@@ -157,7 +201,9 @@ def test_partner_lease_file_without_names_takes_them_from_the_journals(tmp_path:
     apply.run(cfg)
     items = run(cfg, fix=False).items
     # carol's earlier lease has ended, so her name is simply missing; it comes from the journal
-    assert [(i.kind, i.ip, i.name) for i in items] == [("missing", "192.0.2.130", "carol.lab.example")]
+    assert [(i.kind, i.ip, i.name) for i in items] == [
+        ("missing", "192.0.2.130", "carol.lab.example")
+    ]
     run(cfg, fix=True)
     assert "=carol.lab.example:192.0.2.130:" in (cfg.tinydns_root / "data").read_text()
 
@@ -209,10 +255,16 @@ def test_mass_removal_needs_force(tmp_path: Path) -> None:
 
 
 def test_static_host_not_published_is_reported_and_fixed_by_a_build(tmp_path: Path) -> None:
-    cfg = setup(tmp_path, "", dhcpd_conf="host printer { hardware ethernet 02:00:00:00:00:50; "
-                                         "fixed-address 192.0.2.50; }\n")
+    cfg = setup(
+        tmp_path,
+        "",
+        dhcpd_conf="host printer { hardware ethernet 02:00:00:00:00:50; "
+        "fixed-address 192.0.2.50; }\n",
+    )
     d = run(cfg, fix=False)
-    assert [(i.kind, i.ip, i.name) for i in d.items] == [("static", "192.0.2.50", "printer.lab.example")]
+    assert [(i.kind, i.ip, i.name) for i in d.items] == [
+        ("static", "192.0.2.50", "printer.lab.example")
+    ]
     run(cfg, fix=True)
     assert "=printer.lab.example:192.0.2.50:300" in (cfg.tinydns_root / "data").read_text()
     assert kinds(cfg) == []
@@ -228,7 +280,9 @@ def test_json_output_for_machines(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert out["items"][0]["name"] == "bob.lab.example"
 
 
-def test_no_lease_files_configured_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_lease_files_configured_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = config.load(str(write_config(tmp_path)))
     assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 2
     assert "dhcpd.leases lists no lease files" in capsys.readouterr().err

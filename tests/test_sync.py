@@ -1,4 +1,4 @@
-"""Two peers, one truth: real rsync between two leasedns instances, convergence, partition, compaction."""
+"""Two peers, one truth: real rsync between two instances, convergence, partition, compaction."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HOOK, tool, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import HOOK, tool, write_config
 from leasedns import apply, config, journal
 from leasedns import sync as syncing
 from leasedns.cli import main
@@ -36,8 +36,9 @@ def pair(tmp: Path, notify: bool = True, **extra: object) -> tuple[config.Config
         partner = {"name": other, "rsync_target": str(tmp / other / "state" / "journal")}
         if notify:
             partner["notify"] = [LEASEDNS, "-q", "-c", str(tmp / other / "leasedns.yaml"), "apply"]
-        paths[me] = write_config(base, peer=me, sync={"partners": [partner], "timeout_secs": 20},
-                                 **extra)
+        paths[me] = write_config(
+            base, peer=me, sync={"partners": [partner], "timeout_secs": 20}, **extra
+        )
     a, b = (config.load(str(paths[p])) for p in ("peer-a", "peer-b"))
     apply.ensure_dirs(a)
     apply.ensure_dirs(b)
@@ -76,23 +77,50 @@ def test_two_peers_publish_identical_data_and_answers(tmp_path: Path, tinydns_fa
             ans = server.resolver().resolve(f"{name}.lab.example", "A")
             assert [x.to_text() for x in ans] == [ip]
             assert [x.to_text() for x in server.resolver().resolve_address(ip)] == [
-                f"{name}.lab.example."]
-    assert main(["-c", str(a.path), "check", "--server", f"peer-a={sa.ip}",
-                 "--server", f"peer-b={sb.ip}"]) == 0
+                f"{name}.lab.example."
+            ]
+    assert (
+        main(
+            [
+                "-c",
+                str(a.path),
+                "check",
+                "--server",
+                f"peer-a={sa.ip}",
+                "--server",
+                f"peer-b={sb.ip}",
+            ]
+        )
+        == 0
+    )
 
     # a peer that serves something else is reported (exit 1), a dead one is critical (exit 2)
     shutil.copy(tmp_path / "peer-a" / "root" / "data", tmp_path / "stale-data")
     (b.tinydns_root / "data").write_text(
-        (b.tinydns_root / "data").read_text().replace("192.0.2.101", "192.0.2.201"))
+        (b.tinydns_root / "data").read_text().replace("192.0.2.101", "192.0.2.201")
+    )
     subprocess.run([b.tinydns_data], cwd=b.tinydns_root, check=True)
-    assert main(["-c", str(a.path), "check", "--server", f"peer-a={sa.ip}",
-                 "--server", f"peer-b={sb.ip}"]) == 1
+    assert (
+        main(
+            [
+                "-c",
+                str(a.path),
+                "check",
+                "--server",
+                f"peer-a={sa.ip}",
+                "--server",
+                f"peer-b={sb.ip}",
+            ]
+        )
+        == 1
+    )
     sb.stop()
     assert main(["-c", str(a.path), "check", "--server", f"peer-b={sb.ip}"]) == 2
 
 
 def test_partition_each_side_keeps_publishing_then_one_sync_each_way_converges(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     a, b = pair(tmp_path)
     fire(a, "commit", "192.0.2.100", "2:0:0:0:0:1", "alice", "", "600")
     assert apply.run(a).ok
@@ -101,14 +129,34 @@ def test_partition_each_side_keeps_publishing_then_one_sync_each_way_converges(
     (tmp_path / "peer-a" / "state" / "journal").rename(tmp_path / "a-journal-away")
     (tmp_path / "b-journal-away").rename(tmp_path / "peer-b" / "state" / "journal-real")
     (tmp_path / "a-journal-away").rename(tmp_path / "peer-a" / "state" / "journal-real")
-    a = config.load(str(write_config(tmp_path / "peer-a", peer="peer-a",
-                                     journal_dir=str(tmp_path / "peer-a/state/journal-real"),
-                                     sync={"partners": [{"name": "peer-b", "rsync_target":
-                                           str(tmp_path / "down" / "nowhere")}]})))
-    b = config.load(str(write_config(tmp_path / "peer-b", peer="peer-b",
-                                     journal_dir=str(tmp_path / "peer-b/state/journal-real"),
-                                     sync={"partners": [{"name": "peer-a", "rsync_target":
-                                           str(tmp_path / "down" / "nowhere")}]})))
+    a = config.load(
+        str(
+            write_config(
+                tmp_path / "peer-a",
+                peer="peer-a",
+                journal_dir=str(tmp_path / "peer-a/state/journal-real"),
+                sync={
+                    "partners": [
+                        {"name": "peer-b", "rsync_target": str(tmp_path / "down" / "nowhere")}
+                    ]
+                },
+            )
+        )
+    )
+    b = config.load(
+        str(
+            write_config(
+                tmp_path / "peer-b",
+                peer="peer-b",
+                journal_dir=str(tmp_path / "peer-b/state/journal-real"),
+                sync={
+                    "partners": [
+                        {"name": "peer-a", "rsync_target": str(tmp_path / "down" / "nowhere")}
+                    ]
+                },
+            )
+        )
+    )
     fire(a, "commit", "192.0.2.110", "2:0:0:0:0:a", "during-a", "", "600")
     fire(b, "commit", "192.0.2.111", "2:0:0:0:0:b", "during-b", "", "600")
     ra, rb = apply.run(a), apply.run(b)
@@ -119,14 +167,40 @@ def test_partition_each_side_keeps_publishing_then_one_sync_each_way_converges(
     assert main(["-c", str(a.path), "status"]) == 1
     assert "sync peer-b: FAILED: rsync to" in capsys.readouterr().out
     # The link returns: one sync each way.
-    a = config.load(str(write_config(tmp_path / "peer-a", peer="peer-a",
-                                     journal_dir=str(tmp_path / "peer-a/state/journal-real"),
-                                     sync={"partners": [{"name": "peer-b", "rsync_target":
-                                           str(tmp_path / "peer-b/state/journal-real")}]})))
-    b = config.load(str(write_config(tmp_path / "peer-b", peer="peer-b",
-                                     journal_dir=str(tmp_path / "peer-b/state/journal-real"),
-                                     sync={"partners": [{"name": "peer-a", "rsync_target":
-                                           str(tmp_path / "peer-a/state/journal-real")}]})))
+    a = config.load(
+        str(
+            write_config(
+                tmp_path / "peer-a",
+                peer="peer-a",
+                journal_dir=str(tmp_path / "peer-a/state/journal-real"),
+                sync={
+                    "partners": [
+                        {
+                            "name": "peer-b",
+                            "rsync_target": str(tmp_path / "peer-b/state/journal-real"),
+                        }
+                    ]
+                },
+            )
+        )
+    )
+    b = config.load(
+        str(
+            write_config(
+                tmp_path / "peer-b",
+                peer="peer-b",
+                journal_dir=str(tmp_path / "peer-b/state/journal-real"),
+                sync={
+                    "partners": [
+                        {
+                            "name": "peer-a",
+                            "rsync_target": str(tmp_path / "peer-a/state/journal-real"),
+                        }
+                    ]
+                },
+            )
+        )
+    )
     assert main(["-c", str(a.path), "sync"]) == 0
     assert main(["-c", str(b.path), "sync"]) == 0
     assert apply.run(a).ok and apply.run(b).ok
@@ -140,28 +214,54 @@ def test_partition_each_side_keeps_publishing_then_one_sync_each_way_converges(
 def test_sync_transfers_about_the_new_events_only(tmp_path: Path) -> None:
     a, b = pair(tmp_path, notify=False)
     peer_dir = a.journal_dir / "peer-a"
-    batch = [Event(Kind.COMMIT, 1_800_000_000_000_000 + i, f"10.0.{i // 250}.{i % 250 + 1}",
-                   f"02:00:00:00:{i // 256:02x}:{i % 256:02x}", f"host{i}", "", 3600, "peer-a")
-             for i in range(20_000)]
+    batch = [
+        Event(
+            Kind.COMMIT,
+            1_800_000_000_000_000 + i,
+            f"10.0.{i // 250}.{i % 250 + 1}",
+            f"02:00:00:00:{i // 256:02x}:{i % 256:02x}",
+            f"host{i}",
+            "",
+            3600,
+            "peer-a",
+        )
+        for i in range(20_000)
+    ]
     journal.append(peer_dir, batch)
     (first,) = syncing.run(a)
     assert first.ok and first.bytes_sent > 2_000_000
     size = (peer_dir / journal.segment_name(1)).stat().st_size
-    journal.append(peer_dir, [Event(Kind.COMMIT, 1_800_000_100_000_000 + i, "192.0.2.9",
-                                    "02:00:00:00:00:09", "x", "", 60, "peer-a")
-                              for i in range(1000)])
+    journal.append(
+        peer_dir,
+        [
+            Event(
+                Kind.COMMIT,
+                1_800_000_100_000_000 + i,
+                "192.0.2.9",
+                "02:00:00:00:00:09",
+                "x",
+                "",
+                60,
+                "peer-a",
+            )
+            for i in range(1000)
+        ],
+    )
     (second,) = syncing.run(a)
     new_bytes = (peer_dir / journal.segment_name(1)).stat().st_size - size
     assert second.ok and second.bytes_sent < 3 * new_bytes
-    assert (b.journal_dir / "peer-a" / journal.segment_name(1)).read_bytes() == \
-        (peer_dir / journal.segment_name(1)).read_bytes()
+    assert (b.journal_dir / "peer-a" / journal.segment_name(1)).read_bytes() == (
+        peer_dir / journal.segment_name(1)
+    ).read_bytes()
 
 
 def test_a_partner_never_reads_a_half_transferred_segment(tmp_path: Path) -> None:
     """rsync writes under a temporary dot-name and renames; readers only read events-*.jsonl."""
     a, b = pair(tmp_path, notify=False)
-    journal.append(a.journal_dir / "peer-a", [Event(Kind.COMMIT, 1, "192.0.2.1",
-                                                    "02:00:00:00:00:01", "x", "", 60, "peer-a")])
+    journal.append(
+        a.journal_dir / "peer-a",
+        [Event(Kind.COMMIT, 1, "192.0.2.1", "02:00:00:00:00:01", "x", "", 60, "peer-a")],
+    )
     target = b.journal_dir / "peer-a"
     target.mkdir(parents=True)
     (target / ".events-00000001.jsonl.Xy12ab").write_bytes(b'{"kind":"com')  # rsync's temp file
@@ -174,8 +274,12 @@ def test_a_partner_never_reads_a_half_transferred_segment(tmp_path: Path) -> Non
 T0 = 1_800_000_000
 _ev = st.builds(
     lambda k, i, m, n, t: (k, f"192.0.2.{100 + i}", f"02:00:00:00:00:0{m}", n, t),
-    st.sampled_from(["commit", "commit", "release", "expiry"]), st.integers(0, 4),
-    st.integers(1, 3), st.sampled_from(["pc", "laptop", "x", "www"]), st.integers(0, 50))
+    st.sampled_from(["commit", "commit", "release", "expiry"]),
+    st.integers(0, 4),
+    st.integers(1, 3),
+    st.sampled_from(["pc", "laptop", "x", "www"]),
+    st.integers(0, 50),
+)
 _step = st.one_of(
     st.tuples(st.just("event"), st.sampled_from(["peer-a", "peer-b"]), _ev),
     st.tuples(st.just("dup"), st.sampled_from(["peer-a", "peer-b"]), st.integers(0, 100)),
@@ -183,7 +287,9 @@ _step = st.one_of(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(_step, max_size=20))
 def test_any_interleaving_converges(tmp_path_factory: pytest.TempPathFactory, steps) -> None:  # type: ignore[no-untyped-def]
     base = tmp_path_factory.mktemp("conv")
@@ -194,8 +300,16 @@ def test_any_interleaving_converges(tmp_path_factory: pytest.TempPathFactory, st
         cfg = cfgs[peer]
         if kind == "event":
             k, ip, mac, name, t = arg
-            e = Event(Kind(k), (T0 + t) * 1_000_000, ip, mac, name, "",
-                      600 if k == "commit" else None, peer)
+            e = Event(
+                Kind(k),
+                (T0 + t) * 1_000_000,
+                ip,
+                mac,
+                name,
+                "",
+                600 if k == "commit" else None,
+                peer,
+            )
             journal.append(cfg.journal_dir / peer, [e])
             written[peer].append(e)
         elif kind == "dup" and written[peer]:
@@ -224,19 +338,38 @@ def test_compaction_keeps_the_journal_bounded_over_a_simulated_week(tmp_path: Pa
     t = T0
     checked = 0
     while t < T0 + week:
-        journal.append(peer_dir, [Event(Kind.COMMIT, t * 1_000_000 + i, f"10.1.{i // 250}.{i % 250 + 1}",
-                                        f"02:00:00:01:{i // 256:02x}:{i % 256:02x}", f"c{i}", "", 3600,
-                                        "peer-a") for i in range(clients)])
+        journal.append(
+            peer_dir,
+            [
+                Event(
+                    Kind.COMMIT,
+                    t * 1_000_000 + i,
+                    f"10.1.{i // 250}.{i % 250 + 1}",
+                    f"02:00:00:01:{i // 256:02x}:{i % 256:02x}",
+                    f"c{i}",
+                    "",
+                    3600,
+                    "peer-a",
+                )
+                for i in range(clients)
+            ],
+        )
         events = journal.read_peer(peer_dir).events
         biggest = max(biggest, len(events))
-        if len(events) >= 1000 and len(journal.survivors(events, t * 1_000_000, keep_us)) * 2 <= len(events):
+        if len(events) >= 1000 and len(
+            journal.survivors(events, t * 1_000_000, keep_us)
+        ) * 2 <= len(events):
             now = t + 60
             verify = checked % 12 == 0  # compare the published data twice a simulated day
-            before = render(Statics(), merge(events, Statics(), s, now).records, 300) if verify else b""
+            before = (
+                render(Statics(), merge(events, Statics(), s, now).records, 300) if verify else b""
+            )
             journal.compact(peer_dir, t * 1_000_000, keep_us)
             if verify:
                 after_events = journal.read_peer(peer_dir).events
-                assert render(Statics(), merge(after_events, Statics(), s, now).records, 300) == before
+                assert (
+                    render(Statics(), merge(after_events, Statics(), s, now).records, 300) == before
+                )
                 assert len(after_events) == clients
             checked += 1
         t += step
@@ -249,14 +382,37 @@ def test_compaction_keeps_the_journal_bounded_over_a_simulated_week(tmp_path: Pa
 
 def test_apply_compacts_its_own_journal_only(tmp_path: Path) -> None:
     tool("tinydns-data")
-    cfg = config.load(str(write_config(tmp_path, journal={"max_lease_secs": 600,
-                                                          "compact_grace_secs": 60})))
+    cfg = config.load(
+        str(write_config(tmp_path, journal={"max_lease_secs": 600, "compact_grace_secs": 60}))
+    )
     apply.ensure_dirs(cfg)
     now_us = time.time_ns() // 1000
-    own = [Event(Kind.COMMIT, now_us - 10_000_000 + r, "192.0.2.100", "02:00:00:00:00:01", "pc",
-                 "", 600, "peer-a") for r in range(1500)]
-    other = [Event(Kind.COMMIT, now_us - 10_000_000 + r, "192.0.2.101", "02:00:00:00:00:02", "x",
-                   "", 600, "peer-b") for r in range(1500)]
+    own = [
+        Event(
+            Kind.COMMIT,
+            now_us - 10_000_000 + r,
+            "192.0.2.100",
+            "02:00:00:00:00:01",
+            "pc",
+            "",
+            600,
+            "peer-a",
+        )
+        for r in range(1500)
+    ]
+    other = [
+        Event(
+            Kind.COMMIT,
+            now_us - 10_000_000 + r,
+            "192.0.2.101",
+            "02:00:00:00:00:02",
+            "x",
+            "",
+            600,
+            "peer-b",
+        )
+        for r in range(1500)
+    ]
     journal.append(cfg.journal_dir / "peer-a", own)
     journal.append(cfg.journal_dir / "peer-b", other)
     report = apply.run(cfg)

@@ -38,8 +38,9 @@ def _ask(address: str, qname: str, rdtype: str, timeout: float) -> list[str] | N
     return sorted(rd.to_text() for rrset in r.answer if rrset.rdtype == want for rd in rrset)
 
 
-def check_server(peer: str, address: str, records: list[Record], now: float,
-                 timeout: float = 2.0) -> ServerReport:
+def check_server(
+    peer: str, address: str, records: list[Record], now: float, timeout: float = 2.0
+) -> ServerReport:
     """Compare one server's answers with the expected records (A, and PTR where published)."""
     rep = ServerReport(peer, address)
     for r in records:
@@ -77,8 +78,13 @@ def level(reports: list[ServerReport]) -> int:
 def as_text(reports: list[ServerReport]) -> str:
     lines = [f"leasedns check {('OK', 'WARNING', 'CRITICAL')[level(reports)]}"]
     for r in reports:
-        state = (f"UNREACHABLE ({r.unreachable})" if r.unreachable
-                 else f"{len(r.wrong)} wrong of {r.asked} names" if r.wrong else f"{r.asked} names ok")
+        state = (
+            f"UNREACHABLE ({r.unreachable})"
+            if r.unreachable
+            else f"{len(r.wrong)} wrong of {r.asked} names"
+            if r.wrong
+            else f"{r.asked} names ok"
+        )
         lines.append(f"{r.peer} {r.address}: {state}")
         lines += [f"  {w}" for w in r.wrong[:20]]
         if len(r.wrong) > 20:

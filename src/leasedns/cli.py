@@ -23,16 +23,18 @@ def _parser() -> argparse.ArgumentParser:
         prog="leasedns",
         description="Publish DHCP clients' names from both ISC dhcpd failover peers in tinydns.",
     )
-    p.add_argument("-c", "--config", help="config file (default: $LEASEDNS_CONFIG or "
-                   f"{config.DEFAULT_PATH})")
+    p.add_argument(
+        "-c", "--config", help=f"config file (default: $LEASEDNS_CONFIG or {config.DEFAULT_PATH})"
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="say more (twice: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="errors only")
     p.add_argument("--version", action="version", version=f"leasedns {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("apply", help="journal spooled events, merge all peers, publish data.cdb")
-    a.add_argument("--force", action="store_true", help="publish even if the mass-delete guard "
-                   "objects")
+    a.add_argument(
+        "--force", action="store_true", help="publish even if the mass-delete guard objects"
+    )
     a.add_argument("--from-hook", action="store_true", help=argparse.SUPPRESS)
 
     r = sub.add_parser("record", help="journal one event given as arguments, then apply")
@@ -55,17 +57,25 @@ def _parser() -> argparse.ArgumentParser:
     mode = rc.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="report only (exit 0/1/2)")
     mode.add_argument("--fix", action="store_true", help="journal corrections and build (default)")
-    rc.add_argument("--force", action="store_true", help="remove stale names even when the "
-                    "lease files look empty, damaged or much fewer")
+    rc.add_argument(
+        "--force",
+        action="store_true",
+        help="remove stale names even when the lease files look empty, damaged or much fewer",
+    )
     rc.add_argument("--json", action="store_true")
 
     sy = sub.add_parser("sync", help="push this peer's journal to its partners, wake them up")
     sy.add_argument("--json", action="store_true")
 
-    ck = sub.add_parser("check", help="query every peer's tinydns for the expected records "
-                        "(exit 0/1/2)")
-    ck.add_argument("--server", action="append", metavar="PEER=IP",
-                    help="a tinydns to ask (default: check.servers in the config)")
+    ck = sub.add_parser(
+        "check", help="query every peer's tinydns for the expected records (exit 0/1/2)"
+    )
+    ck.add_argument(
+        "--server",
+        action="append",
+        metavar="PEER=IP",
+        help="a tinydns to ask (default: check.servers in the config)",
+    )
 
     sn = sub.add_parser("dhcpd-snippet", help="print the dhcpd.conf hook snippet for this install")
     sn.add_argument("--hook", help="hook path (default: dhcpd-event beside this leasedns)")
@@ -109,11 +119,14 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 
         report = apply.run(cfg, force=args.force, coalesce=args.from_hook)
         if not args.from_hook and not args.quiet:
-            out.write(f"{report.ingested} new events, {report.rejected} rejected, "
-                      f"{report.records} records ({report.dynamic} dynamic), "
-                      f"{report.refused} names refused, "
-                      f"{'compiled' if report.compiled else 'data unchanged'}\n"
-                      if report.ok else "")
+            out.write(
+                f"{report.ingested} new events, {report.rejected} rejected, "
+                f"{report.records} records ({report.dynamic} dynamic), "
+                f"{report.refused} names refused, "
+                f"{'compiled' if report.compiled else 'data unchanged'}\n"
+                if report.ok
+                else ""
+            )
         return EXIT_OK if report.ok else EXIT_FAIL
     if args.command == "record":
         from . import apply
@@ -141,7 +154,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         from . import reconcile
 
         drift = reconcile.run(cfg, fix=not args.check, force=args.force)
-        out.write(reconcile.as_json(drift) if args.json else reconcile.as_text(drift, not args.check))
+        out.write(
+            reconcile.as_json(drift) if args.json else reconcile.as_text(drift, not args.check)
+        )
         return drift.level if args.check else (2 if drift.held or drift.problems else 0)
     if args.command == "sync":
         from . import sync
@@ -153,8 +168,10 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             out.write(json.dumps([asdict(r) for r in results], indent=1) + "\n")
         for r in results:
             if not args.json:
-                out.write(f"{r.partner}: {'ok' if r.ok else 'FAILED: ' + r.error}"
-                          f"{f', {r.bytes_sent} bytes sent' if r.pushed else ''}\n")
+                out.write(
+                    f"{r.partner}: {'ok' if r.ok else 'FAILED: ' + r.error}"
+                    f"{f', {r.bytes_sent} bytes sent' if r.pushed else ''}\n"
+                )
         return EXIT_OK if all(r.ok for r in results) else EXIT_FAIL
     if args.command == "check":
         from . import check, show

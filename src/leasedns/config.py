@@ -39,7 +39,9 @@ class Partner:
     """A failover partner this peer pushes its journal to and wakes up."""
 
     name: str
-    rsync_target: str = ""  # rsync destination of the journal root (host:/var/lib/leasedns/journal/)
+    rsync_target: str = (
+        ""  # rsync destination of the journal root (host:/var/lib/leasedns/journal/)
+    )
     notify: tuple[str, ...] = ()  # command that makes the partner run `leasedns apply`
 
 
@@ -107,7 +109,9 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         line = mark.line + 1 if mark else 0
         raise ConfigError(f"{path}:{line}: not valid YAML: {e.problem}") from None
     if root is None:
-        raise ConfigError(f"{path}:1: the config is empty; at least `peer:` and `domain:` are needed")
+        raise ConfigError(
+            f"{path}:1: the config is empty; at least `peer:` and `domain:` are needed"
+        )
     r = _Reader(path)
     top = r.mapping(root, "", _TOP_KEYS)
 
@@ -122,7 +126,9 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
     tiny = r.mapping(top.get("tinydns"), "tinydns", {"root", "data_program", "static"})
     dhcpd = r.mapping(top.get("dhcpd"), "dhcpd", {"conf", "static_name", "leases"})
     build = r.mapping(
-        top.get("build"), "build", {"coalesce_secs", "guard_fraction", "guard_min", "clock_skew_secs"}
+        top.get("build"),
+        "build",
+        {"coalesce_secs", "guard_fraction", "guard_min", "clock_skew_secs"},
     )
     jour = r.mapping(top.get("journal"), "journal", {"max_lease_secs", "compact_grace_secs"})
     sync = r.mapping(top.get("sync"), "sync", {"partners", "rsync", "rsync_args", "timeout_secs"})
@@ -130,8 +136,11 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
     order = tuple(r.text_list(dhcpd, "static_name", ["ddns-hostname", "host-name", "declaration"]))
     for item in order:
         if item not in ("ddns-hostname", "host-name", "declaration"):
-            r.fail(dhcpd["static_name"], f"dhcpd.static_name: unknown source {item!r}; "
-                   "use ddns-hostname, host-name or declaration")
+            r.fail(
+                dhcpd["static_name"],
+                f"dhcpd.static_name: unknown source {item!r}; "
+                "use ddns-hostname, host-name or declaration",
+            )
     conf = r.text(dhcpd, "conf", "")
     return Config(
         path=path,
@@ -179,7 +188,9 @@ def _partners(r: _Reader, node: yaml.Node | None, me: str) -> list[Partner]:
         name = r.text(m, "name", required=True) if m else ""
         if not m or not _is_plain_name(name) or name == me:
             r.fail(item, "each partner needs a `name:` (a peer name other than this peer's)")
-        out.append(Partner(name, r.text(m, "rsync_target", ""), tuple(r.text_list(m, "notify", []))))
+        out.append(
+            Partner(name, r.text(m, "rsync_target", ""), tuple(r.text_list(m, "notify", [])))
+        )
     return out
 
 
@@ -200,8 +211,22 @@ def _servers(r: _Reader, node: yaml.Node | None) -> list[tuple[str, str]]:
 
 
 _TOP_KEYS = {
-    "peer", "state_dir", "spool_dir", "journal_dir", "domain", "subnets", "ttl", "names",
-    "reverse", "default_lease_secs", "tinydns", "dhcpd", "build", "journal", "sync", "check",
+    "peer",
+    "state_dir",
+    "spool_dir",
+    "journal_dir",
+    "domain",
+    "subnets",
+    "ttl",
+    "names",
+    "reverse",
+    "default_lease_secs",
+    "tinydns",
+    "dhcpd",
+    "build",
+    "journal",
+    "sync",
+    "check",
 }
 
 
@@ -243,7 +268,9 @@ class _Reader:
             key = str(knode.value)
             if key not in keys:
                 known = ", ".join(sorted(keys))
-                self.fail(knode, f"unknown key {(where + '.' if where else '') + key!r}; known: {known}")
+                self.fail(
+                    knode, f"unknown key {(where + '.' if where else '') + key!r}; known: {known}"
+                )
             out[key] = vnode
         return out
 
@@ -253,7 +280,9 @@ class _Reader:
             self.fail(node, f"{key} must be a single value")
         return yaml.safe_load(yaml.serialize(node))
 
-    def text(self, m: dict[str, yaml.Node], key: str, default: str = "", required: bool = False) -> str:
+    def text(
+        self, m: dict[str, yaml.Node], key: str, default: str = "", required: bool = False
+    ) -> str:
         if key not in m:
             if required:
                 self.fail(None, f"missing required key {key!r}")
@@ -271,7 +300,9 @@ class _Reader:
             self.fail(m[key], f"{key} must be a whole number from {lo} to {hi}")
         return int(v)
 
-    def real(self, m: dict[str, yaml.Node], key: str, default: float, lo: float, hi: float) -> float:
+    def real(
+        self, m: dict[str, yaml.Node], key: str, default: float, lo: float, hi: float
+    ) -> float:
         if key not in m:
             return default
         v = self._scalar(m, key)
@@ -301,7 +332,11 @@ class _Reader:
         return self.each(m, key, str, default)
 
     def each(
-        self, m: dict[str, yaml.Node], key: str, conv: Callable[[str], Any], default: list[Any] | None = None
+        self,
+        m: dict[str, yaml.Node],
+        key: str,
+        conv: Callable[[str], Any],
+        default: list[Any] | None = None,
     ) -> list[Any]:
         if key not in m:
             return list(default or [])

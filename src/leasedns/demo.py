@@ -13,8 +13,16 @@ from importlib import resources
 from pathlib import Path
 
 DOMAIN = "demo.example"
-QUERIES = ["alice-laptop", "bobs-pc", "build-server", "roaming", "gone-home", "evil1", "www",
-           "printer"]
+QUERIES = [
+    "alice-laptop",
+    "bobs-pc",
+    "build-server",
+    "roaming",
+    "gone-home",
+    "evil1",
+    "www",
+    "printer",
+]
 
 
 def _events() -> list[tuple[str, int, list[bytes]]]:
@@ -70,9 +78,11 @@ def main() -> int:
     base = Path(tempfile.mkdtemp(prefix="leasedns-demo-"))
     ip = _free_ip()
     (base / "static.data").write_text(
-        f".{DOMAIN}:{ip}:ns.{DOMAIN}:300\n.2.0.192.in-addr.arpa::ns.{DOMAIN}:300\n")
+        f".{DOMAIN}:{ip}:ns.{DOMAIN}:300\n.2.0.192.in-addr.arpa::ns.{DOMAIN}:300\n"
+    )
     (base / "dhcpd.conf").write_text(
-        'host printer { hardware ethernet 02:00:00:00:00:50; fixed-address 192.0.2.50; }\n')
+        "host printer { hardware ethernet 02:00:00:00:00:50; fixed-address 192.0.2.50; }\n"
+    )
     cfgs = {p: _config(base, p, tool) for p in ("peer-a", "peer-b")}
     print(f"demo: state in {base}")
 
@@ -86,11 +96,13 @@ def main() -> int:
         (new,) = set(spool.iterdir()) - before
         os.utime(new, (now - ago, now - ago))  # replay the example's timeline
     for _ in range(2):  # each peer builds twice: the second build sees the other's journal too
-        for peer, cfg in cfgs.items():
+        for cfg in cfgs.values():
             subprocess.run([str(leasedns), "-c", str(cfg), "apply"], check=True)
     a_data = (base / "peer-a" / "root" / "data").read_bytes()
     b_data = (base / "peer-b" / "root" / "data").read_bytes()
-    print(f"demo: peer-a and peer-b data files are {'identical' if a_data == b_data else 'DIFFERENT'}")
+    print(
+        f"demo: peer-a and peer-b data files are {'identical' if a_data == b_data else 'DIFFERENT'}"
+    )
     print("\n--- leasedns show (peer-a) ---")
     subprocess.run([str(leasedns), "-c", str(cfgs["peer-a"]), "show"], check=True)
 
@@ -98,12 +110,16 @@ def main() -> int:
     server = None
     if tinydns and os.geteuid() == 0:
         server = subprocess.Popen(
-            [tinydns], env={"PATH": "/usr/sbin:/usr/bin", "ROOT": str(root), "IP": ip,
-                            "UID": "0", "GID": "0"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [tinydns],
+            env={"PATH": "/usr/sbin:/usr/bin", "ROOT": str(root), "IP": ip, "UID": "0", "GID": "0"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(0.2)
     try:
-        print(f"\n--- answers from {'tinydns on ' + ip if server else 'tinydns-get (not root)'} ---")
+        print(
+            f"\n--- answers from {'tinydns on ' + ip if server else 'tinydns-get (not root)'} ---"
+        )
         for label in QUERIES:
             print(f"{label + '.' + DOMAIN:28} {_ask(server, ip, root, label + '.' + DOMAIN, path)}")
         print(f"{'PTR 192.0.2.150':28} {_ask(server, ip, root, '192.0.2.150', path, ptr=True)}")
@@ -130,8 +146,12 @@ def _ask(server: object, ip: str, root: Path, name: str, path: str, ptr: bool = 
         except dns.exception.DNSException as e:
             return f"error: {e}"
     q = ".".join(reversed(name.split("."))) + ".in-addr.arpa" if ptr else name
-    out = subprocess.run([shutil.which("tinydns-get", path=path) or "tinydns-get",
-                          "ptr" if ptr else "a", q], cwd=root, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [shutil.which("tinydns-get", path=path) or "tinydns-get", "ptr" if ptr else "a", q],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    ).stdout
     answers = [ln.split(" ", 1)[1] for ln in out.splitlines() if ln.startswith("answer:")]
     return "; ".join(answers) or "NXDOMAIN"
 

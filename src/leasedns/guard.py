@@ -25,8 +25,12 @@ def unexplained_losses(
 
 
 def check(
-    previous: Iterable[Published], records: Iterable[Record], known_ips: Collection[str],
-    now: int, fraction: float, minimum: int,
+    previous: Iterable[Published],
+    records: Iterable[Record],
+    known_ips: Collection[str],
+    now: int,
+    fraction: float,
+    minimum: int,
 ) -> None:
     """Raise GuardError when more than `fraction` of at least `minimum` live names would vanish."""
     lost, before = unexplained_losses(previous, records, known_ips, now)

@@ -23,7 +23,8 @@ def setup(verbosity: int = 0, stderr: bool = True, syslog: bool = True) -> None:
     if syslog and os.path.exists("/dev/log"):
         try:
             s = logging.handlers.SysLogHandler(
-                "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+                "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
+            )
         except OSError:
             return
         s.setLevel(logging.INFO)

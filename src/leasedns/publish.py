@@ -42,7 +42,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -61,20 +61,25 @@ def publish(root: Path, data: bytes, program: str, runner: Runner = subprocess.r
         if changed:
             write_atomic(target, data)
     except OSError as e:
-        raise PublishError(f"{target}: cannot write: {e.strerror}; the old data.cdb keeps "
-                           "serving") from None
+        raise PublishError(
+            f"{target}: cannot write: {e.strerror}; the old data.cdb keeps serving"
+        ) from None
     if not changed and not needs_compile(root):
         return Outcome(False, False, 0.0)
     t0 = time.monotonic()
     try:
         proc = runner([program], cwd=root, capture_output=True, timeout=600)
     except FileNotFoundError:
-        raise PublishError(f"{program}: not found; install tinydns (Debian: apt install tinydns) or "
-                           "set tinydns.data_program; the old data.cdb keeps serving") from None
+        raise PublishError(
+            f"{program}: not found; install tinydns (Debian: apt install tinydns) or "
+            "set tinydns.data_program; the old data.cdb keeps serving"
+        ) from None
     except (OSError, subprocess.TimeoutExpired) as e:
         raise PublishError(f"{program} in {root}: {e}; the old data.cdb keeps serving") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip() if proc.stderr else ""
-        raise PublishError(f"{program} in {root} failed (exit {proc.returncode}): {err}; the old "
-                           "data.cdb keeps serving")
+        raise PublishError(
+            f"{program} in {root} failed (exit {proc.returncode}): {err}; the old "
+            "data.cdb keeps serving"
+        )
     return Outcome(changed, True, time.monotonic() - t0)

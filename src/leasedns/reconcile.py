@@ -62,9 +62,18 @@ def _names_by_mac(events: Iterable[Event]) -> dict[str, str]:
 
 
 def compare(
-    files: list[LeaseFile], events: list[Event], result: Result, st: statics.Statics,
-    published: set[tuple[str, str]], s: Settings, cfg_peer: str, now: int,
-    files_mtime: float, force: bool = False, guard_fraction: float = 0.5, guard_min: int = 10,
+    files: list[LeaseFile],
+    events: list[Event],
+    result: Result,
+    st: statics.Statics,
+    published: set[tuple[str, str]],
+    s: Settings,
+    cfg_peer: str,
+    now: int,
+    files_mtime: float,
+    force: bool = False,
+    guard_fraction: float = 0.5,
+    guard_min: int = 10,
 ) -> Drift:
     """The drift between lease files + dhcpd.conf and the journals' merge (pure).
 
@@ -103,42 +112,100 @@ def compare(
             fix = Event(Kind.COMMIT, start_us, b.ip, b.mac, raw, "", secs, cfg_peer, "reconcile")
             label = label_for(raw, s.domain, s.name_policy).label if raw else None
             name = fqdn(label, s.domain) if label else raw
-            if w is not None and w.mac == b.mac and (
-                    w.end is None or (b.ends is not None and w.end >= b.ends)):
+            if (
+                w is not None
+                and w.mac == b.mac
+                and (w.end is None or (b.ends is not None and w.end >= b.ends))
+            ):
                 continue
             if not raw:
-                d.items.append(Item("unnamed", b.ip, b.mac, "", "live lease with no name in any "
-                                    "lease file or journal"))
+                d.items.append(
+                    Item(
+                        "unnamed",
+                        b.ip,
+                        b.mac,
+                        "",
+                        "live lease with no name in any lease file or journal",
+                    )
+                )
                 continue
             if w is not None and w.mac == b.mac:
-                d.items.append(Item("renewal", b.ip, b.mac, name, f"journals end the lease at "
-                                    f"{w.end}, the lease file at {b.ends}", fix))
+                d.items.append(
+                    Item(
+                        "renewal",
+                        b.ip,
+                        b.mac,
+                        name,
+                        f"journals end the lease at {w.end}, the lease file at {b.ends}",
+                        fix,
+                    )
+                )
             elif b.mac not in macs_in_journals:
-                d.items.append(Item("unknown-to-journals", b.ip, b.mac, name,
-                                    "the lease files know this client, no journal does", fix))
+                d.items.append(
+                    Item(
+                        "unknown-to-journals",
+                        b.ip,
+                        b.mac,
+                        name,
+                        "the lease files know this client, no journal does",
+                        fix,
+                    )
+                )
             elif label and name in name_ip and name_ip[name] != b.ip:
-                d.items.append(Item("wrong-address", b.ip, b.mac, name,
-                                    f"published at {name_ip[name]}", fix))
+                d.items.append(
+                    Item("wrong-address", b.ip, b.mac, name, f"published at {name_ip[name]}", fix)
+                )
             else:
-                d.items.append(Item("missing", b.ip, b.mac, name,
-                                    "live in the lease file, not in the journals", fix))
+                d.items.append(
+                    Item(
+                        "missing",
+                        b.ip,
+                        b.mac,
+                        name,
+                        "live in the lease file, not in the journals",
+                        fix,
+                    )
+                )
         elif w is not None and b.ip in result.published:
             ended = b.ends if b.ends is not None else now
             # Only a lease file that changed after the journals' commit can say it ended.
             if max(ended, b.starts or 0) * 1_000_000 >= w.start_us:
                 t = max(ended * 1_000_000, w.start_us)
-                removals.append(Item("stale", b.ip, w.mac, result.published[b.ip],
-                                     f"the lease file says {b.state} since {ended}",
-                                     Event(Kind.RELEASE, t, b.ip, w.mac, "", "", None, cfg_peer,
-                                           "reconcile")))
+                removals.append(
+                    Item(
+                        "stale",
+                        b.ip,
+                        w.mac,
+                        result.published[b.ip],
+                        f"the lease file says {b.state} since {ended}",
+                        Event(Kind.RELEASE, t, b.ip, w.mac, "", "", None, cfg_peer, "reconcile"),
+                    )
+                )
     newest_event = max((e.time_us for e in events), default=0) / 1e6
     fresh = files and files_mtime >= newest_event - FRESH_SECS
     for ip, name in result.published.items():
         if ip not in seen and fresh:
             w = winners[ip]
-            removals.append(Item("stale", ip, w.mac, name, "no lease file mentions this address",
-                                 Event(Kind.RELEASE, max(now * 1_000_000, w.start_us), ip, w.mac,
-                                       "", "", None, cfg_peer, "reconcile")))
+            removals.append(
+                Item(
+                    "stale",
+                    ip,
+                    w.mac,
+                    name,
+                    "no lease file mentions this address",
+                    Event(
+                        Kind.RELEASE,
+                        max(now * 1_000_000, w.start_us),
+                        ip,
+                        w.mac,
+                        "",
+                        "",
+                        None,
+                        cfg_peer,
+                        "reconcile",
+                    ),
+                )
+            )
     live_dynamic = len(result.published)
     if not force:
         if not any(f.leases for f in files) and live_dynamic:
@@ -146,16 +213,24 @@ def compare(
         elif d.problems and removals:
             d.held = "a lease file is damaged or cut short"
         elif live_dynamic >= max(guard_min, 1) and len(removals) > guard_fraction * live_dynamic:
-            d.held = (f"{len(removals)} of {live_dynamic} published names would be removed")
+            d.held = f"{len(removals)} of {live_dynamic} published names would be removed"
     if d.held:
-        d.items.extend(Item(r.kind, r.ip, r.mac, r.name, r.detail + " (not removed: guard)")
-                       for r in removals)
+        d.items.extend(
+            Item(r.kind, r.ip, r.mac, r.name, r.detail + " (not removed: guard)") for r in removals
+        )
     else:
         d.items.extend(removals)
     for h in st.hosts:
         if (h.name, h.ip) not in published:
-            d.items.append(Item("static", h.ip, "", h.name,
-                                f"dhcpd.conf host ({h.where}) not in the published data"))
+            d.items.append(
+                Item(
+                    "static",
+                    h.ip,
+                    "",
+                    h.name,
+                    f"dhcpd.conf host ({h.where}) not in the published data",
+                )
+            )
     d.items.sort(key=lambda i: (i.kind, i.ip, i.name))
     return d
 
@@ -179,8 +254,10 @@ def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> 
     if not cfg.lease_files:
         from .errors import ConfigError
 
-        raise ConfigError(f"{cfg.path}: dhcpd.leases lists no lease files; reconcile needs this "
-                          "peer's dhcpd.leases (and a copy of the partner's if you have one)")
+        raise ConfigError(
+            f"{cfg.path}: dhcpd.leases lists no lease files; reconcile needs this "
+            "peer's dhcpd.leases (and a copy of the partner's if you have one)"
+        )
     files = []
     mtime = 0.0
     for p in cfg.lease_files:
@@ -190,8 +267,9 @@ def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> 
         except OSError as e:
             from .errors import LeasednsError
 
-            raise LeasednsError(f"{p}: cannot read the lease file: {e.strerror}; check "
-                                "dhcpd.leases in the config") from None
+            raise LeasednsError(
+                f"{p}: cannot read the lease file: {e.strerror}; check dhcpd.leases in the config"
+            ) from None
     journals = journal.read_all(cfg.journal_dir)
     events = [e for pj in journals.values() for e in pj.events]
     st = statics.load(cfg)
@@ -201,8 +279,20 @@ def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> 
         published = published_pairs((cfg.tinydns_root / "data").read_bytes())
     except FileNotFoundError:
         published = set()
-    drift = compare(files, events, result, st, published, s, cfg.peer, now, mtime, force,
-                    cfg.guard_fraction, cfg.guard_min)
+    drift = compare(
+        files,
+        events,
+        result,
+        st,
+        published,
+        s,
+        cfg.peer,
+        now,
+        mtime,
+        force,
+        cfg.guard_fraction,
+        cfg.guard_min,
+    )
     if fix:
         fixes = drift.fixes()
         if fixes:
@@ -219,12 +309,16 @@ def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> 
 
 def as_text(d: Drift, fixed: bool) -> str:
     word = ("OK", "WARNING", "CRITICAL")[d.level]
-    lines = [f"leasedns reconcile {word}: {len(d.items)} differences"
-             + (f", {len(d.fixes())} corrective events journaled" if fixed and d.fixes() else "")]
+    lines = [
+        f"leasedns reconcile {word}: {len(d.items)} differences"
+        + (f", {len(d.fixes())} corrective events journaled" if fixed and d.fixes() else "")
+    ]
     lines += [f"problem: {p}" for p in d.problems]
     if d.held:
-        lines.append(f"guard: stale names kept because {d.held}; check the lease files, then "
-                     "run `leasedns reconcile --force` if the removal is right")
+        lines.append(
+            f"guard: stale names kept because {d.held}; check the lease files, then "
+            "run `leasedns reconcile --force` if the removal is right"
+        )
     lines += [f"{i.kind:20} {i.ip:15} {i.mac:17} {i.name or '-'}: {i.detail}" for i in d.items]
     return "\n".join(lines) + "\n"
 
@@ -232,7 +326,15 @@ def as_text(d: Drift, fixed: bool) -> str:
 def as_json(d: Drift) -> str:
     import json
 
-    return json.dumps({
-        "level": d.level, "held": d.held, "problems": d.problems,
-        "items": [{k: v for k, v in asdict(i).items() if k != "fix"} for i in d.items],
-    }, indent=1) + "\n"
+    return (
+        json.dumps(
+            {
+                "level": d.level,
+                "held": d.held,
+                "problems": d.problems,
+                "items": [{k: v for k, v in asdict(i).items() if k != "fix"} for i in d.items],
+            },
+            indent=1,
+        )
+        + "\n"
+    )

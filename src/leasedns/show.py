@@ -23,17 +23,35 @@ def rows(result: Result) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for r in result.records:
         if r.static:
-            out.append({"ip": r.ip, "mac": "", "name": r.name, "published": True, "peer": "static",
-                        "source": "static", "reported": "", "ends": "", "note": ""})
+            out.append(
+                {
+                    "ip": r.ip,
+                    "mac": "",
+                    "name": r.name,
+                    "published": True,
+                    "peer": "static",
+                    "source": "static",
+                    "reported": "",
+                    "ends": "",
+                    "note": "",
+                }
+            )
     refused = {id(x.binding): x.reason for x in result.refusals}
     for b in result.bindings:
         name = result.published.get(b.ip, "")
-        out.append({
-            "ip": b.ip, "mac": b.mac, "name": name or b.name, "published": bool(name),
-            "peer": b.peer, "source": b.source, "reported": format_time(b.start_us),
-            "ends": "never" if b.end is None else format_time(b.end * 1_000_000),
-            "note": refused.get(id(b), ""),
-        })
+        out.append(
+            {
+                "ip": b.ip,
+                "mac": b.mac,
+                "name": name or b.name,
+                "published": bool(name),
+                "peer": b.peer,
+                "source": b.source,
+                "reported": format_time(b.start_us),
+                "ends": "never" if b.end is None else format_time(b.end * 1_000_000),
+                "note": refused.get(id(b), ""),
+            }
+        )
     return out
 
 
@@ -46,13 +64,16 @@ def as_table(result: Result) -> str:
     """An aligned table for people; refused names shown with the reason."""
     cols = ("ip", "mac", "name", "peer", "reported", "ends", "note")
     data = [
-        [str(r[c]) if c != "name" or r["published"] else f"({r['name']!r} not published)"
-         for c in cols]
+        [
+            str(r[c]) if c != "name" or r["published"] else f"({r['name']!r} not published)"
+            for c in cols
+        ]
         for r in rows(result)
     ]
     data = [[cell.encode("ascii", "backslashreplace").decode() for cell in row] for row in data]
     widths = [max([len(c)] + [len(row[i]) for row in data]) for i, c in enumerate(cols)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-              for row in data]
+    lines += [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in data
+    ]
     return "\n".join(lines) + "\n"

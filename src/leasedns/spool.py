@@ -1,7 +1,8 @@
-"""The spool: one file per raw hook event, read here, kept until journaled, rejected with a reason."""
+"""The spool: one file per raw hook event, kept until journaled, rejected with a reason."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ def decode(data: bytes) -> list[bytes]:
         if MAGIC.startswith(data):
             raise Incomplete("empty or partial header")
         raise EventError("not a leasedns event file (bad header)")
-    body = data[len(MAGIC):]
+    body = data[len(MAGIC) :]
     if not body.endswith(TRAILER):
         raise Incomplete("no end marker")
     fields = body[: -len(TRAILER)].split(b"\0")
@@ -48,14 +49,18 @@ def decode(data: bytes) -> list[bytes]:
     if not argc.isdigit() or len(args) != 6:
         raise EventError("damaged event file (field count)")
     if int(argc) != 6:
-        raise EventError(f"the hook was called with {int(argc)} arguments, expected 6 "
-                         "(EVENT IP MAC CLIENT-NAME HOST-DECL-NAME LEASE-SECS)")
+        raise EventError(
+            f"the hook was called with {int(argc)} arguments, expected 6 "
+            "(EVENT IP MAC CLIENT-NAME HOST-DECL-NAME LEASE-SECS)"
+        )
     return args
 
 
 def encode(args: list[bytes]) -> bytes:
     """The bytes the hook writes for these arguments (for `leasedns record` and tests)."""
-    return MAGIC + b"\0".join([str(len(args)).encode(), *args[:6], *[b""] * (6 - len(args))]) + TRAILER
+    return (
+        MAGIC + b"\0".join([str(len(args)).encode(), *args[:6], *[b""] * (6 - len(args))]) + TRAILER
+    )
 
 
 def scan(spool: Path) -> list[SpoolFile]:
@@ -98,10 +103,8 @@ def reject(spool: Path, item: SpoolFile, reason: str) -> Path:
 def remove(paths: list[Path]) -> None:
     """Delete spool files whose events are durably journaled."""
     for p in paths:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             p.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def rejected_count(spool: Path) -> int:

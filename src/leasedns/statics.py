@@ -1,12 +1,12 @@
-"""Static input: names defined in static tinydns data files and fixed-address hosts of dhcpd.conf."""
+"""Static input: names in static tinydns data files, fixed-address hosts of dhcpd.conf."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .config import Config
 from .dhcpdconf import HostDecl, publish_name, read_conf
@@ -77,10 +77,8 @@ def scan_data(text: str) -> tuple[set[str], set[str]]:
             x = _unescape(fields[2])
             names.add(x if "." in x else f"{x}.{'ns' if kind != '@' else 'mx'}.{owner}")
         if kind in "=6" and len(fields) > 1:
-            try:
+            with contextlib.suppress(ValueError):
                 ptrs.add(str(ipaddress.ip_address(fields[1])))
-            except ValueError:
-                pass
         if kind == "^":
             ip = _reverse_to_ip(owner)
             if ip:
@@ -118,8 +116,10 @@ def load(cfg: Config) -> Statics:
         try:
             text = path.read_text(encoding="utf-8", errors="surrogateescape")
         except OSError as e:
-            raise LeasednsError(f"{path}: cannot read static tinydns data: {e.strerror}; "
-                                "fix tinydns.static in the config") from None
+            raise LeasednsError(
+                f"{path}: cannot read static tinydns data: {e.strerror}; "
+                "fix tinydns.static in the config"
+            ) from None
         if text and not text.endswith("\n"):
             text += "\n"
         files.append((str(path), text))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,27 +41,30 @@ def gather(cfg: Config, now: float | None = None) -> Status:
     if items:
         st.spool_oldest_secs = round(now - items[0].mtime_ns / 1e9, 1)
     st.rejected = spool.rejected_count(cfg.spool_dir)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         st.apply_due_secs = round(now - os.stat(cfg.spool_dir / spool.DUE_FLAG).st_mtime, 1)
-    except FileNotFoundError:
-        pass
     own_last = None
     for name, pj in journal.read_all(cfg.journal_dir).items():
         last = pj.last_time_us
         segs = journal.segments(cfg.journal_dir / name)
         updated = max((p.stat().st_mtime for p in segs), default=None)
         st.peers[name] = {
-            "events": len(pj.events), "bytes": pj.bytes, "segments": pj.segments,
+            "events": len(pj.events),
+            "bytes": pj.bytes,
+            "segments": pj.segments,
             "last_event": format_time(last) if last is not None else "",
             "updated": format_time(int(updated * 1e6)) if updated else "",
-            "problems": len(pj.problems), "torn": pj.torn,
+            "problems": len(pj.problems),
+            "torn": pj.torn,
         }
         st.problems.extend(pj.problems)
         if name == cfg.peer:
             own_last = last
         if last is not None and last / 1e6 > now + cfg.clock_skew_secs:
-            st.problems.append(f"peer {name}: newest event is {last / 1e6 - now:.0f} s in the "
-                               f"future (clock skew over {cfg.clock_skew_secs} s?)")
+            st.problems.append(
+                f"peer {name}: newest event is {last / 1e6 - now:.0f} s in the "
+                f"future (clock skew over {cfg.clock_skew_secs} s?)"
+            )
     saved_sync = syncing.load(cfg)
     for p in cfg.partners:
         res = dict(saved_sync.get(p.name, {}))
@@ -102,24 +106,30 @@ def as_text(cfg: Config, st: Status) -> str:
     if st.apply_due_secs is not None:
         out.append(f"apply due since {st.apply_due_secs}s")
     for name, p in sorted(st.peers.items()):
-        out.append(f"journal {name}: {p['events']} events, {p['bytes']} bytes in {p['segments']} "
-                   f"segments, last event {p['last_event'] or 'never'}"
-                   + (f", {p['problems']} bad lines" if p["problems"] else ""))
+        out.append(
+            f"journal {name}: {p['events']} events, {p['bytes']} bytes in {p['segments']} "
+            f"segments, last event {p['last_event'] or 'never'}"
+            + (f", {p['problems']} bad lines" if p["problems"] else "")
+        )
     for name, p in sorted(st.partners.items()):
         if not p.get("time"):
             out.append(f"sync {name}: never synced")
             continue
         state = "ok" if p.get("ok") else f"FAILED: {p.get('error')}"
-        out.append(f"sync {name}: {state} at {p.get('time')}, last ok {p.get('last_ok') or 'never'}"
-                   f", lag {p.get('lag_secs')}s")
+        out.append(
+            f"sync {name}: {state} at {p.get('time')}, last ok {p.get('last_ok') or 'never'}"
+            f", lag {p.get('lag_secs')}s"
+        )
     for problem in st.problems[:10]:
         out.append(f"problem: {problem}")
     lb = st.last_build
     if lb:
         state = "ok" if lb.get("ok") else f"FAILED: {lb.get('error')}"
-        out.append(f"last build {lb.get('time')}: {state}; {lb.get('records')} records "
-                   f"({lb.get('dynamic')} dynamic), {lb.get('refused')} names refused, "
-                   f"{'compiled' if lb.get('compiled') else 'no compile needed'}")
+        out.append(
+            f"last build {lb.get('time')}: {state}; {lb.get('records')} records "
+            f"({lb.get('dynamic')} dynamic), {lb.get('refused')} names refused, "
+            f"{'compiled' if lb.get('compiled') else 'no compile needed'}"
+        )
         if not lb.get("ok") and st.last_ok:
             out.append(f"last good build {st.last_ok.get('time')}")
     else:

@@ -50,35 +50,53 @@ def rsync_command(cfg: Config, p: Partner) -> list[str]:
     """
     src = str(cfg.journal_dir / cfg.peer) + "/"
     dst = p.rsync_target.rstrip("/") + f"/{cfg.peer}/"
-    return [cfg.rsync, "-rt", "--no-whole-file", "--delete-after", "--exclude=.lock",
-            "--chmod=D750,F640", f"--timeout={cfg.sync_timeout_secs}", "--stats", *cfg.rsync_args,
-            src, dst]
+    return [
+        cfg.rsync,
+        "-rt",
+        "--no-whole-file",
+        "--delete-after",
+        "--exclude=.lock",
+        "--chmod=D750,F640",
+        f"--timeout={cfg.sync_timeout_secs}",
+        "--stats",
+        *cfg.rsync_args,
+        src,
+        dst,
+    ]
 
 
 _SENT = re.compile(r"Total bytes sent: ([\d,]+)")
 
 
 def _push(cfg: Config, p: Partner, res: PartnerResult, runner: Runner) -> None:
-    proc = runner(rsync_command(cfg, p), capture_output=True, text=True,
-                  timeout=cfg.sync_timeout_secs * 2)
+    proc = runner(
+        rsync_command(cfg, p), capture_output=True, text=True, timeout=cfg.sync_timeout_secs * 2
+    )
     m = _SENT.search(proc.stdout or "")
     res.bytes_sent = int(m.group(1).replace(",", "")) if m else 0
     if proc.returncode not in (0, 24):  # 24: a file vanished (compacted) mid-transfer
         err = (proc.stderr or "").strip().splitlines()
-        raise OSError(f"rsync to {p.rsync_target} failed (exit {proc.returncode}): "
-                      f"{err[-1] if err else ''}")
+        raise OSError(
+            f"rsync to {p.rsync_target} failed (exit {proc.returncode}): {err[-1] if err else ''}"
+        )
     if proc.returncode == 24:
         raise OSError("rsync: a segment was compacted away during the transfer; retrying next run")
     res.pushed = True
 
 
 def _notify(cfg: Config, p: Partner, res: PartnerResult, runner: Runner) -> None:
-    proc = runner(list(p.notify), capture_output=True, text=True, timeout=cfg.sync_timeout_secs,
-                  stdin=subprocess.DEVNULL)
+    proc = runner(
+        list(p.notify),
+        capture_output=True,
+        text=True,
+        timeout=cfg.sync_timeout_secs,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
         err = (proc.stderr or "").strip().splitlines()
-        raise OSError(f"notify command {p.notify[0]} exited {proc.returncode}: "
-                      f"{err[-1] if err else ''}")
+        raise OSError(
+            f"notify command {p.notify[0]} exited {proc.returncode}: {err[-1] if err else ''}"
+        )
     res.notified = True
 
 
@@ -126,8 +144,7 @@ def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
             res.last_ok = res.time
         except (OSError, subprocess.SubprocessError) as e:
             res.error = str(e)
-            log.error("sync to %s: %s (the local build is unaffected; retried next run)",
-                      p.name, e)
+            log.error("sync to %s: %s (the local build is unaffected; retried next run)", p.name, e)
         results.append(res)
     save(cfg, results)
     return results
