@@ -140,7 +140,8 @@ def _ask(server: object, ip: str, root: Path, name: str, path: str, ptr: bool = 
         r.lifetime = 3
         try:
             ans = r.resolve_address(name) if ptr else r.resolve(name, "A")
-            return ", ".join(x.to_text() for x in ans) + f"  (ttl {ans.rrset.ttl})"
+            ttl = ans.rrset.ttl if ans.rrset is not None else 0
+            return ", ".join(x.to_text() for x in ans) + f"  (ttl {ttl})"
         except dns.resolver.NXDOMAIN:
             return "NXDOMAIN"
         except dns.exception.DNSException as e:

@@ -89,7 +89,7 @@ def compare(
     hostnames: dict[tuple[str, str], str] = {}
     for f in files:
         for lease in f.leases:
-            if lease.client_hostname:
+            if lease.client_hostname and lease.mac:
                 hostnames[(lease.ip, lease.mac)] = lease.client_hostname
     macs_in_journals = {e.mac for e in events}
     winners: dict[str, Binding] = {b.ip: b for b in result.bindings}
