@@ -22,12 +22,12 @@ sys.path.insert(0, str(HERE))
 
 from common import ROWS_ENV, Row, load_rows, machine_note, markdown  # noqa: E402
 
-BENCHES = ("hook", "build", "burst", "parse")  # bench/bench_<name>.py, in this order
+BENCHES = ("hook", "build", "burst", "parse", "load")  # bench/bench_<name>.py, in this order
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", help="comma-separated benches to run (hook, build, burst, parse)")
+    ap.add_argument("--only", help="comma-separated benches to run (default: all)")
     ap.add_argument("--skip", default="", help="comma-separated benches to leave out")
     ap.add_argument("--md", help="also write the markdown summary to this file")
     args = ap.parse_args(argv)
