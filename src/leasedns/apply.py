@@ -76,6 +76,11 @@ def ingest(cfg: Config, report: Report, now_ns: int) -> list[Event]:
     good: list[Event] = []
     done: list[Path] = []
     for item in spool.scan(cfg.spool_dir):
+        if item.size > spool.MAX_EVENT_BYTES:
+            spool.reject(cfg.spool_dir, item, f"event file is {item.size} bytes; no hook writes "
+                         f"more than {spool.MAX_EVENT_BYTES}")
+            report.rejected += 1
+            continue
         try:
             ev = make_event(spool.decode(item.data), item.mtime_ns // 1000, cfg.peer, "hook")
         except spool.Incomplete as e:

@@ -106,8 +106,13 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
-        line = mark.line + 1 if mark else 0
+        line = mark.line + 1 if mark else 1
         raise ConfigError(f"{path}:{line}: not valid YAML: {e.problem}") from None
+    except yaml.reader.ReaderError as e:  # a control character or bad encoding
+        line = text.count("\n", 0, e.position) + 1
+        raise ConfigError(f"{path}:{line}: not valid YAML: {e.reason} {e.character!r}") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ConfigError(f"{path}:1: not valid YAML: {e.__class__.__name__}") from None
     if root is None:
         raise ConfigError(
             f"{path}:1: the config is empty; at least `peer:` and `domain:` are needed"
@@ -278,7 +283,11 @@ class _Reader:
         node = m[key]
         if not isinstance(node, yaml.ScalarNode):
             self.fail(node, f"{key} must be a single value")
-        return yaml.safe_load(yaml.serialize(node))
+        try:
+            return yaml.safe_load(yaml.serialize(node))
+        except (yaml.YAMLError, ValueError, KeyError) as e:
+            self.fail(node, f"{key}: {node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}: "
+                      f"{str(e).splitlines()[0] if str(e) else e.__class__.__name__}")
 
     def text(
         self, m: dict[str, yaml.Node], key: str, default: str = "", required: bool = False
@@ -288,8 +297,8 @@ class _Reader:
                 self.fail(None, f"missing required key {key!r}")
             return default
         v = self._scalar(m, key)
-        if not isinstance(v, str) or not v:
-            self.fail(m[key], f"{key} must be a non-empty string")
+        if not isinstance(v, str) or not v or "\0" in v:
+            self.fail(m[key], f"{key} must be a non-empty string (without NUL)")
         return str(v)
 
     def number(self, m: dict[str, yaml.Node], key: str, default: int, lo: int, hi: int) -> int:

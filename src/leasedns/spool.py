@@ -17,6 +17,8 @@ TRAILER = b"\0end\n"
 PREFIX = "ev-"
 DUE_FLAG = ".apply-due"
 REJECTED = "rejected"
+# More than any hook can write (Linux caps one argument at 128 KiB): not an event.
+MAX_EVENT_BYTES = 1024 * 1024
 # A file without its end marker is a hook still writing, or one that died
 # mid-write; after this long it is the latter and is rejected (kept, not lost).
 INCOMPLETE_GRACE_NS = 60 * 1_000_000_000
@@ -33,6 +35,7 @@ class SpoolFile:
     path: Path
     data: bytes
     mtime_ns: int
+    size: int = 0
 
 
 def decode(data: bytes) -> list[bytes]:
@@ -76,10 +79,10 @@ def scan(spool: Path) -> list[SpoolFile]:
         try:
             with open(entry.path, "rb") as f:
                 st = os.fstat(f.fileno())
-                data = f.read(64 * 1024)
+                data = f.read(MAX_EVENT_BYTES)
         except FileNotFoundError:
             continue
-        out.append(SpoolFile(Path(entry.path), data, st.st_mtime_ns))
+        out.append(SpoolFile(Path(entry.path), data, st.st_mtime_ns, st.st_size))
     out.sort(key=lambda s: (s.mtime_ns, s.path.name))
     return out
 
