@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -12,12 +13,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import guard, journal, spool, statics
+from . import guard, journal, mergestate, spool, statics
 from . import sync as syncing
 from .config import Config
 from .errors import EventError, LeasednsError
 from .events import Event, format_time, make_event
-from .merge import Result, Settings, merge
+from .merge import Result, Settings, merge, resolve
 from .publish import Runner, publish, write_atomic
 from .render import published_dynamic, render
 
@@ -106,18 +107,25 @@ def ingest(cfg: Config, report: Report, now_ns: int) -> list[Event]:
 def build(cfg: Config, now: int, report: Report, force: bool = False,
           runner: Runner | None = None,
           journals: dict[str, journal.PeerJournal] | None = None) -> Result:
-    """Merge every peer's journal with the static input and publish the result."""
+    """Merge every peer's journal with the static input and publish the result.
+
+    Without `journals`, the merge starts from the aggregates the last build
+    kept (state_dir/merge-state.bin) and reads only the journal lines appended
+    since; given `journals`, it merges their events.
+    """
     t0 = time.monotonic()
-    if journals is None:
-        journals = journal.read_all(cfg.journal_dir)
-    events = [e for pj in journals.values() for e in pj.events]
     st = statics.load(cfg)
     for p in st.problems:
         log.warning("%s", p)
     report.problems.extend(st.problems)
-    result = merge(events, st, Settings.from_config(cfg), now)
-    data = render(st, result.records, cfg.ttl)
-    report.events = len(events)
+    settings = Settings.from_config(cfg)
+    with _gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
+        if journals is None:
+            result, report.events = _merge_incremental(cfg, settings, st, now)
+        else:
+            events = [e for pj in journals.values() for e in pj.events]
+            result, report.events = merge(events, st, settings, now), len(events)
+        data = render(st, result.records, cfg.ttl)
     report.records = len(result.records)
     report.dynamic = sum(1 for r in result.records if not r.static)
     report.refused = len(result.refusals)
@@ -134,6 +142,33 @@ def build(cfg: Config, now: int, report: Report, force: bool = False,
     report.compile_secs = round(outcome.compile_secs, 4)
     report.build_secs = round(time.monotonic() - t0, 4)
     return result
+
+
+def _merge_incremental(cfg: Config, settings: Settings, st: statics.Statics,
+                       now: int) -> tuple[Result, int]:
+    """Merge from the saved aggregates plus the new journal lines; keep the aggregates again."""
+    state, progress = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir), settings)
+    if progress.rebuilt:
+        log.info("merge state rebuilt from every journal line (%d events): %s",
+                 state.events, progress.rebuilt)
+    judged = len(state.verdicts)
+    result = resolve(state.aggregates, st, settings, now, state.verdicts)
+    if progress.changed or len(state.verdicts) != judged:
+        # Saved before the guard and publishing: it describes the journals, whatever is done
+        # with the result.
+        mergestate.save(cfg.state_dir, state, result.bindings)
+    return result, state.events
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def log_refusals(result: Result, new: list[Event]) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from .config import Config, ConflictPolicy, NamePolicy
 from .events import INFINITE_LEASE, Event, Row, event_of, row_of
-from .names import Verdict, fqdn, label_for, protected_fqdns
+from .names import fqdn, label_for, protected_fqdns
 from .statics import Statics
 
 
@@ -147,11 +147,12 @@ def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> R
 
 
 def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
-            verdicts: MutableMapping[str, Verdict] | None = None) -> Result:
+            verdicts: MutableMapping[str, tuple[str | None, str]] | None = None) -> Result:
     """The merge rules after the aggregates: expiry, names, conflicts, records.
 
-    `verdicts` caches `label_for` per raw name; it must only ever have seen
-    this `s.domain` and `s.name_policy`.
+    `verdicts` caches `label_for` per raw name as (label, note) and is filled
+    as names are judged; it must only ever have seen this `s.domain` and
+    `s.name_policy`.
     """
     if verdicts is None:
         verdicts = {}
@@ -182,11 +183,13 @@ def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
             continue
         verdict = verdicts.get(b.name)
         if verdict is None:
-            verdict = verdicts[b.name] = label_for(b.name, domain, policy)
-        if verdict.label is None:
-            refusals.append((ipk, Refusal(b, verdict.note)))
+            v = label_for(b.name, domain, policy)
+            verdict = verdicts[b.name] = (v.label, v.note)
+        label, note = verdict
+        if label is None:
+            refusals.append((ipk, Refusal(b, note)))
             continue
-        name = fqdn(verdict.label, domain)
+        name = fqdn(label, domain)
         if name in protected:
             refusals.append((ipk, Refusal(b, f"name {name} is protected")))
         elif name in taken:
