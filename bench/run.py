@@ -22,7 +22,8 @@ sys.path.insert(0, str(HERE))
 
 from common import ROWS_ENV, Row, load_rows, machine_note, markdown  # noqa: E402
 
-BENCHES = ("hook", "build", "burst", "parse", "load", "reconcile", "sync", "compaction")  # bench/bench_<name>.py, in this order
+# bench/bench_<name>.py, in this order
+BENCHES = ("hook", "build", "burst", "parse", "load", "reconcile", "sync", "compaction")
 
 
 def main(argv: list[str] | None = None) -> int:
