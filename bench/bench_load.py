@@ -83,6 +83,7 @@ class LoadResult:
     duplicated: int = 0  # distinct events beyond one per (peer, ip)
     rewritten: int = 0  # journal lines held twice (an event journaled more than once)
     problems: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # the last output of a failed loop run
 
     @property
     def rate(self) -> float:
@@ -101,6 +102,8 @@ def setup(tmp: Path, tinydns_data: str) -> dict[str, Peer]:
     for me in PEERS:
         base = tmp / me
         (base / "state" / "spool").mkdir(parents=True)
+        # As after the first apply (a sync before it fails: see tests/test_faults.py).
+        (base / "state" / "journal" / me).mkdir(parents=True)
         (base / "root").mkdir()
         _script(base / "count-tinydns-data",
                 f"#!/bin/sh\necho run >>{base}/compiles\nexec {tinydns_data} \"$@\"\n")
@@ -173,6 +176,8 @@ def run_load(tmp: Path, n: int, writers: int = 4, tinydns_data: str | None = Non
                                   capture_output=True, text=True, check=False)
             with lock:
                 res.loops[f"{peer.name} {what} exit {proc.returncode}"] += 1
+                if proc.returncode and what != "reconcile --check":
+                    res.errors[f"{peer.name} {what}"] = (proc.stdout + proc.stderr).strip()[-400:]
                 if "Traceback" in proc.stderr:
                     failures.append(f"{peer.name} {what}: {proc.stderr.strip()[-300:]}")
             stop.wait(pause)
@@ -305,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
               f"hook failures={res.hook_failures}")
         for p in res.problems:
             print(f"PROBLEM: {p}")
+        for k, v in res.errors.items():
+            print(f"failed during the load (not a loss): {k}: {v}")
     print_table(f"two peers under load ({machine_note()})", rows_)
     return exit_code(rows_)
 

@@ -432,6 +432,19 @@ def test_missing_tinydns_data_fails_with_the_fix_old_cdb_serves_status_critical(
     assert status_exit(good)[0] == 0
 
 
+def test_sync_on_a_fresh_peer_before_its_first_event_succeeds(tmp_path: Path) -> None:
+    """Installed as the README says (journal/ exists, no event yet): `leasedns sync` works."""
+    tool("rsync")
+    for me, other in (("peer-a", "peer-b"), ("peer-b", "peer-a")):
+        (tmp_path / me / "state" / "journal").mkdir(parents=True)
+        write_config(tmp_path / me, peer=me, sync={"partners": [
+            {"name": other, "rsync_target": str(tmp_path / other / "state" / "journal")}]})
+    out = subprocess.run([LEASEDNS, "-c", str(tmp_path / "peer-a" / "leasedns.yaml"), "sync"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert status_exit(tmp_path / "peer-a" / "leasedns.yaml")[0] == 0
+
+
 # --------------------------------------------------------------------------- least privilege
 
 LEASEDNS_UID = 65534  # nobody: the leasedns user

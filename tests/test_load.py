@@ -56,4 +56,4 @@ def test_two_peers_four_writers_each_lose_nothing_duplicate_nothing_and_agree(
         bad = {k: v for k, v in res.loops.items()
                if k.startswith((f"{peer} apply exit", f"{peer} sync exit"))
                and not k.endswith("exit 0")}
-        assert not bad, bad
+        assert not bad, (bad, res.errors)
