@@ -18,14 +18,31 @@ S = Settings(domain="lab.example")
 NONE = Statics()
 
 
-def ev(kind: str, ip: str, mac: str, name: str = "", t: float = 0, secs: int | None = 600,
-       peer: str = "peer-a", host: str = "") -> Event:
-    return Event(Kind(kind), int((T0 + t) * 1_000_000), ip, mac, name, host,
-                 secs if kind == "commit" else None, peer)
+def ev(
+    kind: str,
+    ip: str,
+    mac: str,
+    name: str = "",
+    t: float = 0,
+    secs: int | None = 600,
+    peer: str = "peer-a",
+    host: str = "",
+) -> Event:
+    return Event(
+        Kind(kind),
+        int((T0 + t) * 1_000_000),
+        ip,
+        mac,
+        name,
+        host,
+        secs if kind == "commit" else None,
+        peer,
+    )
 
 
-def names(events: list[Event], now: float = 10, statics: Statics = NONE,
-          s: Settings = S) -> dict[str, str]:
+def names(
+    events: list[Event], now: float = 10, statics: Statics = NONE, s: Settings = S
+) -> dict[str, str]:
     return {r.name: r.ip for r in merge(events, statics, s, int(T0 + now)).records}
 
 
@@ -36,7 +53,12 @@ def test_commit_publishes_a_name_with_time_to_die_at_lease_end() -> None:
     r = merge([ev("commit", "192.0.2.100", MAC1, "pc1", t=0, secs=600)], NONE, S, T0 + 1)
     (rec,) = r.records
     assert (rec.name, rec.ip, rec.ttd, rec.ptr, rec.static) == (
-        "pc1.lab.example", "192.0.2.100", T0 + 600, True, False)
+        "pc1.lab.example",
+        "192.0.2.100",
+        T0 + 600,
+        True,
+        False,
+    )
 
 
 def test_expired_binding_is_gone_at_lease_end() -> None:
@@ -58,19 +80,24 @@ def test_missing_lease_length_uses_the_configured_default() -> None:
 
 # Problem 1 and 2: each peer sees only its own commits; the merge needs both.
 def test_problem_1_2_both_peers_commits_are_published() -> None:
-    e = [ev("commit", "192.0.2.100", MAC1, "a", peer="peer-a"),
-         ev("commit", "192.0.2.101", MAC2, "b", peer="peer-b")]
+    e = [
+        ev("commit", "192.0.2.100", MAC1, "a", peer="peer-a"),
+        ev("commit", "192.0.2.101", MAC2, "b", peer="peer-b"),
+    ]
     assert names(e) == {"a.lab.example": "192.0.2.100", "b.lab.example": "192.0.2.101"}
 
 
 # Problem 3: fixed-address hosts come from dhcpd.conf, win, and never expire.
 def test_problem_3_static_host_wins_and_stays() -> None:
     st = Statics(hosts=(StaticHost("printer.lab.example", "192.0.2.50", "dhcpd.conf:12"),))
-    e = [ev("commit", "192.0.2.50", MAC1, "printer", secs=60),  # on commit fires for it too
-         ev("commit", "192.0.2.101", MAC2, "printer")]  # a client wanting the same name
+    e = [
+        ev("commit", "192.0.2.50", MAC1, "printer", secs=60),  # on commit fires for it too
+        ev("commit", "192.0.2.101", MAC2, "printer"),
+    ]  # a client wanting the same name
     r = merge(e, st, S, T0 + 30)
     assert [(x.name, x.ip, x.static, x.ttd) for x in r.records] == [
-        ("printer.lab.example", "192.0.2.50", True, None)]
+        ("printer.lab.example", "192.0.2.50", True, None)
+    ]
     reasons = sorted(x.reason for x in r.refusals)
     assert reasons == [
         "192.0.2.50 is a fixed address; its name comes from dhcpd.conf",
@@ -88,14 +115,19 @@ def test_problem_4_most_recently_started_wins_per_name() -> None:
 
 
 def test_problem_4_release_of_the_older_lease_keeps_the_newer() -> None:
-    e = [ev("commit", "192.0.2.100", MAC1, "laptop", t=0, peer="peer-a"),
-         ev("commit", "192.0.2.150", MAC1, "laptop", t=5, peer="peer-b"),
-         ev("release", "192.0.2.100", MAC1, t=6, peer="peer-a")]
+    e = [
+        ev("commit", "192.0.2.100", MAC1, "laptop", t=0, peer="peer-a"),
+        ev("commit", "192.0.2.150", MAC1, "laptop", t=5, peer="peer-b"),
+        ev("release", "192.0.2.100", MAC1, t=6, peer="peer-a"),
+    ]
     assert names(e) == {"laptop.lab.example": "192.0.2.150"}
 
 
 def test_latest_started_commit_wins_per_address() -> None:
-    e = [ev("commit", "192.0.2.100", MAC1, "old", t=0), ev("commit", "192.0.2.100", MAC2, "new", t=3)]
+    e = [
+        ev("commit", "192.0.2.100", MAC1, "old", t=0),
+        ev("commit", "192.0.2.100", MAC2, "new", t=3),
+    ]
     assert names(e) == {"new.lab.example": "192.0.2.100"}
 
 
@@ -115,8 +147,11 @@ def test_release_with_another_mac_does_not_end_the_binding() -> None:
 
 
 def test_release_older_than_the_binding_does_not_end_it() -> None:
-    e = [ev("commit", "192.0.2.100", MAC1, "pc", t=0), ev("release", "192.0.2.100", MAC1, t=1),
-         ev("commit", "192.0.2.100", MAC1, "pc", t=2)]
+    e = [
+        ev("commit", "192.0.2.100", MAC1, "pc", t=0),
+        ev("release", "192.0.2.100", MAC1, t=1),
+        ev("commit", "192.0.2.100", MAC1, "pc", t=2),
+    ]
     assert names(e) == {"pc.lab.example": "192.0.2.100"}
 
 
@@ -130,7 +165,8 @@ def test_latest_policy_newest_claimant_takes_the_name_and_losers_are_reported() 
     r = merge(e, NONE, S, T0 + 10)
     assert [(x.name, x.ip) for x in r.records] == [("pc.lab.example", "192.0.2.101")]
     assert [(x.binding.ip, x.reason) for x in r.refusals] == [
-        ("192.0.2.100", "name pc.lab.example is held by 192.0.2.101 (latest policy)")]
+        ("192.0.2.100", "name pc.lab.example is held by 192.0.2.101 (latest policy)")
+    ]
 
 
 def test_first_policy_keeps_the_first_live_owner() -> None:
@@ -145,13 +181,17 @@ def test_first_policy_keeps_the_first_live_owner() -> None:
 def test_protected_and_static_data_names_cannot_be_claimed() -> None:
     st = Statics(names=frozenset({"ns.lab.example"}))
     s = Settings(domain="lab.example", protected=frozenset({"www"}))
-    e = [ev("commit", "192.0.2.100", MAC1, "www"), ev("commit", "192.0.2.101", MAC2, "ns"),
-         ev("commit", "192.0.2.102", MAC3, "ok")]
+    e = [
+        ev("commit", "192.0.2.100", MAC1, "www"),
+        ev("commit", "192.0.2.101", MAC2, "ns"),
+        ev("commit", "192.0.2.102", MAC3, "ok"),
+    ]
     r = merge(e, st, s, T0 + 10)
     assert [(x.name, x.ip) for x in r.records] == [("ok.lab.example", "192.0.2.102")]
     assert [x.reason for x in r.refusals] == [
         "name www.lab.example is protected",
-        "name ns.lab.example belongs to static data or a dhcpd.conf host"]
+        "name ns.lab.example belongs to static data or a dhcpd.conf host",
+    ]
 
 
 def test_static_ptr_address_gets_no_second_ptr() -> None:
@@ -191,8 +231,13 @@ _macs = st.sampled_from([MAC1, MAC2, MAC3])
 _names = st.sampled_from(["pc", "laptop", "www", "x" * 70, "Evil:1", ""])
 _event = st.builds(
     lambda k, ip, mac, name, t, secs, peer: ev(k, ip, mac, name, t, secs, peer),
-    st.sampled_from(["commit", "commit", "release", "expiry"]), _ips, _macs, _names,
-    st.integers(0, 40), st.sampled_from([10, 30, 600, None]), st.sampled_from(["peer-a", "peer-b"]),
+    st.sampled_from(["commit", "commit", "release", "expiry"]),
+    _ips,
+    _macs,
+    _names,
+    st.integers(0, 40),
+    st.sampled_from([10, 30, 600, None]),
+    st.sampled_from(["peer-a", "peer-b"]),
 )
 
 

@@ -43,7 +43,9 @@ def test_sanitize(raw: str, label: str | None) -> None:
 
 
 def test_refusal_reasons_are_specific_and_escaped() -> None:
-    assert label_for("a" * 64, D, S).note == f"name {'a' * 64!r} gives a 64-byte label; DNS allows 63"
+    assert (
+        label_for("a" * 64, D, S).note == f"name {'a' * 64!r} gives a 64-byte label; DNS allows 63"
+    )
     apex = label_for("lab.example", D, S)
     assert apex.note == "name 'lab.example' is the zone apex"
     nothing = label_for("\n:\\", D, S)
@@ -68,8 +70,15 @@ def test_non_utf8_bytes_are_dropped() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "label"),
-    [("client1", "client1"), ("host.lab.example", "host"), ("Client_One", None),
-     ("host.corp.local", None), ("evil:1", None), ("-x", None), ("café", None)],
+    [
+        ("client1", "client1"),
+        ("host.lab.example", "host"),
+        ("Client_One", None),
+        ("host.corp.local", None),
+        ("evil:1", None),
+        ("-x", None),
+        ("café", None),
+    ],
 )
 def test_strict(raw: str, label: str | None) -> None:
     assert label_for(raw, D, X).label == label
@@ -77,12 +86,15 @@ def test_strict(raw: str, label: str | None) -> None:
 
 def test_strict_names_the_bad_characters() -> None:
     assert label_for("a_b c", D, X).note == (
-        "name 'a_b c' has characters a DNS label may not hold: ' _'")
+        "name 'a_b c' has characters a DNS label may not hold: ' _'"
+    )
 
 
 def test_protected_names_expand_into_the_domain() -> None:
     assert protected_fqdns(frozenset({"www", "ns1.other.example"}), D) == {
-        "www.lab.example", "ns1.other.example"}
+        "www.lab.example",
+        "ns1.other.example",
+    }
 
 
 def test_long_domain_makes_long_names_fail_the_dns_check() -> None:
@@ -98,10 +110,14 @@ def _slow_label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.one_of(st.text(alphabet="abcXYZ09-_. :\\é\udcff", max_size=70),
-                 st.from_regex(r"[a-z0-9][a-z0-9-]{0,70}", fullmatch=True)),
-       st.sampled_from(["lab.example", "lan", ".".join(["d" * 63] * 3), "x" * 60 + ".example"]),
-       st.sampled_from(list(NamePolicy)))
+@given(
+    st.one_of(
+        st.text(alphabet="abcXYZ09-_. :\\é\udcff", max_size=70),
+        st.from_regex(r"[a-z0-9][a-z0-9-]{0,70}", fullmatch=True),
+    ),
+    st.sampled_from(["lab.example", "lan", ".".join(["d" * 63] * 3), "x" * 60 + ".example"]),
+    st.sampled_from(list(NamePolicy)),
+)
 def test_fast_paths_give_the_dnspython_verdict(raw: str, domain: str, policy: NamePolicy) -> None:
     assert label_for(raw, domain, policy) == _slow_label_for(raw, domain, policy)
 

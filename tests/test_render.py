@@ -43,7 +43,9 @@ def test_escape_octal_escapes_everything_but_name_bytes() -> None:
 def test_published_dynamic_reads_back_what_render_wrote() -> None:
     got = published_dynamic(sample())
     assert [(p.name, p.ip, p.ttd) for p in got] == [
-        ("pc1.lab.example", "192.0.2.100", 1_800_000_600), ("pc2.lab.example", "192.0.2.101", None)]
+        ("pc1.lab.example", "192.0.2.100", 1_800_000_600),
+        ("pc2.lab.example", "192.0.2.101", None),
+    ]
     assert published_dynamic(b"=x.lab.example:192.0.2.1:300\n") == []  # not ours
 
 
@@ -51,6 +53,7 @@ def test_published_dynamic_reads_back_what_render_wrote() -> None:
 @given(st.text(alphabet="az09.-:\n\\é\udcff_A ", max_size=20))
 def test_escape_fast_path_changes_nothing(name: str) -> None:
     raw = name.encode("utf-8", "surrogateescape")
-    slow = "".join(chr(b) if chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789.-" else f"\\{b:03o}"
-                   for b in raw)
+    slow = "".join(
+        chr(b) if chr(b) in "abcdefghijklmnopqrstuvwxyz0123456789.-" else f"\\{b:03o}" for b in raw
+    )
     assert escape(name) == slow

@@ -18,7 +18,7 @@ from . import sync as syncing
 from .config import Config
 from .errors import EventError, LeasednsError
 from .events import Event, format_time, make_event
-from .merge import Result, Settings, merge, resolve
+from .merge import Result, Settings, merge, resolve, stamp_runs
 from .publish import Runner, publish, write_atomic
 from .render import published_dynamic, render
 
@@ -26,6 +26,7 @@ log = logging.getLogger("leasedns.apply")
 
 BUILD_LOCK = "build.lock"
 LAST_BUILD = "last-build.json"
+REPORT_BLOCK = 16384
 
 
 @dataclass(slots=True)
@@ -55,8 +56,9 @@ def ensure_dirs(cfg: Config) -> Path:
     """Create the state layout if missing; returns this peer's journal directory."""
     cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
     cfg.spool_dir.mkdir(mode=0o770, parents=True, exist_ok=True)
+    cfg.journal_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
     peer_dir = cfg.journal_dir / cfg.peer
-    peer_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    peer_dir.mkdir(mode=0o750, exist_ok=True)
     return peer_dir
 
 
@@ -71,12 +73,21 @@ def build_lock(cfg: Config) -> Iterator[None]:
         os.close(fd)
 
 
-def ingest(cfg: Config, report: Report, now_ns: int) -> list[Event]:
-    """Move valid spool events into this peer's journal; reject the invalid ones, keeping them."""
+def ingest(cfg: Config, report: Report, now_ns: int,
+           state: mergestate.MergeState | None = None) -> list[Event]:
+    """Move valid spool events into this peer's journal; reject the invalid ones, keeping them.
+
+    With the merge `state`, each commit is journaled with the start of the run
+    of leases it renews (`Event.since`), which the `first` policy ranks by.
+    """
     peer_dir = cfg.journal_dir / cfg.peer
     good: list[Event] = []
     done: list[Path] = []
     for item in spool.scan(cfg.spool_dir):
+        if item.error:
+            spool.reject(cfg.spool_dir, item, item.error)
+            report.rejected += 1
+            continue
         if item.size > spool.MAX_EVENT_BYTES:
             spool.reject(cfg.spool_dir, item, f"event file is {item.size} bytes; no hook writes "
                          f"more than {spool.MAX_EVENT_BYTES}")
@@ -97,6 +108,8 @@ def ingest(cfg: Config, report: Report, now_ns: int) -> list[Event]:
             continue
         good.append(ev)
         done.append(item.path)
+    if good and state is not None:
+        good = stamp_runs(good, state.aggregates, cfg.default_lease_secs)
     if good:
         journal.append(peer_dir, good)  # durable before the spool files go
         spool.remove(done)
@@ -106,7 +119,8 @@ def ingest(cfg: Config, report: Report, now_ns: int) -> list[Event]:
 
 def build(cfg: Config, now: int, report: Report, force: bool = False,
           runner: Runner | None = None,
-          journals: dict[str, journal.PeerJournal] | None = None) -> Result:
+          journals: dict[str, journal.PeerJournal] | None = None,
+          state: mergestate.MergeState | None = None) -> Result:
     """Merge every peer's journal with the static input and publish the result.
 
     Without `journals`, the merge starts from the aggregates the last build
@@ -121,7 +135,7 @@ def build(cfg: Config, now: int, report: Report, force: bool = False,
     settings = Settings.from_config(cfg)
     with _gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
         if journals is None:
-            result, report.events = _merge_incremental(cfg, settings, st, now)
+            result, report.events = _merge_incremental(cfg, settings, st, now, state)
         else:
             events = [e for pj in journals.values() for e in pj.events]
             result, report.events = merge(events, st, settings, now), len(events)
@@ -145,9 +159,11 @@ def build(cfg: Config, now: int, report: Report, force: bool = False,
 
 
 def _merge_incremental(cfg: Config, settings: Settings, st: statics.Statics,
-                       now: int) -> tuple[Result, int]:
+                       now: int, state: mergestate.MergeState | None = None) -> tuple[Result, int]:
     """Merge from the saved aggregates plus the new journal lines; keep the aggregates again."""
-    state, progress = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir), settings)
+    if state is None:
+        state = mergestate.load(cfg.state_dir)
+    state, progress = mergestate.refresh(cfg.journal_dir, state, settings)
     if progress.rebuilt:
         log.info("merge state rebuilt from every journal line (%d events): %s",
                  state.events, progress.rebuilt)
@@ -198,14 +214,14 @@ def run(cfg: Config, *, force: bool = False, coalesce: bool = False,
         report.time = format_time(now_ns // 1000)
         new: list[Event] = []
         try:
-            new = ingest(cfg, report, now_ns)
-            journals = journal.read_all(cfg.journal_dir)
-            result = build(cfg, now_ns // 1_000_000_000, report, force, runner, journals)
+            # The merge state (aggregates of every journal line so far) serves both the
+            # run stamps of new commits and the incremental build.
+            state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir))
+            new = ingest(cfg, report, now_ns, state)
+            result = build(cfg, now_ns // 1_000_000_000, report, force, runner, state=state)
             log_refusals(result, new)
             report.ok = True
-            own = journals.get(cfg.peer)
-            if own is not None:
-                maybe_compact(cfg, report, own, now_ns // 1000)
+            maybe_compact(cfg, report, state, now_ns // 1000)
         except (LeasednsError, OSError) as e:
             report.error = str(e)
             log.error("%s", e)
@@ -224,23 +240,41 @@ def run(cfg: Config, *, force: bool = False, coalesce: bool = False,
 
 
 COMPACT_MIN_EVENTS = 1000
+COMPACT_STATE = "compact.json"
 
 
-def maybe_compact(cfg: Config, report: Report, own: journal.PeerJournal, now_us: int) -> None:
-    """Compact this peer's journal once most of it is superseded or expired."""
-    if len(own.events) < COMPACT_MIN_EVENTS:
+def maybe_compact(cfg: Config, report: Report, state: mergestate.MergeState, now_us: int) -> None:
+    """Compact this peer's journal once most of it is superseded or expired.
+
+    Reading the own journal to find out costs a full parse, so it is done only
+    when the journal holds twice the events it held at the last look.
+    """
+    held = sum(m.events for m in state.marks.get(cfg.peer, {}).values())
+    path = cfg.state_dir / COMPACT_STATE
+    try:
+        looked_at = int(json.loads(path.read_text())["looked_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        looked_at = 0
+    if held < max(COMPACT_MIN_EVENTS, 2 * looked_at):
         return
+    own = journal.read_peer(cfg.journal_dir / cfg.peer)
     keep_us = (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
-    if len(journal.survivors(own.events, now_us, keep_us)) * 2 > len(own.events):
-        return
-    before, after = journal.compact(cfg.journal_dir / cfg.peer, now_us, keep_us)
-    report.compacted = f"{before} -> {after} events"
+    survivors = len(journal.survivors(own.events, now_us, keep_us))
+    if survivors * 2 <= len(own.events):
+        before, after = journal.compact(cfg.journal_dir / cfg.peer, now_us, keep_us)
+        report.compacted = f"{before} -> {after} events"
+        looked_at = after
+    else:
+        looked_at = len(own.events)
+    write_atomic(path, json.dumps({"looked_at": looked_at}).encode(), 0o640)
 
 
 def record(cfg: Config, args: list[str], time_us: int | None = None, source: str = "record") -> Event:
     """Validate one event given as the hook's six arguments and journal it durably."""
     peer_dir = ensure_dirs(cfg)
     ev = make_event(args, time.time_ns() // 1000 if time_us is None else time_us, cfg.peer, source)
+    state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir))
+    (ev,) = stamp_runs([ev], state.aggregates, cfg.default_lease_secs)
     journal.append(peer_dir, [ev])
     return ev
 
@@ -254,10 +288,24 @@ def save_report(cfg: Config, report: Report) -> None:
         previous = {}
     data = {"last": asdict(report),
             "last_ok": asdict(report) if report.ok else previous.get("last_ok")}
+    text = json.dumps(data, indent=1)
+    # Padded to a fixed size, so that on a full disk the report can still be
+    # overwritten in place (its blocks are already there) and `status` tells.
+    blob = (text + " " * (-(len(text) + 1) % REPORT_BLOCK) + "\n").encode()
     try:
-        write_atomic(path, json.dumps(data, indent=1).encode(), 0o640)
+        write_atomic(path, blob, 0o640)
     except OSError as e:
-        log.error("%s: cannot save the build report: %s", path, e.strerror)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                if os.fstat(fd).st_size != len(blob):
+                    raise
+                os.pwrite(fd, blob, 0)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            log.error("%s: cannot save the build report: %s", path, e.strerror)
 
 
 def load_report(cfg: Config) -> dict[str, object]:

@@ -39,21 +39,30 @@ class Event:
     lease_secs: int | None
     peer: str
     source: str = "hook"
+    # When this client's unbroken run of leases on this address began (the first
+    # commit it renews), set when the commit is journaled; None: this commit began it.
+    # The `first` conflict policy ranks claimants by it, so renewing keeps a name.
+    since_us: int | None = None
+
+    @property
+    def since(self) -> int:
+        """Start of the unbroken run of leases this commit belongs to (microseconds)."""
+        return self.time_us if self.since_us is None else self.since_us
 
     def key(self) -> tuple[object, ...]:
         """A total order over events, used to break every tie the same way on every peer."""
         return (
             self.time_us, self.kind.value, self.ip, self.mac, self.client_name,
             self.host_decl, -1 if self.lease_secs is None else self.lease_secs,
-            self.peer, self.source,
+            self.peer, self.source, self.since,
         )
 
 
-# A row is an event as a plain tuple: `Event.key()` plus whether the lease length was absent
-# (the key folds None into -1). Rows compare, hash and serialise much faster than Events;
-# the merge's aggregates and the saved merge state hold rows, and Events are made only for
-# the live bindings.
-Row = tuple[int, str, str, str, str, str, int, str, str, bool]
+# A row is an event as a plain tuple: `Event.key()` without `since`, then whether the lease
+# length was absent (the key folds None into -1), then `since`. Rows compare, hash and
+# serialise much faster than Events; the merge's aggregates and the saved merge state hold
+# rows, and Events are made only for the live bindings.
+Row = tuple[int, str, str, str, str, str, int, str, str, bool, int]
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{1,2}([:-][0-9a-fA-F]{1,2}){5}$")
 _CANON_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
@@ -141,6 +150,7 @@ def to_line(e: Event) -> str:
             "secs": e.lease_secs,
             "peer": e.peer,
             "src": e.source,
+            **({"since": format_time(e.since_us)} if e.since_us not in (None, e.time_us) else {}),
         },
         separators=(",", ":"),
         sort_keys=True,
@@ -171,24 +181,28 @@ def row_from_json(d: object, peer: str) -> Row:
         ip, mac = d["ip"], d["mac"]  # type: ignore[index]
         name, host, secs = d["name"], d["host"], d["secs"]  # type: ignore[index]
         src = d.get("src", "hook")  # type: ignore[attr-defined]
+        since_s = d.get("since")  # type: ignore[attr-defined]
+        since = time_us if since_s is None else parse_time(since_s)
     except (ValueError, KeyError, TypeError) as e:
         raise EventError(f"not a journal event: {e}") from None
     if not (isinstance(ip, str) and isinstance(mac, str) and isinstance(name, str)
             and isinstance(host, str) and (secs is None or isinstance(secs, int))):
         raise EventError("not a journal event: a field has the wrong type")
     return (time_us, k, canonical_ip(ip), canonical_mac(mac), name, host,
-            -1 if secs is None else secs, peer, src, secs is None)
+            -1 if secs is None else secs, peer, src, secs is None, since)
 
 
 def row_of(e: Event) -> Row:
     """An event as a row (see `Row`)."""
     return (e.time_us, e.kind.value, e.ip, e.mac, e.client_name, e.host_decl,
-            -1 if e.lease_secs is None else e.lease_secs, e.peer, e.source, e.lease_secs is None)
+            -1 if e.lease_secs is None else e.lease_secs, e.peer, e.source, e.lease_secs is None,
+            e.since)
 
 
 def event_of(r: Row) -> Event:
     """Inverse of `row_of`."""
-    return Event(_KINDS[r[1]], r[0], r[2], r[3], r[4], r[5], None if r[9] else r[6], r[7], r[8])
+    return Event(_KINDS[r[1]], r[0], r[2], r[3], r[4], r[5], None if r[9] else r[6], r[7], r[8],
+                 None if r[10] == r[0] else r[10])
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

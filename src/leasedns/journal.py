@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import json.scanner
@@ -159,6 +160,10 @@ def append(peer_dir: Path, events: Iterable[Event]) -> int:
             _write_all(fd, data)
             os.fsync(fd)
         except OSError as e:
+            # Take back a partial write (a full disk): a torn tail would otherwise stay a
+            # damaged line for ever once the next append ends it.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
             raise LeasednsError(f"{target}: cannot append to the journal: {e.strerror}") from e
         finally:
             os.close(fd)

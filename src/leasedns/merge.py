@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .config import Config, ConflictPolicy, NamePolicy
 from .events import INFINITE_LEASE, Event, Row, event_of, row_of
@@ -73,6 +73,58 @@ class Result:
     refusals: tuple[Refusal, ...]
     known_ips: frozenset[str]  # addresses some commit speaks of: their removal is explained
     published: dict[str, str]  # ip -> published name, for dynamic bindings
+
+
+def run_start(current: Event | None, ends: dict[tuple[str, str], int], e: Event,
+              default_secs: int) -> int:
+    """When the unbroken run of leases that commit `e` continues began (pure).
+
+    `current` is the address's greatest commit so far and `ends` the latest
+    release/expiry per (address, MAC). A commit renews `current` when both
+    are for the same MAC, nothing ended `current` since, and `current`'s
+    lease had not run out when `e` came; then the run began at `current`'s.
+    """
+    if current is None or current.mac != e.mac or current.time_us > e.time_us:
+        return e.time_us
+    if ends.get((e.ip, e.mac), -1) >= current.time_us:
+        return e.time_us
+    end = lease_end(current, default_secs)
+    if end is not None and end * 1_000_000 < e.time_us:
+        return e.time_us
+    return current.since
+
+
+def stamp_runs(events: Iterable[Event], agg: Aggregates, default_secs: int) -> list[Event]:
+    """New events with `since` set on their commits, from what the aggregates already hold."""
+    latest: dict[str, Event] = {}
+    ends = _Overlay(agg.ends)
+    out = []
+    for e in sorted(events, key=Event.key):
+        if e.kind.value == "commit":
+            cur = latest.get(e.ip)
+            if cur is None and (r := agg.latest.get(e.ip)) is not None:
+                cur = event_of(r)
+            since = run_start(cur, ends, e, default_secs)
+            e = replace(e, since_us=None if since == e.time_us else since)
+            if cur is None or e.key() > cur.key():
+                latest[e.ip] = e
+        else:
+            k = (e.ip, e.mac)
+            if ends.get(k, -1) < e.time_us:
+                ends[k] = e.time_us
+        out.append(e)
+    return out
+
+
+class _Overlay(dict[tuple[str, str], int]):
+    """A dict that falls back to a base dict it never changes."""
+
+    def __init__(self, base: dict[tuple[str, str], int]) -> None:
+        super().__init__()
+        self.base = base
+
+    def get(self, k: tuple[str, str], default: int = -1) -> int:  # type: ignore[override]
+        return super().get(k, self.base.get(k, default))
 
 
 def lease_end(e: Event, default_secs: int) -> int | None:
@@ -212,8 +264,12 @@ def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
         if len(owners) == 1:
             winner = owners[0]
         else:
-            owners.sort(key=lambda b: b.commit.key())
-            winner = owners[-1] if latest_wins else owners[0]
+            if latest_wins:  # the most recently started lease
+                owners.sort(key=lambda b: b.commit.key())
+                winner = owners[-1]
+            else:  # the owner whose unbroken run of leases began first (renewals keep it)
+                owners.sort(key=lambda b: (b.commit.since, b.commit.key()))
+                winner = owners[0]
             for b in owners:
                 if b is not winner:
                     refusals.append((_ipkey(b.ip), Refusal(

@@ -31,7 +31,7 @@ from .publish import write_atomic
 log = logging.getLogger("leasedns.mergestate")
 
 STATE_FILE = "merge-state.bin"
-VERSION = 1
+VERSION = 2  # 2: rows carry `since`
 MAGIC = b"leasedns merge state\n"
 WINDOW = 4096  # fingerprint: hashes of up to this many bytes at the start and before the mark
 # Anything that can change how a line parses or a name is judged invalidates the file.

@@ -11,7 +11,7 @@ from . import journal, statics
 from .config import Config
 from .events import INFINITE_LEASE, Event, Kind
 from .leases import LeaseFile, newest_per_address, read_leases
-from .merge import Binding, Result, Settings, merge
+from .merge import Binding, Result, Settings, aggregate, merge, stamp_runs
 from .names import fqdn, label_for
 
 # A lease file this much older than the newest journal event cannot prove that
@@ -294,7 +294,7 @@ def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> 
         cfg.guard_min,
     )
     if fix:
-        fixes = drift.fixes()
+        fixes = stamp_runs(drift.fixes(), aggregate(events), cfg.default_lease_secs)
         if fixes:
             journal.append(cfg.journal_dir / cfg.peer, fixes)
         report = apply.run(cfg, force=force)

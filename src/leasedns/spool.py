@@ -36,6 +36,7 @@ class SpoolFile:
     data: bytes
     mtime_ns: int
     size: int = 0
+    error: str = ""  # why it could not be read ("" when it was)
 
 
 def decode(data: bytes) -> list[bytes]:
@@ -82,6 +83,15 @@ def scan(spool: Path) -> list[SpoolFile]:
                 data = f.read(MAX_EVENT_BYTES)
         except FileNotFoundError:
             continue
+        except OSError as e:  # e.g. written under a umask that leaves leasedns out
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            out.append(SpoolFile(Path(entry.path), b"", st.st_mtime_ns, st.st_size,
+                                 f"cannot read it: {e.strerror} (check dhcpd's umask and the "
+                                 "spool's group)"))
+            continue
         out.append(SpoolFile(Path(entry.path), data, st.st_mtime_ns, st.st_size))
     out.sort(key=lambda s: (s.mtime_ns, s.path.name))
     return out
@@ -97,7 +107,9 @@ def reject(spool: Path, item: SpoolFile, reason: str) -> Path:
         n += 1
         dest = dest_dir / f"{item.path.name}.{n}"
     reason_file = dest.with_name(dest.name + ".reason")
-    reason_file.write_text(reason + "\n", encoding="utf-8", errors="backslashreplace")
+    fd = os.open(reason_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+        f.write(reason + "\n")
     os.replace(item.path, dest)
     log.error("rejected spool event %s: %s (kept as %s)", item.path.name, reason, dest)
     return dest

@@ -110,13 +110,16 @@ def run(cfg: Config, runner: Runner = subprocess.run, wait: bool = True) -> list
     if not cfg.partners:
         return []
     cfg.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    # A peer that has journaled nothing yet still has a (empty) journal to push.
+    cfg.journal_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    (cfg.journal_dir / cfg.peer).mkdir(mode=0o750, exist_ok=True)
     due = cfg.state_dir / SYNC_DUE
     fd = os.open(cfg.state_dir / SYNC_LOCK, os.O_RDWR | os.O_CREAT, 0o640)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            due.touch()
+            due.touch(mode=0o640)
             return []
         results: list[PartnerResult] = []
         while True:
