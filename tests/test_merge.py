@@ -259,3 +259,32 @@ def test_one_name_one_address_one_ptr(events: list[Event], now: int) -> None:
     assert len({r.name for r in recs}) == len(recs)
     ptr_ips = [r.ip for r in recs if r.ptr]
     assert len(set(ptr_ips)) == len(ptr_ips)
+
+
+def test_run_start_follows_renewals_and_resets_after_a_gap() -> None:
+    from leasedns.merge import aggregate, stamp_runs
+
+    first = ev("commit", "192.0.2.100", MAC1, "pc", t=0, secs=600)
+    renew = ev("commit", "192.0.2.100", MAC1, "pc", t=300, secs=600)
+    (stamped,) = stamp_runs([renew], aggregate([first]), 3600)
+    assert stamped.since == first.time_us  # a renewal continues the run
+    late = ev("commit", "192.0.2.100", MAC1, "pc", t=700, secs=600)  # after the lease ran out
+    assert stamp_runs([late], aggregate([first]), 3600)[0].since_us is None
+    other = ev("commit", "192.0.2.100", MAC2, "pc", t=300, secs=600)  # another client
+    assert stamp_runs([other], aggregate([first]), 3600)[0].since_us is None
+    rel = ev("release", "192.0.2.100", MAC1, t=100)
+    assert stamp_runs([renew], aggregate([first, rel]), 3600)[0].since_us is None
+    # within one batch too, in time order whatever the input order
+    a, b = stamp_runs([renew, first], aggregate([]), 3600)
+    assert (a.since_us, b.since) == (None, first.time_us)
+
+
+def test_first_policy_keeps_the_name_across_renewals() -> None:
+    from leasedns.merge import aggregate, stamp_runs
+
+    s = Settings(domain="lab.example", conflict_policy=ConflictPolicy.FIRST)
+    owner = ev("commit", "192.0.2.101", MAC1, "desk", t=0)
+    rival = ev("commit", "192.0.2.102", MAC2, "desk", t=10)
+    (renewal,) = stamp_runs([ev("commit", "192.0.2.101", MAC1, "desk", t=300)],
+                            aggregate([owner, rival]), 3600)
+    assert names([owner, rival, renewal], now=310, s=s) == {"desk.lab.example": "192.0.2.101"}
