@@ -247,7 +247,9 @@ def test_record_show_and_status_commands(
     table = capsys.readouterr().out
     assert "www-x.lab.example" in table and "peer-a" in table
     assert main(["-c", c, "show", "--json"]) == 0
-    assert '"name": "www-x.lab.example"' in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert '"name": "www-x.lab.example"' in shown
+    assert '"note": "sanitized from \'www_x\'"' in shown and '"sent": "www_x"' in shown
     assert main(["-c", c, "status"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("leasedns OK: peer peer-a")

@@ -27,7 +27,7 @@ class Verdict:
     note: str = ""
 
 
-def _show(raw: str) -> str:
+def show_name(raw: str) -> str:
     """A client name made safe to log: escapes for anything unprintable, cut at 80."""
     shown = raw.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
     shown = shown.encode("unicode_escape").decode("ascii")
@@ -49,19 +49,19 @@ def label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
     s = raw.lower().rstrip(".")
     notes = []
     if s == domain:
-        return Verdict(None, f"name {_show(raw)} is the zone apex")
+        return Verdict(None, f"name {show_name(raw)} is the zone apex")
     if s.endswith("." + domain):
         s = s[: -len(domain) - 1]
     if "." in s:
         if policy is NamePolicy.STRICT:
-            return Verdict(None, f"name {_show(raw)} is outside {domain}")
+            return Verdict(None, f"name {show_name(raw)} is outside {domain}")
         s = s.split(".", 1)[0]
         notes.append("cut to its first label")
     if policy is NamePolicy.STRICT:
         bad = sorted({c for c in s if c not in LABEL_CHARS}) if _NOT_LABEL.search(s) else []
         if bad:
-            return Verdict(None, f"name {_show(raw)} has characters a DNS label may not hold: "
-                                 f"{_show(''.join(bad))}")
+            return Verdict(None, f"name {show_name(raw)} has characters a DNS label may not hold: "
+                                 f"{show_name(''.join(bad))}")
     else:
         mapped = s.replace(" ", "-").replace("_", "-")
         cleaned = _NOT_LABEL.sub("", mapped)
@@ -72,17 +72,17 @@ def label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
             notes.append("leading/trailing '-' removed")
             s = s.strip("-")
     if not s:
-        return Verdict(None, f"nothing is left of name {_show(raw)} after removing what DNS "
+        return Verdict(None, f"nothing is left of name {show_name(raw)} after removing what DNS "
                              "may not hold")
     if s.startswith("-") or s.endswith("-"):
-        return Verdict(None, f"name {_show(raw)} starts or ends with '-'")
+        return Verdict(None, f"name {show_name(raw)} starts or ends with '-'")
     if len(s) > MAX_LABEL:
-        return Verdict(None, f"name {_show(raw)} gives a {len(s)}-byte label; DNS allows {MAX_LABEL}")
+        return Verdict(None, f"name {show_name(raw)} gives a {len(s)}-byte label; DNS allows {MAX_LABEL}")
     if not _fits(s, domain):
         try:
             dns.name.from_text(s, origin=dns.name.from_text(domain))
         except dns.exception.DNSException as e:
-            return Verdict(None, f"name {_show(raw)} is not a valid DNS name in {domain}: {e}")
+            return Verdict(None, f"name {show_name(raw)} is not a valid DNS name in {domain}: {e}")
     return Verdict(s, "; ".join(notes))
 
 

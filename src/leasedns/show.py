@@ -9,6 +9,7 @@ from . import journal, statics
 from .config import Config
 from .events import format_time
 from .merge import Result, Settings, merge
+from .names import show_name
 
 
 def compute(cfg: Config, now: int | None = None) -> Result:
@@ -49,10 +50,21 @@ def rows(result: Result) -> list[dict[str, object]]:
                 "source": b.source,
                 "reported": format_time(b.start_us),
                 "ends": "never" if b.end is None else format_time(b.end * 1_000_000),
-                "note": refused.get(id(b), ""),
+                "sent": b.name,
+                "note": refused.get(id(b), "") or _rewritten(b.name, name),
             }
         )
     return out
+
+
+def _rewritten(sent: str, published: str) -> str:
+    """A note when the published name is not simply the name the client sent."""
+    if not published:
+        return ""
+    plain = sent.lower().rstrip(".")
+    if plain in (published, published.split(".", 1)[0]):
+        return ""
+    return f"sanitized from {show_name(sent)}"
 
 
 def as_json(result: Result) -> str:
