@@ -133,7 +133,7 @@ def build(cfg: Config, now: int, report: Report, force: bool = False,
         log.warning("%s", p)
     report.problems.extend(st.problems)
     settings = Settings.from_config(cfg)
-    with _gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
+    with gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
         if journals is None:
             result, report.events = _merge_incremental(cfg, settings, st, now, state)
         else:
@@ -177,7 +177,7 @@ def _merge_incremental(cfg: Config, settings: Settings, st: statics.Statics,
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     enabled = gc.isenabled()
     gc.disable()
     try:

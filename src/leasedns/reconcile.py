@@ -7,11 +7,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from . import journal, statics
+from . import journal, mergestate, statics
 from .config import Config
-from .events import INFINITE_LEASE, Event, Kind
+from .events import INFINITE_LEASE, Event, Kind, event_of
 from .leases import LeaseFile, newest_per_address, read_leases
-from .merge import Binding, Result, Settings, aggregate, merge, stamp_runs
+from .merge import Binding, Result, Settings, resolve, stamp_runs
 from .names import fqdn, label_for
 
 # A lease file this much older than the newest journal event cannot prove that
@@ -74,6 +74,8 @@ def compare(
     force: bool = False,
     guard_fraction: float = 0.5,
     guard_min: int = 10,
+    known_macs: set[str] | None = None,
+    newest_us: int | None = None,
 ) -> Drift:
     """The drift between lease files + dhcpd.conf and the journals' merge (pure).
 
@@ -91,7 +93,7 @@ def compare(
         for lease in f.leases:
             if lease.client_hostname and lease.mac:
                 hostnames[(lease.ip, lease.mac)] = lease.client_hostname
-    macs_in_journals = {e.mac for e in events}
+    macs_in_journals = known_macs if known_macs is not None else {e.mac for e in events}
     winners: dict[str, Binding] = {b.ip: b for b in result.bindings}
     name_ip = {name: ip for ip, name in result.published.items()}
     static_ips = {h.ip for h in st.hosts}
@@ -106,18 +108,18 @@ def compare(
         w = winners.get(b.ip)
         live = b.state == "active" and (b.ends is None or b.ends > now)
         if live:
+            if (
+                w is not None
+                and w.mac == b.mac
+                and (w.end is None or (b.ends is not None and w.end >= b.ends))
+            ):
+                continue  # in sync: the common case, so checked before anything else
             raw = hostnames.get((b.ip, b.mac)) or names.get(b.mac, "")
             secs = INFINITE_LEASE if b.ends is None else max(1, b.ends - (b.starts or now))
             start_us = (b.starts or now) * 1_000_000
             fix = Event(Kind.COMMIT, start_us, b.ip, b.mac, raw, "", secs, cfg_peer, "reconcile")
             label = label_for(raw, s.domain, s.name_policy).label if raw else None
             name = fqdn(label, s.domain) if label else raw
-            if (
-                w is not None
-                and w.mac == b.mac
-                and (w.end is None or (b.ends is not None and w.end >= b.ends))
-            ):
-                continue
             if not raw:
                 d.items.append(
                     Item(
@@ -181,7 +183,9 @@ def compare(
                         Event(Kind.RELEASE, t, b.ip, w.mac, "", "", None, cfg_peer, "reconcile"),
                     )
                 )
-    newest_event = max((e.time_us for e in events), default=0) / 1e6
+    if newest_us is None:
+        newest_us = max((e.time_us for e in events), default=0)
+    newest_event = newest_us / 1e6
     fresh = files and files_mtime >= newest_event - FRESH_SECS
     for ip, name in result.published.items():
         if ip not in seen and fresh:
@@ -250,6 +254,13 @@ def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> 
     """Read everything, compute the drift and, with `fix`, journal the corrections and build."""
     from . import apply
 
+    with apply.gc_paused():  # 100,000s of long-lived objects and no cycles
+        return _run(cfg, fix, force, now)
+
+
+def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
+    from . import apply
+
     now = int(time.time()) if now is None else now
     if not cfg.lease_files:
         from .errors import ConfigError
@@ -270,11 +281,16 @@ def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> 
             raise LeasednsError(
                 f"{p}: cannot read the lease file: {e.strerror}; check dhcpd.leases in the config"
             ) from None
-    journals = journal.read_all(cfg.journal_dir)
-    events = [e for pj in journals.values() for e in pj.events]
     st = statics.load(cfg)
     s = Settings.from_config(cfg)
-    result = merge(events, st, s, now)
+    # The merge state kept by apply: the aggregates of every journal line, read
+    # incrementally. Names by MAC come from the latest commit of each address.
+    state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir), s)
+    agg = state.aggregates
+    result = resolve(agg, st, s, now, state.verdicts)
+    events = [event_of(r) for r in agg.latest.values()]
+    known_macs = {r[3] for r in agg.latest.values()} | {k[1] for k in agg.ends}
+    newest_us = max([r[0] for r in agg.latest.values()] + list(agg.ends.values()), default=0)
     try:
         published = published_pairs((cfg.tinydns_root / "data").read_bytes())
     except FileNotFoundError:
@@ -292,9 +308,11 @@ def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> 
         force,
         cfg.guard_fraction,
         cfg.guard_min,
+        known_macs,
+        newest_us,
     )
     if fix:
-        fixes = stamp_runs(drift.fixes(), aggregate(events), cfg.default_lease_secs)
+        fixes = stamp_runs(drift.fixes(), agg, cfg.default_lease_secs)
         if fixes:
             journal.append(cfg.journal_dir / cfg.peer, fixes)
         report = apply.run(cfg, force=force)
