@@ -124,39 +124,18 @@ def test_partition_each_side_keeps_publishing_then_one_sync_each_way_converges(
     a, b = pair(tmp_path)
     fire(a, "commit", "192.0.2.100", "2:0:0:0:0:1", "alice", "", "600")
     assert apply.run(a).ok
-    # The link goes down: move the partner's journal root away so rsync cannot reach it.
-    (tmp_path / "peer-b" / "state" / "journal").rename(tmp_path / "b-journal-away")
-    (tmp_path / "peer-a" / "state" / "journal").rename(tmp_path / "a-journal-away")
-    (tmp_path / "b-journal-away").rename(tmp_path / "peer-b" / "state" / "journal-real")
-    (tmp_path / "a-journal-away").rename(tmp_path / "peer-a" / "state" / "journal-real")
-    a = config.load(
-        str(
-            write_config(
-                tmp_path / "peer-a",
-                peer="peer-a",
-                journal_dir=str(tmp_path / "peer-a/state/journal-real"),
-                sync={
-                    "partners": [
-                        {"name": "peer-b", "rsync_target": str(tmp_path / "down" / "nowhere")}
-                    ]
-                },
-            )
-        )
-    )
-    b = config.load(
-        str(
-            write_config(
-                tmp_path / "peer-b",
-                peer="peer-b",
-                journal_dir=str(tmp_path / "peer-b/state/journal-real"),
-                sync={
-                    "partners": [
-                        {"name": "peer-a", "rsync_target": str(tmp_path / "down" / "nowhere")}
-                    ]
-                },
-            )
-        )
-    )
+    # The link goes down: each peer's journal root moves, and each pushes to a place that
+    # does not exist, so every rsync fails.
+    for p in ("peer-a", "peer-b"):
+        (tmp_path / p / "state" / "journal").rename(tmp_path / p / "state" / "journal-real")
+
+    def peer(me: str, other: str, target: Path) -> config.Config:
+        return config.load(str(write_config(
+            tmp_path / me, peer=me, journal_dir=str(tmp_path / me / "state" / "journal-real"),
+            sync={"partners": [{"name": other, "rsync_target": str(target)}]})))
+
+    a = peer("peer-a", "peer-b", tmp_path / "down" / "nowhere")
+    b = peer("peer-b", "peer-a", tmp_path / "down" / "nowhere")
     fire(a, "commit", "192.0.2.110", "2:0:0:0:0:a", "during-a", "", "600")
     fire(b, "commit", "192.0.2.111", "2:0:0:0:0:b", "during-b", "", "600")
     ra, rb = apply.run(a), apply.run(b)
@@ -167,40 +146,8 @@ def test_partition_each_side_keeps_publishing_then_one_sync_each_way_converges(
     assert main(["-c", str(a.path), "status"]) == 1
     assert "sync peer-b: FAILED: rsync to" in capsys.readouterr().out
     # The link returns: one sync each way.
-    a = config.load(
-        str(
-            write_config(
-                tmp_path / "peer-a",
-                peer="peer-a",
-                journal_dir=str(tmp_path / "peer-a/state/journal-real"),
-                sync={
-                    "partners": [
-                        {
-                            "name": "peer-b",
-                            "rsync_target": str(tmp_path / "peer-b/state/journal-real"),
-                        }
-                    ]
-                },
-            )
-        )
-    )
-    b = config.load(
-        str(
-            write_config(
-                tmp_path / "peer-b",
-                peer="peer-b",
-                journal_dir=str(tmp_path / "peer-b/state/journal-real"),
-                sync={
-                    "partners": [
-                        {
-                            "name": "peer-a",
-                            "rsync_target": str(tmp_path / "peer-a/state/journal-real"),
-                        }
-                    ]
-                },
-            )
-        )
-    )
+    a = peer("peer-a", "peer-b", tmp_path / "peer-b" / "state" / "journal-real")
+    b = peer("peer-b", "peer-a", tmp_path / "peer-a" / "state" / "journal-real")
     assert main(["-c", str(a.path), "sync"]) == 0
     assert main(["-c", str(b.path), "sync"]) == 0
     assert apply.run(a).ok and apply.run(b).ok
