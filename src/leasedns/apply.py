@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import guard, journal, mergestate, spool, statics
+from . import guard, journal, mergestate, resolved, spool, statics
 from . import sync as syncing
 from .config import Config
 from .errors import EventError, LeasednsError
 from .events import Event, format_time, make_event
-from .merge import Result, Settings, merge, resolve, stamp_runs
+from .merge import Record, Result, Settings, merge, stamp_runs
 from .publish import Runner, publish, write_atomic
 from .render import published_dynamic, render
 
@@ -120,12 +120,13 @@ def ingest(cfg: Config, report: Report, now_ns: int,
 def build(cfg: Config, now: int, report: Report, force: bool = False,
           runner: Runner | None = None,
           journals: dict[str, journal.PeerJournal] | None = None,
-          state: mergestate.MergeState | None = None) -> Result:
+          state: mergestate.MergeState | None = None) -> Result | resolved.Built:
     """Merge every peer's journal with the static input and publish the result.
 
     Without `journals`, the merge starts from the aggregates the last build
     kept (state_dir/merge-state.bin) and reads only the journal lines appended
-    since; given `journals`, it merges their events.
+    since, and resolves again only what they (and the time passed) changed;
+    given `journals`, it merges their events.
     """
     t0 = time.monotonic()
     st = statics.load(cfg)
@@ -133,22 +134,29 @@ def build(cfg: Config, now: int, report: Report, force: bool = False,
         log.warning("%s", p)
     report.problems.extend(st.problems)
     settings = Settings.from_config(cfg)
+    try:
+        previous_data: bytes | None = (cfg.tinydns_root / "data").read_bytes()
+    except FileNotFoundError:
+        previous_data = None
+    result: Result | resolved.Built
     with gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
         if journals is None:
-            result, report.events = _merge_incremental(cfg, settings, st, now, state)
+            result, report.events, saved_digest = _merge_incremental(cfg, settings, st, now, state)
+            up = result.update
+            data = up.data
+            report.dynamic = up.dynamic
+            report.records = len(st.hosts) + up.dynamic
+            report.refused = up.bindings - up.dynamic
         else:
             events = [e for pj in journals.values() for e in pj.events]
             result, report.events = merge(events, st, settings, now), len(events)
-        data = render(st, result.records, cfg.ttl)
-    report.records = len(result.records)
-    report.dynamic = sum(1 for r in result.records if not r.static)
-    report.refused = len(result.refusals)
+            saved_digest = b""
+            data = render(st, result.records, cfg.ttl)
+            report.records = len(result.records)
+            report.dynamic = sum(1 for r in result.records if not r.static)
+            report.refused = len(result.refusals)
     if not force:
-        try:
-            previous = published_dynamic((cfg.tinydns_root / "data").read_bytes())
-        except FileNotFoundError:
-            previous = []
-        guard.check(previous, result.records, result.known_ips, now,
+        check_guard(result, previous_data, saved_digest, st, now,
                     cfg.guard_fraction, cfg.guard_min)
     outcome = publish(cfg.tinydns_root, data, cfg.tinydns_data,
                       **({"runner": runner} if runner else {}))
@@ -158,22 +166,51 @@ def build(cfg: Config, now: int, report: Report, force: bool = False,
     return result
 
 
+def check_guard(result: Result | resolved.Built, previous_data: bytes | None,
+                saved_digest: bytes, st: statics.Statics, now: int, fraction: float,
+                minimum: int) -> None:
+    """The mass-delete guard on a build's result against the data file it replaces."""
+    if (isinstance(result, resolved.Built) and result.update.before is not None
+            and previous_data is not None and saved_digest
+            and resolved.digest(previous_data) == saved_digest
+            and not resolved.static_mark_clash(st)):
+        # The data file is what the saved outcome rendered: the losses follow from what
+        # changed since (see `resolved.update`), without reading it back.
+        guard.decide([name for name, _ip, _ttd in result.update.lost], result.update.before,
+                     fraction, minimum)
+        return
+    previous = published_dynamic(previous_data) if previous_data is not None else []
+    if isinstance(result, resolved.Built):
+        kept = [Record(n, ip, None, False, False)
+                for n, ip in result.update.resolved.winner.items()]
+        guard.check(previous, kept, result.agg.latest, now, fraction, minimum)
+    else:
+        guard.check(previous, result.records, result.known_ips, now, fraction, minimum)
+
+
 def _merge_incremental(cfg: Config, settings: Settings, st: statics.Statics,
-                       now: int, state: mergestate.MergeState | None = None) -> tuple[Result, int]:
-    """Merge from the saved aggregates plus the new journal lines; keep the aggregates again."""
+                       now: int, state: mergestate.MergeState | None = None,
+                       ) -> tuple[resolved.Built, int, bytes]:
+    """Merge from the saved aggregates plus the new journal lines and the saved resolve's
+    outcome; keep both again. Also returns the digest of the data the saved outcome rendered."""
     if state is None:
         state = mergestate.load(cfg.state_dir)
     state, progress = mergestate.refresh(cfg.journal_dir, state, settings)
     if progress.rebuilt:
         log.info("merge state rebuilt from every journal line (%d events): %s",
                  state.events, progress.rebuilt)
-    judged = len(state.verdicts)
-    result = resolve(state.aggregates, st, settings, now, state.verdicts)
-    if progress.changed or len(state.verdicts) != judged:
-        # Saved before the guard and publishing: it describes the journals, whatever is done
-        # with the result.
-        mergestate.save(cfg.state_dir, state, result.bindings)
-    return result, state.events
+    saved = state.resolved
+    saved_digest = saved.data_digest if saved is not None else b""
+    up = resolved.update(saved, state.touched, state.aggregates, st, settings, cfg.ttl, now,
+                         state.verdicts)
+    if up.full and saved is not None:
+        log.info("resolving every binding again: %s", up.full)
+    state.resolved, state.touched = up.resolved, set()
+    # Saved before the guard and publishing: it describes the journals, whatever is done
+    # with the result.
+    mergestate.save(cfg.state_dir, state)
+    return (resolved.Built(up, state.aggregates, st, settings, now, state.verdicts),
+            state.events, saved_digest)
 
 
 @contextmanager
@@ -187,13 +224,15 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def log_refusals(result: Result, new: list[Event]) -> None:
+def log_refusals(result: Result | resolved.Built, new: list[Event]) -> None:
     """Log, once (when their event arrives), the bindings whose name is not published."""
     fresh = set(new)
-    for r in result.refusals:
-        if r.binding.commit in fresh:
-            b = r.binding
-            log.warning("lease %s %s (peer %s): name not published: %s", b.ip, b.mac, b.peer, r.reason)
+    refusals = (result.fresh_refusals(fresh) if isinstance(result, resolved.Built)
+                else [r for r in result.refusals if r.binding.commit in fresh])
+    for r in refusals:
+        b = r.binding
+        log.warning("lease %s %s (peer %s): name not published: %s", b.ip, b.mac, b.peer,
+                    r.reason)
 
 
 def run(cfg: Config, *, force: bool = False, coalesce: bool = False,

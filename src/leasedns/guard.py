@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from .errors import GuardError
 from .merge import Record
@@ -34,8 +34,13 @@ def check(
 ) -> None:
     """Raise GuardError when more than `fraction` of at least `minimum` live names would vanish."""
     lost, before = unexplained_losses(previous, records, known_ips, now)
+    decide([p.name for p in lost], before, fraction, minimum)
+
+
+def decide(lost: Sequence[str], before: int, fraction: float, minimum: int) -> None:
+    """Raise GuardError when `lost` (names, in data-file order) is too many of `before`."""
     if before >= max(minimum, 1) and len(lost) > fraction * before:
-        sample = ", ".join(p.name for p in lost[:5])
+        sample = ", ".join(lost[:5])
         raise GuardError(
             f"refusing to publish: {len(lost)} of {before} live dynamic names would vanish with "
             f"no release, expiry or new lease to explain it (e.g. {sample}); a journal directory "

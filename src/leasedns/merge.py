@@ -252,12 +252,9 @@ def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
         else:
             owners.append(b)
 
-    records: list[Record] = []
+    records = static_records(statics, s)
     published: dict[str, str] = {}
-    static_ptr = set(statics.ptr_ips)
-    for h in sorted(statics.hosts, key=lambda h: (h.name, _ipkey(h.ip))):
-        records.append(Record(h.name, h.ip, None, s.reverse and h.ip not in static_ptr, True))
-        static_ptr.add(h.ip)
+    static_ptr = statics.ptr_ips | static_ips
     latest_wins = s.conflict_policy is ConflictPolicy.LATEST
     for name in sorted(claims):
         owners = claims[name]
@@ -282,6 +279,16 @@ def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
     refusals.sort(key=lambda x: (x[0], x[1].reason))
     return Result(tuple(records), tuple(b for _, b in bindings), tuple(r for _, r in refusals),
                   frozenset(agg.latest), published)
+
+
+def static_records(statics: Statics, s: Settings) -> list[Record]:
+    """The records of the fixed-address hosts, in the order they are rendered."""
+    records = []
+    static_ptr = set(statics.ptr_ips)
+    for h in sorted(statics.hosts, key=lambda h: (h.name, _ipkey(h.ip))):
+        records.append(Record(h.name, h.ip, None, s.reverse and h.ip not in static_ptr, True))
+        static_ptr.add(h.ip)
+    return records
 
 
 def _first(x: tuple[int, Binding]) -> int:

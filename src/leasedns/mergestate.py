@@ -27,11 +27,12 @@ from typing import BinaryIO
 from . import __version__, journal
 from .merge import Aggregates, Binding, Settings
 from .publish import write_atomic
+from .resolved import Resolved
 
 log = logging.getLogger("leasedns.mergestate")
 
 STATE_FILE = "merge-state.bin"
-VERSION = 2  # 2: rows carry `since`
+VERSION = 3  # 2: rows carry `since`; 3: the last resolve's outcome
 MAGIC = b"leasedns merge state\n"
 WINDOW = 4096  # fingerprint: hashes of up to this many bytes at the start and before the mark
 # Anything that can change how a line parses or a name is judged invalidates the file.
@@ -58,6 +59,11 @@ class MergeState:
     marks: dict[str, dict[str, Mark]] = field(default_factory=dict)  # peer -> segment -> mark
     verdict_key: tuple[str, str] = ("", "")  # (domain, name policy) the verdicts were made for
     verdicts: Verdicts = field(default_factory=dict)
+    # The last resolve's outcome for these aggregates (None: none, or it no longer matches).
+    resolved: Resolved | None = None
+    # Addresses whose aggregate entries lines folded in since `resolved` may have changed
+    # (not saved: a state is saved with its outcome up to date, or without one).
+    touched: set[str] = field(default_factory=set)
 
     @property
     def events(self) -> int:
@@ -194,6 +200,7 @@ def _fold_segment(state: MergeState, peer: str, seg: Path, mark: Mark | None, f:
         rows = journal.parse_rows(data[:end].decode("utf-8", "surrogateescape"), str(seg), peer,
                                   progress.problems, mark.lines + 1)
         state.aggregates.add(rows)
+        state.touched.update(r[2] for r in rows)
         consumed = mark.consumed + end
         mark = Mark(consumed, mark.lines + data.count(b"\n", 0, end), mark.events + len(rows),
                     fingerprint(f, consumed))
@@ -214,6 +221,7 @@ def dumps(state: MergeState) -> bytes:
         {p: {s: (m.consumed, m.lines, m.events, m.fingerprint) for s, m in segs.items()}
          for p, segs in state.marks.items()},
         state.verdict_key, state.verdicts,
+        None if state.resolved is None or state.touched else state.resolved.as_tuple(),
     ))
     digest = hashlib.blake2b(body, digest_size=16).digest()
     return MAGIC + STAMP.encode() + b"\n" + digest + body
@@ -228,11 +236,12 @@ def loads(data: bytes) -> MergeState:
     if hashlib.blake2b(body, digest_size=16).digest() != digest:
         raise ValueError("checksum mismatch (damaged)")
     try:
-        latest, ends, marks, verdict_key, verdicts = marshal.loads(body)
+        latest, ends, marks, verdict_key, verdicts, resolved = marshal.loads(body)
         state = MergeState(
             Aggregates(latest, ends),
             {p: {s: Mark(*m) for s, m in segs.items()} for p, segs in marks.items()},
-            tuple(verdict_key), verdicts)  # type: ignore[arg-type]
+            tuple(verdict_key), verdicts,  # type: ignore[arg-type]
+            None if resolved is None else Resolved.from_tuple(resolved))
     except (EOFError, TypeError, ValueError) as e:
         raise ValueError(f"unreadable ({e})") from None
     return state
@@ -261,8 +270,13 @@ def save(state_dir: Path, state: MergeState, bindings: Sequence[Binding] = ()) -
     Cached verdicts for names no live binding asks for go once they outnumber
     the live `bindings`.
     """
-    if len(state.verdicts) > 2 * len(bindings) + 1000:
-        keep = {b.name for b in bindings}
+    live = len(state.resolved.outcome) if state.resolved is not None else len(bindings)
+    if len(state.verdicts) > 2 * live + 1000:
+        if state.resolved is not None:
+            latest = state.aggregates.latest
+            keep = {(r := latest[ip])[5] or r[4] for ip in state.resolved.outcome}
+        else:
+            keep = {b.name for b in bindings}
         state.verdicts = {k: v for k, v in state.verdicts.items() if k in keep}
     path = state_dir / STATE_FILE
     try:

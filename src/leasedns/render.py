@@ -52,13 +52,20 @@ def record_line(r: Record, ttl: int) -> str:
 
 def render(statics: Statics, records: Iterable[Record], ttl: int) -> bytes:
     """The whole `data` file: static data verbatim, then fixed-address hosts, then bindings."""
+    recs = list(records)
+    return render_parts(statics, [record_line(r, ttl) for r in recs if r.static],
+                        [record_line(r, ttl) for r in recs if not r.static])
+
+
+def render_parts(statics: Statics, static_lines: Iterable[str],
+                 dynamic_lines: Iterable[str]) -> bytes:
+    """The `data` file from its rendered record lines (see `render`)."""
     parts = [HEADER, STATIC_MARK]
     parts.extend(text for _path, text in statics.data_files)
-    recs = list(records)
     parts.append(HOSTS_MARK)
-    parts.extend(record_line(r, ttl) for r in recs if r.static)
+    parts.extend(static_lines)
     parts.append(DYNAMIC_MARK)
-    parts.extend(record_line(r, ttl) for r in recs if not r.static)
+    parts.extend(dynamic_lines)
     return "".join(parts).encode("utf-8", "surrogateescape")
 
 

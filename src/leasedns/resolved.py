@@ -1,0 +1,412 @@
+"""The last resolve's outcome, kept between builds and brought up to date per changed address.
+
+A full `merge.resolve` costs time in proportion to the live bindings; most
+builds change a handful of them. `Resolved` keeps, for the aggregates it was
+computed from, per live binding what it asks for (a name, or why it may not
+have one), per dynamic name its winner and rivals, the rendered line of every
+dynamic record (kept in name order), and the ends of the live bindings in a
+heap, so that the next build recomputes only:
+
+- the addresses whose aggregate entries new journal lines touched, and
+- the addresses whose binding ran out between the saved `now` and the new one,
+
+and then the names those addresses claimed before or claim now (a conflict's
+winner can change). Everything else the outcome depends on (the statics, the
+merge settings, the record TTL) is fingerprinted; a different fingerprint, a
+clock gone backwards or anything inconsistent means a full recompute, which is
+the same code run over every address. Output is byte-identical to
+`render(statics, resolve(...).records, ttl)` (a property test checks it).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import heapq
+from collections.abc import Iterable, Mapping, MutableMapping, Set
+from dataclasses import dataclass, field
+
+from .config import ConflictPolicy
+from .events import INFINITE_LEASE, Event, Row, event_of
+from .merge import (
+    Aggregates,
+    Binding,
+    Record,
+    Refusal,
+    Result,
+    Settings,
+    _ipkey,
+    resolve,
+    static_records,
+)
+from .names import fqdn, label_for, protected_fqdns
+from .render import DYNAMIC_MARK, escape, from_tai64, record_line, render_parts
+from .statics import Statics
+
+Outcome = tuple[int | None, str | None, str]  # (end, claimed name or None, refusal reason or "")
+
+
+@dataclass(slots=True)
+class Resolved:
+    """What the last resolve decided, in the form an update needs (see the module doc)."""
+
+    fingerprint: bytes = b""
+    now: int = 0
+    outcome: dict[str, Outcome] = field(default_factory=dict)  # ip -> outcome, live bindings
+    winner: dict[str, str] = field(default_factory=dict)  # dynamic name -> ip publishing it
+    rivals: dict[str, list[str]] = field(default_factory=dict)  # name -> every claimant, if > 1
+    lines: dict[str, str] = field(default_factory=dict)  # name -> its rendered data line
+    names: list[str] = field(default_factory=list)  # the keys of `lines`, sorted
+    heap: list[tuple[int, str]] = field(default_factory=list)  # (end, ip); stale entries skipped
+    data_digest: bytes = b""  # digest of the data rendered from this outcome
+
+    def as_tuple(self) -> tuple[object, ...]:
+        return (self.fingerprint, self.now, self.outcome, self.winner, self.rivals, self.lines,
+                self.names, self.heap, self.data_digest)
+
+    @classmethod
+    def from_tuple(cls, t: tuple[object, ...]) -> Resolved:
+        r = cls(*t)  # type: ignore[arg-type]
+        if not (isinstance(r.fingerprint, bytes) and isinstance(r.now, int)
+                and isinstance(r.outcome, dict) and isinstance(r.winner, dict)
+                and isinstance(r.rivals, dict) and isinstance(r.lines, dict)
+                and isinstance(r.names, list) and isinstance(r.heap, list)
+                and isinstance(r.data_digest, bytes)
+                and len(r.names) == len(r.lines) == len(r.winner)):
+            raise ValueError("inconsistent resolve outcome")
+        return r
+
+
+def digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def fingerprint(statics: Statics, s: Settings, ttl: int) -> bytes:
+    """Everything besides the aggregates and `now` the outcome of a resolve depends on."""
+    key = (
+        sorted(statics.names), sorted(statics.ptr_ips),
+        sorted((h.name, h.ip) for h in statics.hosts),
+        s.domain, [str(n) for n in s.subnets], s.name_policy.value, s.conflict_policy.value,
+        sorted(s.protected), s.reverse, s.default_lease_secs, ttl,
+    )
+    return hashlib.blake2b(repr(key).encode("utf-8", "surrogateescape"), digest_size=16).digest()
+
+
+class _Judge:
+    """Per address: its live binding's end and claimed name or refusal (resolve's first pass)."""
+
+    def __init__(self, agg: Aggregates, statics: Statics, s: Settings,
+                 verdicts: MutableMapping[str, tuple[str | None, str]]) -> None:
+        self.latest, self.ends = agg.latest, agg.ends
+        self.static_ips = {h.ip for h in statics.hosts}
+        self.taken = statics.taken
+        self.protected = protected_fqdns(s.protected, s.domain)
+        self.nets = [(int(n.network_address), int(n.netmask)) for n in s.subnets]
+        self.verdicts = verdicts
+        self.s = s
+
+    def __call__(self, ip: str, now: int) -> Outcome | None:
+        r = self.latest.get(ip)
+        if r is None or self.ends.get((ip, r[3]), -1) >= r[0]:
+            return None
+        s = self.s
+        secs = s.default_lease_secs if r[9] else r[6]
+        end = None if secs >= INFINITE_LEASE else r[0] // 1_000_000 + secs
+        if end is not None and end <= now:
+            return None
+        if ip in self.static_ips:
+            return end, None, f"{ip} is a fixed address; its name comes from dhcpd.conf"
+        if self.nets:
+            ipk = _ipkey(ip)
+            if not any(ipk & mask == net for net, mask in self.nets):
+                return end, None, f"{ip} is outside the configured subnets"
+        raw = r[5] or r[4]
+        verdict = self.verdicts.get(raw)
+        if verdict is None:
+            v = label_for(raw, s.domain, s.name_policy)
+            verdict = self.verdicts[raw] = (v.label, v.note)
+        label, note = verdict
+        if label is None:
+            return end, None, note
+        name = fqdn(label, s.domain)
+        if name in self.protected:
+            return end, None, f"name {name} is protected"
+        if name in self.taken:
+            return end, None, f"name {name} belongs to static data or a dhcpd.conf host"
+        return end, name, ""
+
+
+@dataclass(slots=True)
+class Update:
+    """One build's resolve: the data to publish and what the guard and the report need."""
+
+    resolved: Resolved
+    data: bytes
+    full: str  # why everything was recomputed ("" = incremental)
+    # The guard, for an incremental update: previously published names that went although
+    # no event speaks of their address, and how many were live before (None: not known here).
+    lost: list[tuple[str, str, int | None]] = field(default_factory=list)
+    before: int | None = None
+    dirty: set[str] = field(default_factory=set)
+
+    @property
+    def bindings(self) -> int:
+        return len(self.resolved.outcome)
+
+    @property
+    def dynamic(self) -> int:
+        return len(self.resolved.lines)
+
+
+def update(saved: Resolved | None, touched: Iterable[str] | None, agg: Aggregates,
+           statics: Statics, s: Settings, ttl: int, now: int,
+           verdicts: MutableMapping[str, tuple[str | None, str]]) -> Update:
+    """Bring `saved` (the outcome for the aggregates before `touched` changed) up to `now`.
+
+    `touched` holds (at least) every address whose aggregate entries changed
+    since `saved` was computed; None when that is not known. `saved` is
+    updated in place when it can be.
+    """
+    fp = fingerprint(statics, s, ttl)
+    judge = _Judge(agg, statics, s, verdicts)
+    why = ""
+    if saved is None:
+        why = "no saved resolve"
+    elif touched is None:
+        why = "changes since the saved resolve not known"
+    elif saved.fingerprint != fp:
+        why = "static data or merge settings changed"
+    elif now < saved.now:
+        why = "the clock went back"
+    if why:
+        res = Resolved(fp, now)
+        dirty = set(agg.latest)
+    else:
+        assert saved is not None and touched is not None
+        res = saved
+        dirty = set(touched)
+        heap, outcome = res.heap, res.outcome
+        while heap and heap[0][0] <= now:
+            end, ip = heapq.heappop(heap)
+            o = outcome.get(ip)
+            if o is not None and o[0] == end:
+                dirty.add(ip)
+    affected = _apply(res, dirty, judge, now)
+    lines = res.lines  # not changed before `_settle`: still what the saved outcome rendered
+    prev = {n: _published(lines[n]) for n in affected if n in lines}
+    static_ptr = statics.ptr_ips | {h.ip for h in statics.hosts}
+    for name in sorted(affected):
+        _settle(res, name, agg.latest, s, static_ptr, ttl)
+    res.now = now
+    if len(res.heap) > 2 * len(res.outcome) + 1000:
+        res.heap = [(o[0], ip) for ip, o in res.outcome.items() if o[0] is not None]
+        heapq.heapify(res.heap)
+    data = render_joined(statics, s, ttl, res)
+    res.data_digest = digest(data)
+    out = Update(res, data, why, dirty=dirty)
+    if not why:
+        out.lost, out.before = _losses(res, affected, prev, agg.latest, now)
+    return out
+
+
+def _apply(res: Resolved, dirty: Iterable[str], judge: _Judge, now: int) -> set[str]:
+    """Judge the dirty addresses again; returns the names whose claimants may have changed."""
+    outcome, heap = res.outcome, res.heap
+    affected: set[str] = set()
+    for ip in dirty:
+        old = outcome.get(ip)
+        new = judge(ip, now)
+        if old is not None and old[1] is not None:
+            affected.add(old[1])
+            _unclaim(res, old[1], ip)
+        if new is None:
+            if old is not None:
+                del outcome[ip]
+            continue
+        outcome[ip] = new
+        end, name, _ = new
+        if end is not None and (old is None or old[0] != end):
+            heapq.heappush(heap, (end, ip))
+        if name is not None:
+            affected.add(name)
+            _claim(res, name, ip)
+    return affected
+
+
+def _published(line: str) -> tuple[str, int | None]:
+    """The address and time-to-die of a rendered dynamic line (as `published_dynamic` reads it)."""
+    f = line.rstrip("\n").split(":")
+    return f[1], from_tai64(f[3]) if len(f) > 3 and f[3] else None
+
+
+def _claim(res: Resolved, name: str, ip: str) -> None:
+    """Record that `ip` claims `name` (the winner is settled later)."""
+    riv = res.rivals.get(name)
+    if riv is not None:
+        if ip not in riv:
+            riv.append(ip)
+        return
+    w = res.winner.get(name)
+    if w is None or w == ip:
+        res.winner[name] = ip
+        return
+    res.rivals[name] = [w, ip]
+
+
+def _unclaim(res: Resolved, name: str, ip: str) -> None:
+    riv = res.rivals.get(name)
+    if riv is not None:
+        if ip in riv:
+            riv.remove(ip)
+        if len(riv) == 1:
+            del res.rivals[name]
+            res.winner[name] = riv[0]
+        elif res.winner.get(name) == ip and riv:
+            res.winner[name] = riv[0]  # provisional; settled later
+        return
+    if res.winner.get(name) == ip:
+        del res.winner[name]
+
+
+def _settle(res: Resolved, name: str, latest: Mapping[str, Row], s: Settings,
+            static_ptr: Set[str], ttl: int) -> None:
+    """Pick `name`'s winner among its claimants again and render its line."""
+    riv = res.rivals.get(name)
+    w = _pick(riv, latest, s.conflict_policy) if riv is not None else res.winner.get(name)
+    lines, names = res.lines, res.names
+    if w is None:
+        if name in lines:
+            del lines[name]
+            i = bisect.bisect_left(names, name)
+            del names[i]
+        res.winner.pop(name, None)
+        return
+    res.winner[name] = w
+    end = res.outcome[w][0]
+    ptr = s.reverse and w not in static_ptr
+    line = record_line(Record(name, w, end, ptr, False), ttl)
+    if name not in lines:
+        bisect.insort(names, name)
+    lines[name] = line
+
+
+def _pick(ips: list[str], latest: Mapping[str, Row], policy: ConflictPolicy) -> str:
+    if policy is ConflictPolicy.LATEST:  # the most recently started lease
+        return max(ips, key=lambda ip: _key(latest[ip]))
+    return min(ips, key=lambda ip: (latest[ip][10], _key(latest[ip])))
+
+
+def _key(r: Row) -> tuple[object, ...]:
+    """`Event.key()` of a row's event."""
+    return (*r[:9], r[10])
+
+
+def _losses(res: Resolved, affected: set[str], prev: dict[str, tuple[str, int | None]],
+            latest: Mapping[str, Row], now: int) -> tuple[list[tuple[str, str, int | None]], int]:
+    """`guard.unexplained_losses` against the data rendered from the saved outcome.
+
+    A name no dirty address claimed keeps its record, and its address has a
+    commit; so only the affected names that were published (`prev`, with the
+    address and time-to-die of their saved line) can be lost. The live count
+    before is the unaffected names plus the affected ones still live.
+    """
+    lost = []
+    live_prev = 0
+    for name in sorted(prev):
+        ip, ttd = prev[name]
+        if ttd is not None and ttd <= now:
+            continue
+        live_prev += 1
+        shown = escape(name)  # as the data file spells it
+        kept = shown in res.lines and res.winner.get(shown) == ip
+        if not kept and ip not in latest:
+            lost.append((shown, ip, ttd))
+    unaffected = len(res.lines) - sum(1 for n in affected if n in res.lines)
+    return lost, unaffected + live_prev
+
+
+def render_joined(statics: Statics, s: Settings, ttl: int, res: Resolved) -> bytes:
+    """`render.render` of the outcome: static part, then the dynamic lines in name order."""
+    static_lines = [record_line(r, ttl) for r in static_records(statics, s)]
+    lines = res.lines
+    return render_parts(statics, static_lines, [lines[n] for n in res.names])
+
+
+def refusal_of(res: Resolved, ip: str, s: Settings) -> str | None:
+    """Why the live binding of `ip` publishes nothing (None when it publishes or is not live)."""
+    o = res.outcome.get(ip)
+    if o is None:
+        return None
+    if o[1] is None:
+        return o[2]
+    w = res.winner.get(o[1])
+    if w == ip:
+        return None
+    return f"name {o[1]} is held by {w} ({s.conflict_policy.value} policy)"
+
+
+def fresh_refusals(res: Resolved, agg: Aggregates, s: Settings,
+                   new: Iterable[Event]) -> list[Refusal]:
+    """The refusals `merge.Result.refusals` would list for the bindings of `new` commits."""
+    out = []
+    for e in new:
+        r = agg.latest.get(e.ip)
+        if r is None or event_of(r) != e:
+            continue
+        reason = refusal_of(res, e.ip, s)
+        o = res.outcome.get(e.ip)
+        if reason is None or o is None:
+            continue
+        c = e
+        out.append((_ipkey(e.ip), Refusal(Binding(e.ip, c.mac, c.time_us, o[0],
+                                                  c.host_decl or c.client_name, c.peer, c.source,
+                                                  c), reason)))
+    out.sort(key=lambda x: (x[0], x[1].reason))
+    return [r for _, r in out]
+
+
+def static_mark_clash(statics: Statics) -> bool:
+    """Static data holding our dynamic-section marker would confuse a reader of the data file."""
+    return any(DYNAMIC_MARK.rstrip("\n") in text for _p, text in statics.data_files)
+
+
+class Built:
+    """A build's outcome from an `Update`, read like `merge.Result`.
+
+    The full `Result` (every binding, record and refusal as objects) is made
+    only when asked for, by `merge.resolve` over the same aggregates.
+    """
+
+    def __init__(self, up: Update, agg: Aggregates, statics: Statics, s: Settings, now: int,
+                 verdicts: MutableMapping[str, tuple[str | None, str]]) -> None:
+        self.update, self.agg, self.statics, self.s, self.now = up, agg, statics, s, now
+        self.verdicts = verdicts
+        self._full: Result | None = None
+
+    def full(self) -> Result:
+        if self._full is None:
+            self._full = resolve(self.agg, self.statics, self.s, self.now, self.verdicts)
+        return self._full
+
+    @property
+    def records(self) -> tuple[Record, ...]:
+        return self.full().records
+
+    @property
+    def bindings(self) -> tuple[Binding, ...]:
+        return self.full().bindings
+
+    @property
+    def refusals(self) -> tuple[Refusal, ...]:
+        return self.full().refusals
+
+    @property
+    def known_ips(self) -> frozenset[str]:
+        return self.full().known_ips
+
+    @property
+    def published(self) -> dict[str, str]:
+        return self.full().published
+
+    def fresh_refusals(self, new: Iterable[Event]) -> list[Refusal]:
+        return fresh_refusals(self.update.resolved, self.agg, self.s, new)
