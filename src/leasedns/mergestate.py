@@ -280,6 +280,7 @@ def save(state_dir: Path, state: MergeState, bindings: Sequence[Binding] = ()) -
         state.verdicts = {k: v for k, v in state.verdicts.items() if k in keep}
     path = state_dir / STATE_FILE
     try:
-        write_atomic(path, dumps(state), 0o640)
+        # A cache: a crash may leave it torn, which its checksum detects (a cold build follows).
+        write_atomic(path, dumps(state), 0o640, durable=False)
     except OSError as e:
         log.error("%s: cannot save the merge state: %s", path, e.strerror)

@@ -35,19 +35,24 @@ def needs_compile(root: Path) -> bool:
         return True
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write to a temp file in the same directory, fsync, rename over `path`."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Write to a temp file in the same directory, fsync, rename over `path`.
+
+    durable=False skips the fsyncs, for caches whose damage is detected on read.
+    """
     tmp = path.with_name(TMP_NAME if path.name == "data" else f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def publish(root: Path, data: bytes, program: str, runner: Runner = subprocess.run) -> Outcome:
