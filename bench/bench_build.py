@@ -45,8 +45,28 @@ TARGET = 5.0
 PEERS = ("peer-a", "peer-b")
 DOMAIN = "lab.example"
 
-FIRST = ("anna", "ben", "carla", "dmitri", "eva", "farid", "grace", "hugo", "ines", "jonas",
-         "kim", "lars", "maria", "nils", "olga", "pedro", "quinn", "rosa", "sven", "tara")
+FIRST = (
+    "anna",
+    "ben",
+    "carla",
+    "dmitri",
+    "eva",
+    "farid",
+    "grace",
+    "hugo",
+    "ines",
+    "jonas",
+    "kim",
+    "lars",
+    "maria",
+    "nils",
+    "olga",
+    "pedro",
+    "quinn",
+    "rosa",
+    "sven",
+    "tara",
+)
 ALNUM = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
 
 
@@ -86,8 +106,9 @@ def generate(journal_dir: Path, live: int, now: int, seed: int = 1) -> dict[str,
     for i in range(live):
         n = base + i
         ip = f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
-        mac = (f"02:{(i >> 24) & 255:02x}:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:"
-               f"{i & 255:02x}:01")
+        mac = (
+            f"02:{(i >> 24) & 255:02x}:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}:01"
+        )
         peer = PEERS[i & 1]
         start = (now - rng.randint(60, 900)) * us + rng.randrange(us)
         if rng.random() < 0.15:  # an earlier holder of this address, released before
@@ -164,12 +185,23 @@ def worker(config: str, out: str) -> int:
     data = render(st, result.records, cfg.ttl)
     t3 = time.perf_counter()
     Path(out).write_bytes(data)
-    print(json.dumps({
-        "read": t1 - t0, "merge": t2 - t1, "render": t3 - t2, "total": t3 - t0,
-        "events": len(events), "records": len(result.records),
-        "bindings": len(result.bindings), "refusals": len(result.refusals),
-        "bytes": len(data), "rss0_kib": rss0, "rss_kib": vm_hwm_kib(),
-    }))
+    print(
+        json.dumps(
+            {
+                "read": t1 - t0,
+                "merge": t2 - t1,
+                "render": t3 - t2,
+                "total": t3 - t0,
+                "events": len(events),
+                "records": len(result.records),
+                "bindings": len(result.bindings),
+                "refusals": len(result.refusals),
+                "bytes": len(data),
+                "rss0_kib": rss0,
+                "rss_kib": vm_hwm_kib(),
+            }
+        )
+    )
     return 0
 
 
@@ -194,8 +226,9 @@ def worker_incremental(config: str, out: str) -> int:
     t1 = time.perf_counter()
     state, progress = mergestate.refresh(cfg.journal_dir, saved, settings)
     t2 = time.perf_counter()
-    up = resolved.update(state.resolved, state.touched, state.aggregates, st, settings, cfg.ttl,
-                         now, state.verdicts)
+    up = resolved.update(
+        state.resolved, state.touched, state.aggregates, st, settings, cfg.ttl, now, state.verdicts
+    )
     state.resolved, state.touched = up.resolved, set()
     t3 = time.perf_counter()
     data = up.data  # rendered by the update (joining the kept lines)
@@ -203,15 +236,27 @@ def worker_incremental(config: str, out: str) -> int:
     mergestate.save(cfg.state_dir, state)
     t5 = time.perf_counter()
     Path(out).write_bytes(data)
-    print(json.dumps({
-        "load": t1 - t0, "read": t2 - t1, "merge": t3 - t2, "render": t4 - t3,
-        "save": t5 - t4,
-        "total": t5 - t0, "new_events": progress.new_events, "rebuilt": progress.rebuilt,
-        "full": up.full, "dirty": len(up.dirty), "records": len(st.hosts) + up.dynamic,
-        "bytes": len(data), "rss0_kib": rss0,
-        "rss_kib": vm_hwm_kib(),
-        "state_bytes": (cfg.state_dir / mergestate.STATE_FILE).stat().st_size,
-    }))
+    print(
+        json.dumps(
+            {
+                "load": t1 - t0,
+                "read": t2 - t1,
+                "merge": t3 - t2,
+                "render": t4 - t3,
+                "save": t5 - t4,
+                "total": t5 - t0,
+                "new_events": progress.new_events,
+                "rebuilt": progress.rebuilt,
+                "full": up.full,
+                "dirty": len(up.dirty),
+                "records": len(st.hosts) + up.dynamic,
+                "bytes": len(data),
+                "rss0_kib": rss0,
+                "rss_kib": vm_hwm_kib(),
+                "state_bytes": (cfg.state_dir / mergestate.STATE_FILE).stat().st_size,
+            }
+        )
+    )
     return 0
 
 
@@ -231,8 +276,18 @@ def append_events(journal_dir: Path, n: int, now: int, seed: int = 2) -> None:
         mac = f"0a:{(i >> 16) & 255:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}:00:01"
         t = now * us - rng.randrange(30 * us)
         kind = Kind.RELEASE if j % 10 == 9 else Kind.COMMIT
-        evs.append(Event(kind, t, ip, mac, f"fresh-{j}" if kind is Kind.COMMIT else "", "",
-                         3600 if kind is Kind.COMMIT else None, "peer-a"))
+        evs.append(
+            Event(
+                kind,
+                t,
+                ip,
+                mac,
+                f"fresh-{j}" if kind is Kind.COMMIT else "",
+                "",
+                3600 if kind is Kind.COMMIT else None,
+                "peer-a",
+            )
+        )
     journal.append(journal_dir / "peer-a", evs)
 
 
@@ -240,7 +295,8 @@ def run_worker(config: Path, out: Path, mode: str = "--worker") -> tuple[dict[st
     """Run the worker in a fresh interpreter; returns its figures and its peak RSS in KiB."""
     proc = subprocess.run(
         [sys.executable, __file__, mode, str(config), str(out)],
-        stdout=subprocess.PIPE, check=False,
+        stdout=subprocess.PIPE,
+        check=False,
     )
     if proc.returncode != 0:
         raise SystemExit(f"bench_build worker failed (exit {proc.returncode})")
@@ -322,8 +378,10 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         rep1 = json.loads((state / "last-build.json").read_text())["last"]
         (state / "spool").mkdir(exist_ok=True)
         hook_env = {**env, "LEASEDNS_SPOOL": str(state / "spool"), "LEASEDNS_NO_APPLY": "1"}
-        spawn_wait([str(hook_path()), "commit", "100.127.255.1", "2:0:0:0:1:a", "newcomer", "",
-                    "3600"], hook_env)
+        spawn_wait(
+            [str(hook_path()), "commit", "100.127.255.1", "2:0:0:0:1:a", "newcomer", "", "3600"],
+            hook_env,
+        )
         apply2, rc2 = spawn_wait([leasedns, "-q", "-c", str(cfg), "apply"], env)
         rep2 = json.loads((state / "last-build.json").read_text())["last"]
         data_bytes = (root / "data").stat().st_size
@@ -334,48 +392,148 @@ def collect(argv: list[str] | None = None) -> list[Row]:
     ours = fig["total"]
     ref = f"tinydns-data {fmt(td, 's')}"
     rows = [
-        Row(NAME, f"generate {counts['events']:,} events ({journal_bytes / 2**20:.0f} MiB "
-            "journals; not judged)", gen_secs, "s"),
+        Row(
+            NAME,
+            f"generate {counts['events']:,} events ({journal_bytes / 2**20:.0f} MiB "
+            "journals; not judged)",
+            gen_secs,
+            "s",
+        ),
         Row(NAME, "tinydns-data on the rendered data (ref)", td, "s", ref, 1.0, summary=True),
-        Row(NAME, f"read journals ({fig['events']:,} events)", fig["read"], "s", ref,
-            fig["read"] / td, summary=True),
-        Row(NAME, f"merge ({fig['bindings']:,} bindings, {fig['refusals']:,} refused)",
-            fig["merge"], "s", ref, fig["merge"] / td, summary=True),
-        Row(NAME, f"render ({fig['records']:,} records, {fig['bytes'] / 2**20:.1f} MiB)",
-            fig["render"], "s", ref, fig["render"] / td, summary=True),
-        Row(NAME, "read+merge+render (full merge, the pure API)", ours, "s", ref, ours / td,
-            summary=True),
-        Row(NAME, f"peak RSS of read+merge+render (VmHWM; {fig['rss0_kib'] / 1024:.0f} MiB "
-            "before reading)", peak_rss / 1024, "MiB", summary=True),
-        Row(NAME, f"incremental merge, cold (no saved state): load+read {cold['read']:.2f} s, "
+        Row(
+            NAME,
+            f"read journals ({fig['events']:,} events)",
+            fig["read"],
+            "s",
+            ref,
+            fig["read"] / td,
+            summary=True,
+        ),
+        Row(
+            NAME,
+            f"merge ({fig['bindings']:,} bindings, {fig['refusals']:,} refused)",
+            fig["merge"],
+            "s",
+            ref,
+            fig["merge"] / td,
+            summary=True,
+        ),
+        Row(
+            NAME,
+            f"render ({fig['records']:,} records, {fig['bytes'] / 2**20:.1f} MiB)",
+            fig["render"],
+            "s",
+            ref,
+            fig["render"] / td,
+            summary=True,
+        ),
+        Row(
+            NAME,
+            "read+merge+render (full merge, the pure API)",
+            ours,
+            "s",
+            ref,
+            ours / td,
+            summary=True,
+        ),
+        Row(
+            NAME,
+            f"peak RSS of read+merge+render (VmHWM; {fig['rss0_kib'] / 1024:.0f} MiB "
+            "before reading)",
+            peak_rss / 1024,
+            "MiB",
+            summary=True,
+        ),
+        Row(
+            NAME,
+            f"incremental merge, cold (no saved state): load+read {cold['read']:.2f} s, "
             f"resolve+render {cold['merge']:.2f} s, join {cold['render']:.2f} s, save state "
-            f"{cold['save']:.2f} s ({cold['state_bytes'] / 2**20:.0f} MiB)", cold["total"], "s",
-            ref, cold["total"] / td, summary=True),
-        Row(NAME, f"peak RSS, incremental cold (VmHWM; {cold['rss0_kib'] / 1024:.0f} MiB before)",
-            cold_rss / 1024, "MiB", summary=True),
-        Row(NAME, f"incremental merge, 1,000 new events: load state {steady['load']:.2f} s, "
+            f"{cold['save']:.2f} s ({cold['state_bytes'] / 2**20:.0f} MiB)",
+            cold["total"],
+            "s",
+            ref,
+            cold["total"] / td,
+            summary=True,
+        ),
+        Row(
+            NAME,
+            f"peak RSS, incremental cold (VmHWM; {cold['rss0_kib'] / 1024:.0f} MiB before)",
+            cold_rss / 1024,
+            "MiB",
+            summary=True,
+        ),
+        Row(
+            NAME,
+            f"incremental merge, 1,000 new events: load state {steady['load']:.2f} s, "
             f"read {steady['read']:.3f} s ({steady['new_events']} events), resolve+render "
             f"{steady['merge']:.3f} s ({steady['dirty']} addresses again"
             f"{', FULL: ' + steady['full'] if steady['full'] else ''}), save "
-            f"{steady['save']:.2f} s ({steady['state_bytes'] / 2**20:.0f} MiB)", steady["total"],
-            "s", ref, steady["total"] / td,
-            f"<= {TARGET:g}x", steady["total"] / td <= TARGET),
-        Row(NAME, "peak RSS, incremental steady state (VmHWM)", steady_rss / 1024, "MiB",
-            summary=True),
-        Row(NAME, f"steady-state data == full merge of the same journals "
-            f"({check_fig['records']:,} records)", float(same), "n", target="1", ok=same),
-        Row(NAME, f"leasedns apply, first build (exit {rc1}; build {rep1['build_secs']:.2f} s "
-            f"incl. compile {rep1['compile_secs']:.2f} s)", apply1, "s", ref, apply1 / td),
-        Row(NAME, f"leasedns apply, one new event (exit {rc2}; ingested {rep2['ingested']}, "
-            f"records {rep2['records']:,}, compiled {rep2['compiled']})", apply2, "s", ref,
-            apply2 / td, summary=True),
-        Row(NAME, f"leasedns apply, one new event: build part (report build_secs; compile "
-            f"{rep2['compile_secs']:.2f} s)", rep2["build_secs"], "s", ref,
-            rep2["build_secs"] / td, summary=True),
+            f"{steady['save']:.2f} s ({steady['state_bytes'] / 2**20:.0f} MiB)",
+            steady["total"],
+            "s",
+            ref,
+            steady["total"] / td,
+            f"<= {TARGET:g}x",
+            steady["total"] / td <= TARGET,
+        ),
+        Row(
+            NAME,
+            "peak RSS, incremental steady state (VmHWM)",
+            steady_rss / 1024,
+            "MiB",
+            summary=True,
+        ),
+        Row(
+            NAME,
+            f"steady-state data == full merge of the same journals "
+            f"({check_fig['records']:,} records)",
+            float(same),
+            "n",
+            target="1",
+            ok=same,
+        ),
+        Row(
+            NAME,
+            f"leasedns apply, first build (exit {rc1}; build {rep1['build_secs']:.2f} s "
+            f"incl. compile {rep1['compile_secs']:.2f} s)",
+            apply1,
+            "s",
+            ref,
+            apply1 / td,
+        ),
+        Row(
+            NAME,
+            f"leasedns apply, one new event (exit {rc2}; ingested {rep2['ingested']}, "
+            f"records {rep2['records']:,}, compiled {rep2['compiled']})",
+            apply2,
+            "s",
+            ref,
+            apply2 / td,
+            summary=True,
+        ),
+        Row(
+            NAME,
+            f"leasedns apply, one new event: build part (report build_secs; compile "
+            f"{rep2['compile_secs']:.2f} s)",
+            rep2["build_secs"],
+            "s",
+            ref,
+            rep2["build_secs"] / td,
+            summary=True,
+        ),
     ]
     if rc1 or rc2 or not rep2["ok"] or rep2["records"] != check_fig["records"] + 1:
-        rows.append(Row(NAME, f"apply failed or wrong record count: {rep2.get('error')!r} "
-                        f"(data {data_bytes} bytes)", rep2["records"], "n", target="ok", ok=False))
+        rows.append(
+            Row(
+                NAME,
+                f"apply failed or wrong record count: {rep2.get('error')!r} "
+                f"(data {data_bytes} bytes)",
+                rep2["records"],
+                "n",
+                target="ok",
+                ok=False,
+            )
+        )
     return rows
 
 

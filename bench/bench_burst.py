@@ -57,21 +57,31 @@ def setup(tmp: Path, tinydns_data: str) -> tuple[dict[str, str], Path, Path]:
     state, root = tmp / "state", tmp / "root"
     (state / "spool").mkdir(parents=True)
     root.mkdir()
-    compiler = _script(tmp / "count-tinydns-data",
-                       f"#!/bin/sh\necho run >>{tmp}/compiles\nexec {tinydns_data} \"$@\"\n")
-    applier = _script(tmp / "count-leasedns",
-                      f"#!/bin/sh\necho start >>{tmp}/applies\n{leasedns_path()} \"$@\"\n"
-                      f"rc=$?\necho end >>{tmp}/applies\nexit $rc\n")
+    compiler = _script(
+        tmp / "count-tinydns-data",
+        f'#!/bin/sh\necho run >>{tmp}/compiles\nexec {tinydns_data} "$@"\n',
+    )
+    applier = _script(
+        tmp / "count-leasedns",
+        f'#!/bin/sh\necho start >>{tmp}/applies\n{leasedns_path()} "$@"\n'
+        f"rc=$?\necho end >>{tmp}/applies\nexit $rc\n",
+    )
     # The zone itself (SOA, NS) is static data; without it tinydns answers nothing.
     static = tmp / "static.data"
     static.write_text(f".{DOMAIN}:127.0.0.1:a\n")
     cfg = tmp / "leasedns.yaml"
-    cfg.write_text(f"peer: peer-a\nstate_dir: {state}\ndomain: {DOMAIN}\n"
-                   f"tinydns:\n  root: {root}\n  data_program: {compiler}\n"
-                   f"  static: [{static}]\n"
-                   "build:\n  coalesce_secs: 0.2\n")
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LEASEDNS_SPOOL": str(state / "spool"),
-           "LEASEDNS_CONFIG": str(cfg), "LEASEDNS_BIN": str(applier)}
+    cfg.write_text(
+        f"peer: peer-a\nstate_dir: {state}\ndomain: {DOMAIN}\n"
+        f"tinydns:\n  root: {root}\n  data_program: {compiler}\n"
+        f"  static: [{static}]\n"
+        "build:\n  coalesce_secs: 0.2\n"
+    )
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "LEASEDNS_SPOOL": str(state / "spool"),
+        "LEASEDNS_CONFIG": str(cfg),
+        "LEASEDNS_BIN": str(applier),
+    }
     return env, root, tmp
 
 
@@ -143,15 +153,22 @@ def scenario(label: str, n: int, writers: int, tinydns_data: str) -> list[Row]:
         checked = missing = 0
         if tinydns_get and visible_at:
             for i in [*range(0, n, max(1, n // 20)), n - 1]:
-                out = subprocess.run([tinydns_get, "a", f"{names[i]}.{DOMAIN}"], cwd=root,
-                                     capture_output=True, text=True, check=False).stdout
+                out = subprocess.run(
+                    [tinydns_get, "a", f"{names[i]}.{DOMAIN}"],
+                    cwd=root,
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                ).stdout
                 checked += 1
                 missing += ip(i) not in out
 
         # Let the applies that are still running finish before counting them.
         deadline = time.perf_counter() + TIMEOUT
-        while (_lines(tmp / "applies", "start") != _lines(tmp / "applies", "end")
-               and time.perf_counter() < deadline):
+        while (
+            _lines(tmp / "applies", "start") != _lines(tmp / "applies", "end")
+            and time.perf_counter() < deadline
+        ):
             reap()
             time.sleep(0.05)
         reap()
@@ -163,21 +180,52 @@ def scenario(label: str, n: int, writers: int, tinydns_data: str) -> list[Row]:
     rate = n / burst_secs
     rows = [
         Row(NAME, f"{tag}hook rate ({n} events in {burst_secs:.2f} s)", rate, "/s", summary=True),
-        Row(NAME, f"{tag}last hook return -> all {n} names in data.cdb", visible, "s",
-            target=f"<= {VISIBLE_TARGET:g} s", ok=visible <= VISIBLE_TARGET),
-        Row(NAME, f"{tag}tinydns-data runs", compiles, "n", f"{n} events",
-            compiles / n, f"<= {COMPILE_TARGET}", compiles <= COMPILE_TARGET),
-        Row(NAME, f"{tag}apply (Python) processes started", applies, "n", f"{n} events",
-            applies / n, f"<= {APPLY_TARGET}", applies <= APPLY_TARGET),
+        Row(
+            NAME,
+            f"{tag}last hook return -> all {n} names in data.cdb",
+            visible,
+            "s",
+            target=f"<= {VISIBLE_TARGET:g} s",
+            ok=visible <= VISIBLE_TARGET,
+        ),
+        Row(
+            NAME,
+            f"{tag}tinydns-data runs",
+            compiles,
+            "n",
+            f"{n} events",
+            compiles / n,
+            f"<= {COMPILE_TARGET}",
+            compiles <= COMPILE_TARGET,
+        ),
+        Row(
+            NAME,
+            f"{tag}apply (Python) processes started",
+            applies,
+            "n",
+            f"{n} events",
+            applies / n,
+            f"<= {APPLY_TARGET}",
+            applies <= APPLY_TARGET,
+        ),
     ]
     bad = sum(failures)
     if bad or missing or leftover or not visible_at:
-        rows.append(Row(NAME, f"{tag}errors: hook failures {bad}, tinydns-get misses {missing}/"
-                        f"{checked}, events left in spool {leftover}", bad + missing + leftover,
-                        "n", target="0", ok=False))
+        rows.append(
+            Row(
+                NAME,
+                f"{tag}errors: hook failures {bad}, tinydns-get misses {missing}/"
+                f"{checked}, events left in spool {leftover}",
+                bad + missing + leftover,
+                "n",
+                target="0",
+                ok=False,
+            )
+        )
     else:
-        rows.append(Row(NAME, f"{tag}tinydns-get answers checked", checked, "n",
-                        target="all", ok=True))
+        rows.append(
+            Row(NAME, f"{tag}tinydns-get answers checked", checked, "n", target="all", ok=True)
+        )
     return rows
 
 

@@ -37,8 +37,16 @@ STEP = 1800  # seconds between renewals
 TIME_BUDGET = 90.0  # seconds; slower runs print a profile
 
 
-def simulate(peer_dir: Path, clients: int, steps: int, batch: int, churn: float,
-             max_lease: int, grace: int, seed: int = 5) -> dict[str, float]:
+def simulate(
+    peer_dir: Path,
+    clients: int,
+    steps: int,
+    batch: int,
+    churn: float,
+    max_lease: int,
+    grace: int,
+    seed: int = 5,
+) -> dict[str, float]:
     from leasedns import apply, journal
     from leasedns.events import Event, Kind
 
@@ -47,32 +55,43 @@ def simulate(peer_dir: Path, clients: int, steps: int, batch: int, churn: float,
     rng = random.Random(seed)
     us = 1_000_000
     t0_us = (int(time.time()) - steps * STEP) * us
-    macs = [f"02:00:00:{(c >> 16) & 255:02x}:{(c >> 8) & 255:02x}:{c & 255:02x}"
-            for c in range(clients)]
+    macs = [
+        f"02:00:00:{(c >> 16) & 255:02x}:{(c >> 8) & 255:02x}:{c & 255:02x}" for c in range(clients)
+    ]
     ips = [f"10.{(c >> 16) & 255}.{(c >> 8) & 255}.{c & 255}" for c in range(clients)]
     names = [f"client-{c:05d}" for c in range(clients)]
     generation = [0] * clients
     held: list[Event] = []
-    fig = {"max_events": 0, "max_bytes": 0, "compactions": 0, "appended": 0,
-           "append_secs": 0.0, "read_secs": 0.0, "decide_secs": 0.0, "compact_secs": 0.0}
+    fig = {
+        "max_events": 0,
+        "max_bytes": 0,
+        "compactions": 0,
+        "appended": 0,
+        "append_secs": 0.0,
+        "read_secs": 0.0,
+        "decide_secs": 0.0,
+        "compact_secs": 0.0,
+    }
     for step in range(steps):
         start = t0_us + step * STEP * us
         round_events = []
         for c in range(clients):
             t = start + rng.randrange(STEP * us)
             if rng.random() < churn:  # the client leaves; a new one gets the address
-                round_events.append(Event(Kind.RELEASE, t, ips[c], macs[c], names[c], "", None,
-                                          "peer-a"))
+                round_events.append(
+                    Event(Kind.RELEASE, t, ips[c], macs[c], names[c], "", None, "peer-a")
+                )
                 generation[c] += 1
                 macs[c] = f"06:{generation[c] & 255:02x}" + macs[c][5:]
                 names[c] = f"client-{c:05d}-{generation[c]}"
                 t += rng.randrange(1, 60 * us)
-            round_events.append(Event(Kind.COMMIT, t, ips[c], macs[c], names[c], "", 3600,
-                                      "peer-a"))
+            round_events.append(
+                Event(Kind.COMMIT, t, ips[c], macs[c], names[c], "", 3600, "peer-a")
+            )
         round_events.sort(key=lambda e: e.time_us)
         t = time.perf_counter()
         for i in range(0, len(round_events), batch):
-            journal.append(peer_dir, round_events[i:i + batch])
+            journal.append(peer_dir, round_events[i : i + batch])
         fig["append_secs"] += time.perf_counter() - t
         fig["appended"] += len(round_events)
         now_us = start + STEP * us
@@ -85,8 +104,9 @@ def simulate(peer_dir: Path, clients: int, steps: int, batch: int, churn: float,
         fig["max_bytes"] = max(fig["max_bytes"], size)
         # apply.maybe_compact's decision
         t = time.perf_counter()
-        compact = len(held) >= min_events and \
-            len(journal.survivors(held, now_us, keep_us)) * 2 <= len(held)
+        compact = len(held) >= min_events and len(
+            journal.survivors(held, now_us, keep_us)
+        ) * 2 <= len(held)
         fig["decide_secs"] += time.perf_counter() - t
         if compact:
             t = time.perf_counter()
@@ -111,8 +131,12 @@ def collect(argv: list[str] | None = None) -> list[Row]:
     ap.add_argument("--clients", type=int, default=10_000)
     ap.add_argument("--steps", type=int, default=336, help="half-hour steps (336 = a week)")
     ap.add_argument("--batch", type=int, default=1_000, help="events per journal.append")
-    ap.add_argument("--churn", type=float, default=0.0,
-                    help="share of clients replaced per step (a release, then a new MAC)")
+    ap.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        help="share of clients replaced per step (a release, then a new MAC)",
+    )
     ap.add_argument("--max-lease", type=int, default=3600, help="journal.max_lease_secs")
     ap.add_argument("--grace", type=int, default=3600, help="journal.compact_grace_secs")
     ap.add_argument("--profile", action="store_true", help="always print the profile")
@@ -121,8 +145,15 @@ def collect(argv: list[str] | None = None) -> list[Row]:
     def run(steps: int) -> tuple[dict[str, float], float]:
         with tempfile.TemporaryDirectory(prefix="leasedns-bench-compaction-") as tmp:
             t0 = time.perf_counter()
-            fig = simulate(Path(tmp) / "journal" / "peer-a", args.clients, steps, args.batch,
-                           args.churn, args.max_lease, args.grace)
+            fig = simulate(
+                Path(tmp) / "journal" / "peer-a",
+                args.clients,
+                steps,
+                args.batch,
+                args.churn,
+                args.max_lease,
+                args.grace,
+            )
             return fig, time.perf_counter() - t0
 
     fig, total = run(args.steps)
@@ -134,27 +165,54 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         prof.disable()
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(25)
-        print(f"total {total:.1f} s > {TIME_BUDGET:g} s budget; " if total > TIME_BUDGET else "",
-              f"profile of {min(args.steps, 24)} steps (cumulative):", sep="")
+        print(
+            f"total {total:.1f} s > {TIME_BUDGET:g} s budget; " if total > TIME_BUDGET else "",
+            f"profile of {min(args.steps, 24)} steps (cumulative):",
+            sep="",
+        )
         print(out.getvalue())
 
     bound = 2 * args.clients + fig["round"]
     ref = f"2 x {args.clients:,} clients + a round of {fig['round']:,.0f}"
     mib = 2**20
     return [
-        Row(NAME, f"events appended over {args.steps} steps ({args.clients:,} clients, churn "
-            f"{args.churn:g} per step)", fig["appended"], "n"),
-        Row(NAME, "max events the journal ever held", fig["max_events"], "n", ref,
-            fig["max_events"] / bound, f"<= {bound:,.0f}", fig["max_events"] <= bound),
-        Row(NAME, "max bytes the journal ever held", fig["max_bytes"] / mib, "MiB",
-            summary=True),
-        Row(NAME, f"final journal: {fig['final_events']:,.0f} events, {fig['segments']:.0f} "
-            "segment(s)", fig["final_bytes"] / mib, "MiB", summary=True),
+        Row(
+            NAME,
+            f"events appended over {args.steps} steps ({args.clients:,} clients, churn "
+            f"{args.churn:g} per step)",
+            fig["appended"],
+            "n",
+        ),
+        Row(
+            NAME,
+            "max events the journal ever held",
+            fig["max_events"],
+            "n",
+            ref,
+            fig["max_events"] / bound,
+            f"<= {bound:,.0f}",
+            fig["max_events"] <= bound,
+        ),
+        Row(NAME, "max bytes the journal ever held", fig["max_bytes"] / mib, "MiB", summary=True),
+        Row(
+            NAME,
+            f"final journal: {fig['final_events']:,.0f} events, {fig['segments']:.0f} segment(s)",
+            fig["final_bytes"] / mib,
+            "MiB",
+            summary=True,
+        ),
         Row(NAME, "compactions", fig["compactions"], "n", summary=True),
-        Row(NAME, f"total time (append {fig['append_secs']:.1f} s, re-read after compaction "
+        Row(
+            NAME,
+            f"total time (append {fig['append_secs']:.1f} s, re-read after compaction "
             f"{fig['read_secs']:.1f} s, decide {fig['decide_secs']:.1f} s, "
-            f"compact {fig['compact_secs']:.1f} s; not judged)", total, "s",
-            f"budget {TIME_BUDGET:g} s", total / TIME_BUDGET, summary=True),
+            f"compact {fig['compact_secs']:.1f} s; not judged)",
+            total,
+            "s",
+            f"budget {TIME_BUDGET:g} s",
+            total / TIME_BUDGET,
+            summary=True,
+        ),
     ]
 
 

@@ -74,8 +74,15 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         }
 
         def hook_argv(i: int) -> list[str]:
-            return [hook, "commit", f"192.0.2.{i % 254 + 1}", "2:0:0:0:1:a", f"client{i}", "",
-                    "600"]
+            return [
+                hook,
+                "commit",
+                f"192.0.2.{i % 254 + 1}",
+                "2:0:0:0:1:a",
+                f"client{i}",
+                "",
+                "600",
+            ]
 
         variants = ["true", "python", "a", "b", "c"]
         times: dict[str, list[float]] = {v: [] for v in variants}
@@ -115,25 +122,60 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         Row(NAME, "/bin/true (floor)", floor, "s", ref, floor / py, summary=True),
         Row(NAME, "python3 -I -S -c pass (ref)", py, "s", ref, 1.0, summary=True),
     ]
-    labels = {"a": "hook (a) apply already due", "b": "hook (b) LEASEDNS_NO_APPLY",
-              "c": "hook (c) first event, forks apply"}
+    labels = {
+        "a": "hook (a) apply already due",
+        "b": "hook (b) LEASEDNS_NO_APPLY",
+        "c": "hook (c) first event, forks apply",
+    }
     for v in ("a", "b", "c"):
         judged = v in ("a", "b")
         ratio = med[v] / py
-        rows.append(Row(NAME, labels[v], med[v], "s", ref, ratio,
-                        f"<= {TARGET}x" if judged else "", (ratio <= TARGET) if judged else None,
-                        summary=True))
+        rows.append(
+            Row(
+                NAME,
+                labels[v],
+                med[v],
+                "s",
+                ref,
+                ratio,
+                f"<= {TARGET}x" if judged else "",
+                (ratio <= TARGET) if judged else None,
+                summary=True,
+            )
+        )
     for v in ("a", "b", "c"):
         rows.append(Row(NAME, f"hook ({v}) p90", pct(times[v], 0.9), "s"))
-        rows.append(Row(NAME, f"hook ({v}) above floor / python above floor", med[v] - floor,
-                        "s", f"python-floor {(py - floor) * 1000:.2f} ms",
-                        (med[v] - floor) / (py - floor)))
+        rows.append(
+            Row(
+                NAME,
+                f"hook ({v}) above floor / python above floor",
+                med[v] - floor,
+                "s",
+                f"python-floor {(py - floor) * 1000:.2f} ms",
+                (med[v] - floor) / (py - floor),
+            )
+        )
     bad = {v: n for v, n in failures.items() if n}
     if bad:
-        rows.append(Row(NAME, f"runs that exited non-zero {bad}", sum(bad.values()), "n",
-                        target="0", ok=False))
-    rows.append(Row(NAME, f"runs per variant (batch {args.batch}, subreaper {subreaper}, "
-                    f"last batch spooled {spooled})", args.runs, "n"))
+        rows.append(
+            Row(
+                NAME,
+                f"runs that exited non-zero {bad}",
+                sum(bad.values()),
+                "n",
+                target="0",
+                ok=False,
+            )
+        )
+    rows.append(
+        Row(
+            NAME,
+            f"runs per variant (batch {args.batch}, subreaper {subreaper}, "
+            f"last batch spooled {spooled})",
+            args.runs,
+            "n",
+        )
+    )
     return rows
 
 

@@ -105,15 +105,20 @@ def setup(tmp: Path, tinydns_data: str) -> dict[str, Peer]:
         # As after the first apply (a sync before it fails: see tests/test_faults.py).
         (base / "state" / "journal" / me).mkdir(parents=True)
         (base / "root").mkdir()
-        _script(base / "count-tinydns-data",
-                f"#!/bin/sh\necho run >>{base}/compiles\nexec {tinydns_data} \"$@\"\n")
-        _script(base / "count-leasedns",
-                f"#!/bin/sh\necho start >>{base}/applies\n{leasedns} \"$@\"\nrc=$?\n"
-                f"echo end >>{base}/applies\nexit $rc\n")
+        _script(
+            base / "count-tinydns-data",
+            f'#!/bin/sh\necho run >>{base}/compiles\nexec {tinydns_data} "$@"\n',
+        )
+        _script(
+            base / "count-leasedns",
+            f'#!/bin/sh\necho start >>{base}/applies\n{leasedns} "$@"\nrc=$?\n'
+            f"echo end >>{base}/applies\nexit $rc\n",
+        )
         (base / "static.data").write_text(ZONES)
         (base / "dhcpd.leases").write_text(
             "lease 10.99.0.1 {\n  starts 4 2030/01/02 03:04:05;\n  ends 4 2030/01/02 04:04:05;\n"
-            "  binding state active;\n  hardware ethernet 02:99:00:00:00:01;\n}\n")
+            "  binding state active;\n  hardware ethernet 02:99:00:00:00:01;\n}\n"
+        )
     for me, other in zip(PEERS, reversed(PEERS), strict=True):
         base, obase = tmp / me, tmp / other
         cfg = base / "leasedns.yaml"
@@ -125,9 +130,14 @@ def setup(tmp: Path, tinydns_data: str) -> dict[str, Peer]:
             "build:\n  coalesce_secs: 0.2\n"
             f"sync:\n  timeout_secs: 60\n  partners:\n  - name: {other}\n"
             f"    rsync_target: {obase}/state/journal\n"
-            f"    notify: [{base}/count-leasedns, -q, -c, {obase}/leasedns.yaml, apply]\n")
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LEASEDNS_SPOOL": str(base / "state/spool"),
-               "LEASEDNS_CONFIG": str(cfg), "LEASEDNS_BIN": str(base / "count-leasedns")}
+            f"    notify: [{base}/count-leasedns, -q, -c, {obase}/leasedns.yaml, apply]\n"
+        )
+        env = {
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "LEASEDNS_SPOOL": str(base / "state/spool"),
+            "LEASEDNS_CONFIG": str(cfg),
+            "LEASEDNS_BIN": str(base / "count-leasedns"),
+        }
         peers[me] = Peer(me, base, cfg, env)
     return peers
 
@@ -143,8 +153,12 @@ def name_of(p: int, w: int, i: int) -> str:
 
 def expected(n: int, writers: int) -> dict[tuple[str, str], str]:
     """(peer, ip) -> name of every event the writers fire."""
-    return {(PEERS[p], ip_of(p, w, i)): name_of(p, w, i)
-            for p in range(len(PEERS)) for w in range(writers) for i in range(n)}
+    return {
+        (PEERS[p], ip_of(p, w, i)): name_of(p, w, i)
+        for p in range(len(PEERS))
+        for w in range(writers)
+        for i in range(n)
+    }
 
 
 def run_load(tmp: Path, n: int, writers: int = 4, tinydns_data: str | None = None) -> LoadResult:
@@ -161,9 +175,13 @@ def run_load(tmp: Path, n: int, writers: int = 4, tinydns_data: str | None = Non
         peer = peers[PEERS[p]]
         for i in range(n):
             mac = f"2:{p:x}:{w:x}:0:{i >> 8:x}:{i & 255:x}"
-            proc = subprocess.run([hook, "commit", ip_of(p, w, i), mac, name_of(p, w, i), "",
-                                   "86400"], env=peer.env, capture_output=True, text=True,
-                                  check=False)
+            proc = subprocess.run(
+                [hook, "commit", ip_of(p, w, i), mac, name_of(p, w, i), "", "86400"],
+                env=peer.env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode:
                 with lock:
                     failures.append(f"{peer.name} {name_of(p, w, i)}: {proc.stderr.strip()}")
@@ -172,8 +190,12 @@ def run_load(tmp: Path, n: int, writers: int = 4, tinydns_data: str | None = Non
 
     def loop(peer: Peer, what: str, argv: list[str], pause: float) -> None:
         while not stop.is_set():
-            proc = subprocess.run([leasedns, "-q", "-c", str(peer.cfg), *argv],
-                                  capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                [leasedns, "-q", "-c", str(peer.cfg), *argv],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             with lock:
                 res.loops[f"{peer.name} {what} exit {proc.returncode}"] += 1
                 if proc.returncode and what != "reconcile --check":
@@ -183,12 +205,20 @@ def run_load(tmp: Path, n: int, writers: int = 4, tinydns_data: str | None = Non
             stop.wait(pause)
 
     t0 = time.perf_counter()
-    loops = [threading.Thread(target=loop, args=(peer, what, argv, pause))
-             for peer in peers.values()
-             for what, argv, pause in (("apply", ["apply"], 0.1), ("sync", ["sync"], 0.2),
-                                       ("reconcile --check", ["reconcile", "--check"], 0.3))]
-    writers_t = [threading.Thread(target=write, args=(p, w))
-                 for p in range(len(PEERS)) for w in range(writers)]
+    loops = [
+        threading.Thread(target=loop, args=(peer, what, argv, pause))
+        for peer in peers.values()
+        for what, argv, pause in (
+            ("apply", ["apply"], 0.1),
+            ("sync", ["sync"], 0.2),
+            ("reconcile --check", ["reconcile", "--check"], 0.3),
+        )
+    ]
+    writers_t = [
+        threading.Thread(target=write, args=(p, w))
+        for p in range(len(PEERS))
+        for w in range(writers)
+    ]
     for th in loops + writers_t:
         th.start()
     for th in writers_t:
@@ -200,17 +230,23 @@ def run_load(tmp: Path, n: int, writers: int = 4, tinydns_data: str | None = Non
     # The applies the hooks started (and the partners' notifications) finish.
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and any(
-            p.lines("applies", "start") != p.lines("applies", "end") for p in peers.values()):
+        p.lines("applies", "start") != p.lines("applies", "end") for p in peers.values()
+    ):
         time.sleep(0.05)
     # The link is up at the end: one sync each way, then apply on both.
     for peer in peers.values():
-        out = subprocess.run([leasedns, "-c", str(peer.cfg), "sync"], capture_output=True,
-                             text=True, check=False)
+        out = subprocess.run(
+            [leasedns, "-c", str(peer.cfg), "sync"], capture_output=True, text=True, check=False
+        )
         if out.returncode:
             failures.append(f"final sync from {peer.name}: {out.stdout}{out.stderr}")
     for peer in peers.values():
-        out = subprocess.run([leasedns, "-q", "-c", str(peer.cfg), "apply"], capture_output=True,
-                             text=True, check=False)
+        out = subprocess.run(
+            [leasedns, "-q", "-c", str(peer.cfg), "apply"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if out.returncode:
             failures.append(f"final apply on {peer.name}: {out.stderr}")
     res.total_secs = time.perf_counter() - t0
@@ -246,24 +282,30 @@ def check(peers: dict[str, Peer], n: int, writers: int, res: LoadResult) -> None
         res.lost = max(res.lost, len(lost))
         res.duplicated = max(res.duplicated, dup)
         if lost or dup or extra:
-            res.problems.append(f"{peer.name} journals: {len(lost)} lost (e.g. {lost[:3]}), "
-                                f"{dup} duplicated, {len(extra)} unexpected")
+            res.problems.append(
+                f"{peer.name} journals: {len(lost)} lost (e.g. {lost[:3]}), "
+                f"{dup} duplicated, {len(extra)} unexpected"
+            )
         data = (peer.root / "data").read_bytes()
         datas[peer.name] = data
-        published = {line[1:].split(":")[0] for line in data.decode().splitlines()
-                     if line[:1] in "=+"}
+        published = {
+            line[1:].split(":")[0] for line in data.decode().splitlines() if line[:1] in "=+"
+        }
         missing = [name for name in want.values() if f"{name}.{DOMAIN}" not in published]
         if missing:
-            res.problems.append(f"{peer.name} data: {len(missing)} names missing, e.g. "
-                                f"{missing[:3]}")
+            res.problems.append(
+                f"{peer.name} data: {len(missing)} names missing, e.g. {missing[:3]}"
+            )
         cdb, dat = peer.root / "data.cdb", peer.root / "data"
         if not cdb.exists() or cdb.stat().st_mtime_ns < dat.stat().st_mtime_ns:
             res.problems.append(f"{peer.name}: data.cdb is older than data")
     if len(set(datas.values())) != 1:
         res.problems.append("the peers' data files differ")
     for owner in PEERS:  # each journal replicated byte for byte
-        copies = [b"".join(p.read_bytes() for p in journal.segments(peer.state / "journal" / owner))
-                  for peer in peers.values()]
+        copies = [
+            b"".join(p.read_bytes() for p in journal.segments(peer.state / "journal" / owner))
+            for peer in peers.values()
+        ]
         if copies[0] != copies[1]:
             res.problems.append(f"journal {owner} differs between the peers")
 
@@ -273,22 +315,53 @@ def rows(res: LoadResult, n: int, writers: int) -> list[Row]:
     rebuilds = max(res.rebuilds.values()) if res.rebuilds else 0
     loops = sum(res.loops.values())
     out = [
-        Row(NAME, f"{tag}: events/s through the hooks while apply/sync/reconcile run "
-            f"({res.events} events in {res.write_secs:.1f} s)", res.rate, "/s", summary=True),
+        Row(
+            NAME,
+            f"{tag}: events/s through the hooks while apply/sync/reconcile run "
+            f"({res.events} events in {res.write_secs:.1f} s)",
+            res.rate,
+            "/s",
+            summary=True,
+        ),
         Row(NAME, f"{tag}: wall time to both peers converged", res.total_secs, "s", summary=True),
-        Row(NAME, f"{tag}: tinydns-data runs per peer (" +
-            ", ".join(f"{k} {v}" for k, v in res.rebuilds.items()) + ")", rebuilds, "n",
-            f"{res.events} events", rebuilds / res.events if res.events else None,
-            f"<= {REBUILD_RATIO_TARGET:g}x", rebuilds <= REBUILD_RATIO_TARGET * res.events),
-        Row(NAME, f"{tag}: apply processes started by the hooks and notify (" +
-            ", ".join(f"{k} {v}" for k, v in res.hook_applies.items()) + ")",
-            sum(res.hook_applies.values()), "n", f"{res.events} events",
-            sum(res.hook_applies.values()) / res.events if res.events else None),
-        Row(NAME, f"{tag}: concurrent apply/sync/reconcile runs ({loops}: " +
-            ", ".join(f"{k} x{v}" for k, v in sorted(res.loops.items())) + ")", loops, "n"),
-        Row(NAME, f"{tag}: events lost / duplicated / journaled twice",
-            res.lost + res.duplicated + res.rewritten, "n",
-            target="0", ok=res.lost == res.duplicated == res.rewritten == 0 and not res.problems),
+        Row(
+            NAME,
+            f"{tag}: tinydns-data runs per peer ("
+            + ", ".join(f"{k} {v}" for k, v in res.rebuilds.items())
+            + ")",
+            rebuilds,
+            "n",
+            f"{res.events} events",
+            rebuilds / res.events if res.events else None,
+            f"<= {REBUILD_RATIO_TARGET:g}x",
+            rebuilds <= REBUILD_RATIO_TARGET * res.events,
+        ),
+        Row(
+            NAME,
+            f"{tag}: apply processes started by the hooks and notify ("
+            + ", ".join(f"{k} {v}" for k, v in res.hook_applies.items())
+            + ")",
+            sum(res.hook_applies.values()),
+            "n",
+            f"{res.events} events",
+            sum(res.hook_applies.values()) / res.events if res.events else None,
+        ),
+        Row(
+            NAME,
+            f"{tag}: concurrent apply/sync/reconcile runs ({loops}: "
+            + ", ".join(f"{k} x{v}" for k, v in sorted(res.loops.items()))
+            + ")",
+            loops,
+            "n",
+        ),
+        Row(
+            NAME,
+            f"{tag}: events lost / duplicated / journaled twice",
+            res.lost + res.duplicated + res.rewritten,
+            "n",
+            target="0",
+            ok=res.lost == res.duplicated == res.rewritten == 0 and not res.problems,
+        ),
     ]
     return out
 
@@ -306,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="leasedns-bench-load-") as t:
             res = run_load(Path(t), args.events, args.writers, tinydns_data)
         rows_ = rows(res, args.events, args.writers)
-        print(f"lost={res.lost} duplicated={res.duplicated} journaled-twice={res.rewritten} "
-              f"hook failures={res.hook_failures}")
+        print(
+            f"lost={res.lost} duplicated={res.duplicated} journaled-twice={res.rewritten} "
+            f"hook failures={res.hook_failures}"
+        )
         for p in res.problems:
             print(f"PROBLEM: {p}")
         for k, v in res.errors.items():

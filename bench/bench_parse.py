@@ -42,8 +42,10 @@ _TIME = "/usr/bin/time"
 def _when(ts: int) -> str:
     t = time.gmtime(ts)
     # dhcpd's print_time(): weekday (0 = Sunday), then UTC date and time
-    return (f"{(t.tm_wday + 1) % 7} {t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d} "
-            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}")
+    return (
+        f"{(t.tm_wday + 1) % 7} {t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
 
 
 def make_leases(n: int, seed: int = 1) -> tuple[str, str]:
@@ -66,9 +68,14 @@ def make_leases(n: int, seed: int = 1) -> tuple[str, str]:
         ends = starts + 43200
         state = rnd.choice(("active",) * 6 + ("free",) * 3 + ("backup",))
         mac = ":".join(f"{rnd.randrange(256):02x}" for _ in range(6))
-        lines = [f"lease {ip} {{", f"  starts {_when(starts)};", f"  ends {_when(ends)};",
-                 f"  tstp {_when(ends)};", f"  cltt {_when(starts)};",
-                 f"  binding state {state};"]
+        lines = [
+            f"lease {ip} {{",
+            f"  starts {_when(starts)};",
+            f"  ends {_when(ends)};",
+            f"  tstp {_when(ends)};",
+            f"  cltt {_when(starts)};",
+            f"  binding state {state};",
+        ]
         if state == "active":
             lines += ["  next binding state free;", "  rewind binding state free;"]
         lines.append(f"  hardware ethernet {mac};")
@@ -94,13 +101,19 @@ def _child(tool: str, path: Path, conf: Path) -> dict[str, float]:
         cmd = ["dhcpd-pools", "-c", str(conf), "-l", str(path)]
         timed = Path(_TIME).exists()
         t0 = time.perf_counter()
-        res = subprocess.run(([_TIME, "-f", "%M"] if timed else []) + cmd, check=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        res = subprocess.run(
+            ([_TIME, "-f", "%M"] if timed else []) + cmd,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         secs = time.perf_counter() - t0
         peak = float(res.stderr.strip().splitlines()[-1]) if timed else float("nan")
         return {"secs": secs, "peak_kib": peak}
-    res = subprocess.run([sys.executable, "-c", _CHILD, tool, str(path)],
-                         check=True, capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _CHILD, tool, str(path)], check=True, capture_output=True, text=True
+    )
     out: dict[str, float] = json.loads(res.stdout)
     return out
 
@@ -128,18 +141,21 @@ def main(argv: list[str] | None = None) -> int:
             secs[tool] = statistics.median(r["secs"] for r in runs)
             peak[tool] = statistics.median(r["peak_kib"] for r in runs) / 1024
 
-    print(f"{args.leases} leases, {size_mb:.1f} MB; median of {args.runs} runs; peak MB is "
-          "what the parse adds to the process (dhcpd-pools: whole process)")
+    print(
+        f"{args.leases} leases, {size_mb:.1f} MB; median of {args.runs} runs; peak MB is "
+        "what the parse adds to the process (dhcpd-pools: whole process)"
+    )
     print(f"{'tool':<18}{'seconds':>10}{'x ours':>10}{'peak MB':>10}")
     for tool in tools:
-        print(f"{tool:<18}{secs[tool]:>10.3f}{secs[tool] / secs['ours']:>10.1f}"
-              f"{peak[tool]:>10.1f}")
+        print(f"{tool:<18}{secs[tool]:>10.3f}{secs[tool] / secs['ours']:>10.1f}{peak[tool]:>10.1f}")
     speedup = secs["isc_dhcp_leases"] / secs["ours"]
     mem_ratio = peak["ours"] / peak["isc_dhcp_leases"]
     ok = speedup >= 10 and mem_ratio <= 0.25
-    print(f"isc_dhcp_leases / ours: {speedup:.1f}x time (need >= 10), "
-          f"ours / isc_dhcp_leases: {mem_ratio:.2f} peak memory (need <= 0.25): "
-          f"{'ok' if ok else 'FAIL'}")
+    print(
+        f"isc_dhcp_leases / ours: {speedup:.1f}x time (need >= 10), "
+        f"ours / isc_dhcp_leases: {mem_ratio:.2f} peak memory (need <= 0.25): "
+        f"{'ok' if ok else 'FAIL'}"
+    )
     return 0 if ok else 1
 
 

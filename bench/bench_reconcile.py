@@ -108,15 +108,18 @@ def _bare_mac(mac: str) -> str:
 
 
 def _failover_state(now: int) -> str:
-    return (f'failover peer "dhcp" state {{\n  my state normal at {_when(now - 86400)};\n'
-            f"  partner state normal at {_when(now - 86400)};\n  mclt 3600;\n}}\n")
+    return (
+        f'failover peer "dhcp" state {{\n  my state normal at {_when(now - 86400)};\n'
+        f"  partner state normal at {_when(now - 86400)};\n  mclt 3600;\n}}\n"
+    )
 
 
 class _Lease:
     __slots__ = ("end", "ip", "mac", "name", "peer", "start", "state")
 
-    def __init__(self, ip: str, state: str, start: int, end: int, mac: str, name: str,
-                 peer: str) -> None:
+    def __init__(
+        self, ip: str, state: str, start: int, end: int, mac: str, name: str, peer: str
+    ) -> None:
         self.ip, self.state, self.start, self.end = ip, state, start, end
         self.mac, self.name, self.peer = mac, name, peer
 
@@ -124,10 +127,16 @@ class _Lease:
 def _block(le: _Lease, own: bool, rnd: random.Random) -> str:
     """One lease block: `own` = as the granting/naming peer writes it (names, set, on ...)."""
     if le.state == "backup":
-        return (f"lease {le.ip} {{\n  starts {_when(le.start)};\n  tstp {_when(le.start)};\n"
-                "  binding state backup;\n  rewind binding state free;\n}\n")
-    out = [f"lease {le.ip} {{", f"  starts {_when(le.start)};", f"  ends {_when(le.end)};",
-           f"  tstp {_when(le.end + 1800)};"]
+        return (
+            f"lease {le.ip} {{\n  starts {_when(le.start)};\n  tstp {_when(le.start)};\n"
+            "  binding state backup;\n  rewind binding state free;\n}\n"
+        )
+    out = [
+        f"lease {le.ip} {{",
+        f"  starts {_when(le.start)};",
+        f"  ends {_when(le.end)};",
+        f"  tstp {_when(le.end + 1800)};",
+    ]
     if not own:
         out += [f"  tsfp {_when(le.end + 1800)};", f"  atsfp {_when(le.end + 1800)};"]
     out.append(f"  cltt {_when(le.start)};")
@@ -139,15 +148,27 @@ def _block(le: _Lease, own: bool, rnd: random.Random) -> str:
     if own and le.state == "active":
         uid = "".join(f"\\{rnd.randrange(256):03o}" for _ in range(6))
         quoted = le.name.replace("\\", "\\\\").replace('"', '\\"')
-        out += [f'  uid "\\001{uid}";', f'  set leasedns-mac = "{_bare_mac(le.mac)}";',
-                f'  set leasedns-name = "{quoted}";', f'  client-hostname "{quoted}";']
+        out += [
+            f'  uid "\\001{uid}";',
+            f'  set leasedns-mac = "{_bare_mac(le.mac)}";',
+            f'  set leasedns-name = "{quoted}";',
+            f'  client-hostname "{quoted}";',
+        ]
         return "\n".join(out) + "\n" + _HOOK_STORED + "}\n"
     return "\n".join(out) + "\n}\n"
 
 
-def generate(tmp: Path, now: int, n_blocks: int, renewals: int, partner_only: int,
-             unknown: int, missed_renewals: int, missed_releases: int,
-             seed: int = 7) -> dict[str, int]:
+def generate(
+    tmp: Path,
+    now: int,
+    n_blocks: int,
+    renewals: int,
+    partner_only: int,
+    unknown: int,
+    missed_renewals: int,
+    missed_releases: int,
+    seed: int = 7,
+) -> dict[str, int]:
     """Write the two lease files and both journals; returns counts."""
     from leasedns.events import Event, Kind, to_line
 
@@ -159,12 +180,30 @@ def generate(tmp: Path, now: int, n_blocks: int, renewals: int, partner_only: in
         r = rnd.random()
         if r < 0.88:
             start = now - rnd.randint(60, 21000)
-            leases.append(_Lease(_ip(BASE_DYN + i), "active", start, start + LEASE_SECS,
-                                 _mac(i), client_name(rnd, i), peer))
+            leases.append(
+                _Lease(
+                    _ip(BASE_DYN + i),
+                    "active",
+                    start,
+                    start + LEASE_SECS,
+                    _mac(i),
+                    client_name(rnd, i),
+                    peer,
+                )
+            )
         elif r < 0.96:  # released earlier; the journals saw the release
             start = now - rnd.randint(3600, 80000)
-            leases.append(_Lease(_ip(BASE_DYN + i), "free", start,
-                                 start + rnd.randint(600, 3000), _mac(i, 3), f"gone-{i}", peer))
+            leases.append(
+                _Lease(
+                    _ip(BASE_DYN + i),
+                    "free",
+                    start,
+                    start + rnd.randint(600, 3000),
+                    _mac(i, 3),
+                    f"gone-{i}",
+                    peer,
+                )
+            )
         else:
             leases.append(_Lease(_ip(BASE_DYN + i), "backup", now - 3 * 86400, 0, "", "", peer))
     active = [i for i, le in enumerate(leases) if le.state == "active"]
@@ -182,16 +221,24 @@ def generate(tmp: Path, now: int, n_blocks: int, renewals: int, partner_only: in
     for i in renewed:
         le = leases[i]
         start = min(now - 30, le.start + rnd.randint(60, 3000))
-        renewal_blocks.append(_Lease(le.ip, "active", start, start + LEASE_SECS, le.mac, le.name,
-                                     le.peer))
+        renewal_blocks.append(
+            _Lease(le.ip, "active", start, start + LEASE_SECS, le.mac, le.name, le.peer)
+        )
     extra = [
-        _Lease(_ip(BASE_DYN + distinct + j), "active", (s := now - rnd.randint(30, 900)),
-               s + LEASE_SECS, _mac(j, 5), client_name(rnd, distinct + j), "peer-b")
+        _Lease(
+            _ip(BASE_DYN + distinct + j),
+            "active",
+            (s := now - rnd.randint(30, 900)),
+            s + LEASE_SECS,
+            _mac(j, 5),
+            client_name(rnd, distinct + j),
+            "peer-b",
+        )
         for j in range(partner_only)
     ]
 
     # Lease files
-    head = _HEADER + _failover_state(now) + "server-duid \"\\000\\001\\000\\0012\\230\\277\";\n\n"
+    head = _HEADER + _failover_state(now) + 'server-duid "\\000\\001\\000\\0012\\230\\277";\n\n'
     a = [head]
     b = [head]
     for le in leases:
@@ -210,25 +257,39 @@ def generate(tmp: Path, now: int, n_blocks: int, renewals: int, partner_only: in
     per_peer: dict[str, list[Event]] = {p: [] for p in PEERS}
 
     def commit(le: _Lease, start: int) -> None:
-        per_peer[le.peer].append(Event(Kind.COMMIT, start * us + rnd.randrange(us), le.ip,
-                                       le.mac, le.name, "", LEASE_SECS, le.peer))
+        per_peer[le.peer].append(
+            Event(
+                Kind.COMMIT,
+                start * us + rnd.randrange(us),
+                le.ip,
+                le.mac,
+                le.name,
+                "",
+                LEASE_SECS,
+                le.peer,
+            )
+        )
 
     for i, le in enumerate(leases):
         if le.state == "active" and i not in unknown_set:
             commit(le, le.start)
         elif le.state == "free":
-            per_peer[le.peer].append(Event(Kind.COMMIT, le.start * us, le.ip, le.mac, le.name, "",
-                                           LEASE_SECS, le.peer))
+            per_peer[le.peer].append(
+                Event(Kind.COMMIT, le.start * us, le.ip, le.mac, le.name, "", LEASE_SECS, le.peer)
+            )
             if i not in stale_set:
-                per_peer[le.peer].append(Event(Kind.RELEASE, le.end * us, le.ip, le.mac, le.name,
-                                               "", None, le.peer))
+                per_peer[le.peer].append(
+                    Event(Kind.RELEASE, le.end * us, le.ip, le.mac, le.name, "", None, le.peer)
+                )
     for i, le in zip(renewed, renewal_blocks, strict=True):
         if i not in missed_renewal_set:
-            per_peer[le.peer].append(Event(Kind.COMMIT, le.start * us, le.ip, le.mac, le.name,
-                                           "", LEASE_SECS, le.peer))
+            per_peer[le.peer].append(
+                Event(Kind.COMMIT, le.start * us, le.ip, le.mac, le.name, "", LEASE_SECS, le.peer)
+            )
     for le in extra:
-        per_peer[le.peer].append(Event(Kind.COMMIT, le.start * us, le.ip, le.mac, le.name, "",
-                                       LEASE_SECS, le.peer))
+        per_peer[le.peer].append(
+            Event(Kind.COMMIT, le.start * us, le.ip, le.mac, le.name, "", LEASE_SECS, le.peer)
+        )
     events = 0
     for peer, evs in per_peer.items():
         evs.sort(key=lambda e: e.time_us)
@@ -236,9 +297,15 @@ def generate(tmp: Path, now: int, n_blocks: int, renewals: int, partner_only: in
         d.mkdir(parents=True, exist_ok=True)
         (d / "events-00000001.jsonl").write_text("".join(map(to_line, evs)))
         events += len(evs)
-    return {"distinct": distinct, "active": len(active), "free": len(free),
-            "backup": distinct - len(active) - len(free), "events": events,
-            "blocks_a": len(a) - 1, "blocks_b": len(b) - 1}
+    return {
+        "distinct": distinct,
+        "active": len(active),
+        "free": len(free),
+        "backup": distinct - len(active) - len(free),
+        "events": events,
+        "blocks_a": len(a) - 1,
+        "blocks_b": len(b) - 1,
+    }
 
 
 def write_conf(tmp: Path, hosts: int, now: int, seed: int = 11) -> int:
@@ -256,8 +323,11 @@ def write_conf(tmp: Path, hosts: int, now: int, seed: int = 11) -> int:
         mac = _mac(k, 9)
         if k % 7 == 0:
             mac = _bare_mac(mac).upper()  # dhcpd accepts both
-        lines = [f"{indent}host fx-{k:05d} {{", f"{indent}  hardware ethernet {mac};",
-                 f"{indent}  fixed-address {_ip(BASE_FIXED + k)};"]
+        lines = [
+            f"{indent}host fx-{k:05d} {{",
+            f"{indent}  hardware ethernet {mac};",
+            f"{indent}  fixed-address {_ip(BASE_FIXED + k)};",
+        ]
         r = rnd.random()
         if r < 0.2:
             lines.append(f'{indent}  option host-name "srv-{k:05d}";')
@@ -308,7 +378,7 @@ failover peer "dhcp" {{
   load balance max seconds 3;
 }}
 
-include "{tmp / 'dhcp' / 'leasedns-hooks.conf'}";
+include "{tmp / "dhcp" / "leasedns-hooks.conf"}";
 
 shared-network campus {{
   subnet 10.0.0.0 netmask 255.0.0.0 {{
@@ -318,10 +388,10 @@ shared-network campus {{
       range 10.0.0.2 10.1.255.254;
     }}
     group {{
-      include "{inc / 'building-0.conf'}";
-      include "{inc / 'building-1.conf'}";
+      include "{inc / "building-0.conf"}";
+      include "{inc / "building-1.conf"}";
     }}
-{''.join(inline_groups)}  }}
+{"".join(inline_groups)}  }}
   subnet 192.0.2.0 netmask 255.255.255.0 {{
     include "hosts/building-2.conf";
   }}
@@ -401,17 +471,42 @@ def worker(config: str) -> int:
     published = published_pairs((cfg.tinydns_root / "data").read_bytes())
     fig["published"] = time.perf_counter() - t
     t = time.perf_counter()
-    drift = compare(files, events, result, st, published, s, cfg.peer, now, mtime, False,
-                    cfg.guard_fraction, cfg.guard_min)
+    drift = compare(
+        files,
+        events,
+        result,
+        st,
+        published,
+        s,
+        cfg.peer,
+        now,
+        mtime,
+        False,
+        cfg.guard_fraction,
+        cfg.guard_min,
+    )
     fig["compare"] = time.perf_counter() - t
     kinds: dict[str, int] = {}
     for i in drift.items:
         kinds[i.kind] = kinds.get(i.kind, 0) + 1
-    print(json.dumps({**fig, "leases": [len(f.leases) for f in files], "hosts": len(conf.hosts),
-                      "static_hosts": len(st.hosts), "events": len(events),
-                      "bindings": len(result.bindings), "items": len(drift.items),
-                      "kinds": kinds, "held": drift.held, "problems": drift.problems[:3],
-                      "rss0_kib": rss0, "rss_kib": hwm()}))
+    print(
+        json.dumps(
+            {
+                **fig,
+                "leases": [len(f.leases) for f in files],
+                "hosts": len(conf.hosts),
+                "static_hosts": len(st.hosts),
+                "events": len(events),
+                "bindings": len(result.bindings),
+                "items": len(drift.items),
+                "kinds": kinds,
+                "held": drift.held,
+                "problems": drift.problems[:3],
+                "rss0_kib": rss0,
+                "rss_kib": hwm(),
+            }
+        )
+    )
     return 0
 
 
@@ -438,8 +533,9 @@ def _run_quiet(argv: list[str], env: dict[str, str], label: str = "") -> tuple[f
     machine it says what the run costs when wall clock also says how long it waited.
     """
     t0 = time.perf_counter()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=[
-        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)])
+    pid = os.posix_spawn(
+        argv[0], argv, env, file_actions=[(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+    )
     _, status, ru = os.wait4(pid, 0)
     dt = time.perf_counter() - t0
     CPU.setdefault(label, []).append(ru.ru_utime + ru.ru_stime)
@@ -473,9 +569,16 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         tmp.mkdir(parents=True, exist_ok=True)
         now = int(time.time())
         t = time.perf_counter()
-        counts = generate(tmp, now, args.blocks, renewals=round(5000 * scale),
-                          partner_only=round(3000 * scale), unknown=round(3000 * scale),
-                          missed_renewals=round(1500 * scale), missed_releases=round(500 * scale))
+        counts = generate(
+            tmp,
+            now,
+            args.blocks,
+            renewals=round(5000 * scale),
+            partner_only=round(3000 * scale),
+            unknown=round(3000 * scale),
+            missed_renewals=round(1500 * scale),
+            missed_releases=round(500 * scale),
+        )
         hosts = write_conf(tmp, args.hosts, now)
         cfg = write_config(tmp, tinydns_data)
         gen_secs = time.perf_counter() - t
@@ -494,8 +597,9 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         fix_cmd = [leasedns, "-q", "-c", str(cfg), "reconcile"]
 
         # Stage by stage, in a fresh interpreter (state untouched: it only reads).
-        proc = subprocess.run([sys.executable, __file__, "--worker", str(cfg)],
-                              stdout=subprocess.PIPE, check=False)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--worker", str(cfg)], stdout=subprocess.PIPE, check=False
+        )
         if proc.returncode != 0:
             return [Row(NAME, f"stage worker failed (exit {proc.returncode})", 1, "n", ok=False)]
         st = json.loads(proc.stdout)
@@ -516,11 +620,18 @@ def collect(argv: list[str] | None = None) -> list[Row]:
             fix_rcs.append(rc)
             build = json.loads((tmp / "state" / "last-build.json").read_text())["last"]
             builds.append((build["build_secs"], build["compile_secs"]))
-        journaled = sum(seg.read_text().count('"src":"reconcile"')
-                        for seg in (tmp / "state" / "journal" / "peer-a").glob("*.jsonl"))
+        journaled = sum(
+            seg.read_text().count('"src":"reconcile"')
+            for seg in (tmp / "state" / "journal" / "peer-a").glob("*.jsonl")
+        )
         # Converged? A --check after the last --fix, with its JSON report.
-        after = subprocess.run([leasedns, "-q", "-c", str(cfg), "reconcile", "--check", "--json"],
-                               env=env, capture_output=True, text=True, check=False)
+        after = subprocess.run(
+            [leasedns, "-q", "-c", str(cfg), "reconcile", "--check", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         left = json.loads(after.stdout)["items"] if after.stdout.strip() else [{"kind": "?"}]
 
         # Peak memory of each mode (leasedns's main() in a child that reads VmHWM at exit).
@@ -528,66 +639,168 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         for mode, extra in (("check", ["--check"]), ("fix", [])):
             _fresh_state(tmp, pristine)
             out = tmp / f"hwm-{mode}"
-            subprocess.run([sys.executable, "-c", _HWM_WRAPPER, "-q", "-c", str(cfg), "reconcile",
-                            *extra], env={**env, "HWM_OUT": str(out)}, check=False,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-c", _HWM_WRAPPER, "-q", "-c", str(cfg), "reconcile", *extra],
+                env={**env, "HWM_OUT": str(out)},
+                check=False,
+                stdout=subprocess.DEVNULL,
+            )
             hwm[mode] = int(out.read_text()) / 1024 if out.exists() else float("nan")
     finally:
         if not args.keep:
             tmpctx.cleanup()
 
     ref = f"target {TARGET:g} s"
-    stages = [("leases0", f"read_leases: this peer's file ({st['leases'][0]:,} leases, "
-               f"{sizes['dhcpd.leases']:.0f} MiB)"),
-              ("leases1", f"read_leases: partner's copy ({st['leases'][1]:,} leases, "
-               f"{sizes['partner.leases']:.0f} MiB)"),
-              ("read_conf", f"read_conf: dhcpd.conf + 8 includes ({st['hosts']:,} hosts; "
-               "also inside statics.load)"),
-              ("statics", f"statics.load (read_conf + names: {st['static_hosts']:,} static hosts)"),
-              ("journals", f"journals read ({st['events']:,} events, "
-               f"{jbytes / 2**20:.0f} MiB)"),
-              ("merge", f"merge ({st['bindings']:,} bindings)"),
-              ("published", "published data file read"),
-              ("compare", f"compare ({st['items']:,} drift items)")]
-    lib_total = sum(st[k] for k in ("leases0", "leases1", "statics", "journals", "merge",
-                                    "published", "compare"))
+    stages = [
+        (
+            "leases0",
+            f"read_leases: this peer's file ({st['leases'][0]:,} leases, "
+            f"{sizes['dhcpd.leases']:.0f} MiB)",
+        ),
+        (
+            "leases1",
+            f"read_leases: partner's copy ({st['leases'][1]:,} leases, "
+            f"{sizes['partner.leases']:.0f} MiB)",
+        ),
+        (
+            "read_conf",
+            f"read_conf: dhcpd.conf + 8 includes ({st['hosts']:,} hosts; also inside statics.load)",
+        ),
+        ("statics", f"statics.load (read_conf + names: {st['static_hosts']:,} static hosts)"),
+        ("journals", f"journals read ({st['events']:,} events, {jbytes / 2**20:.0f} MiB)"),
+        ("merge", f"merge ({st['bindings']:,} bindings)"),
+        ("published", "published data file read"),
+        ("compare", f"compare ({st['items']:,} drift items)"),
+    ]
+    lib_total = sum(
+        st[k]
+        for k in ("leases0", "leases1", "statics", "journals", "merge", "published", "compare")
+    )
     kinds = ", ".join(f"{v:,} {k}" for k, v in sorted(st["kinds"].items()))
-    rows.append(Row(NAME, f"generate {counts['blocks_a']:,} + {counts['blocks_b']:,} lease blocks, "
-                    f"{hosts:,} hosts, {counts['events']:,} journal events (not judged)",
-                    gen_secs, "s"))
+    rows.append(
+        Row(
+            NAME,
+            f"generate {counts['blocks_a']:,} + {counts['blocks_b']:,} lease blocks, "
+            f"{hosts:,} hosts, {counts['events']:,} journal events (not judged)",
+            gen_secs,
+            "s",
+        )
+    )
     rows.append(Row(NAME, "setup: leasedns apply, first build (not judged)", apply_secs, "s"))
     for key, label in stages:
-        rows.append(Row(NAME, f"stage: {label}", st[key], "s", ref, st[key] / TARGET,
-                        summary=key in ("leases0", "statics", "journals", "compare")))
-    rows.append(Row(NAME, "stages of reconcile --check, library, summed", lib_total, "s", ref,
-                    lib_total / TARGET, summary=True))
+        rows.append(
+            Row(
+                NAME,
+                f"stage: {label}",
+                st[key],
+                "s",
+                ref,
+                st[key] / TARGET,
+                summary=key in ("leases0", "statics", "journals", "compare"),
+            )
+        )
+    rows.append(
+        Row(
+            NAME,
+            "stages of reconcile --check, library, summed",
+            lib_total,
+            "s",
+            ref,
+            lib_total / TARGET,
+            summary=True,
+        )
+    )
     check_s, fix_s = median(checks), median(fixes)
     crc = sorted(set(check_rcs))
-    rows.append(Row(NAME, f"leasedns reconcile --check, end to end (median of {args.runs}; exit "
-                    f"{crc}; {st['items']:,} items: {kinds})", check_s, "s", ref,
-                    check_s / TARGET, f"<= {TARGET:g} s", check_s <= TARGET and crc == [1]))
+    rows.append(
+        Row(
+            NAME,
+            f"leasedns reconcile --check, end to end (median of {args.runs}; exit "
+            f"{crc}; {st['items']:,} items: {kinds})",
+            check_s,
+            "s",
+            ref,
+            check_s / TARGET,
+            f"<= {TARGET:g} s",
+            check_s <= TARGET and crc == [1],
+        )
+    )
     frc = sorted(set(fix_rcs))
-    rows.append(Row(NAME, f"leasedns reconcile (--fix), end to end (median of {args.runs}; exit "
-                    f"{frc}; {journaled:,} corrective events journaled, then build)", fix_s, "s",
-                    ref, fix_s / TARGET, f"<= {TARGET:g} s", fix_s <= TARGET and frc == [0]))
-    rows.append(Row(NAME, "  CPU (user+sys) of reconcile --check, median", median(CPU["check"]),
-                    "s", ref, median(CPU["check"]) / TARGET, summary=True))
-    rows.append(Row(NAME, "  CPU (user+sys) of reconcile --fix, median", median(CPU["fix"]), "s",
-                    ref, median(CPU["fix"]) / TARGET, summary=True))
+    rows.append(
+        Row(
+            NAME,
+            f"leasedns reconcile (--fix), end to end (median of {args.runs}; exit "
+            f"{frc}; {journaled:,} corrective events journaled, then build)",
+            fix_s,
+            "s",
+            ref,
+            fix_s / TARGET,
+            f"<= {TARGET:g} s",
+            fix_s <= TARGET and frc == [0],
+        )
+    )
+    rows.append(
+        Row(
+            NAME,
+            "  CPU (user+sys) of reconcile --check, median",
+            median(CPU["check"]),
+            "s",
+            ref,
+            median(CPU["check"]) / TARGET,
+            summary=True,
+        )
+    )
+    rows.append(
+        Row(
+            NAME,
+            "  CPU (user+sys) of reconcile --fix, median",
+            median(CPU["fix"]),
+            "s",
+            ref,
+            median(CPU["fix"]) / TARGET,
+            summary=True,
+        )
+    )
     b = median([x[0] for x in builds])
-    rows.append(Row(NAME, f"  of --fix: the build apply.run does after journaling (build_secs; "
-                    f"incl. tinydns-data {median([x[1] for x in builds]):.2f} s), median", b, "s",
-                    ref, b / TARGET, summary=True))
-    rows.append(Row(NAME, "peak RSS of reconcile --check (VmHWM)", hwm["check"], "MiB",
-                    summary=True))
+    rows.append(
+        Row(
+            NAME,
+            f"  of --fix: the build apply.run does after journaling (build_secs; "
+            f"incl. tinydns-data {median([x[1] for x in builds]):.2f} s), median",
+            b,
+            "s",
+            ref,
+            b / TARGET,
+            summary=True,
+        )
+    )
+    rows.append(
+        Row(NAME, "peak RSS of reconcile --check (VmHWM)", hwm["check"], "MiB", summary=True)
+    )
     rows.append(Row(NAME, "peak RSS of reconcile --fix (VmHWM)", hwm["fix"], "MiB", summary=True))
     left_kinds = sorted({i["kind"] for i in left})
-    rows.append(Row(NAME, f"items left after --fix (check exit {after.returncode}"
-                    f"{'; kinds ' + ', '.join(left_kinds) if left else ''})", len(left), "n",
-                    target="0", ok=not left and after.returncode == 0))
+    rows.append(
+        Row(
+            NAME,
+            f"items left after --fix (check exit {after.returncode}"
+            f"{'; kinds ' + ', '.join(left_kinds) if left else ''})",
+            len(left),
+            "n",
+            target="0",
+            ok=not left and after.returncode == 0,
+        )
+    )
     if st["held"] or st["problems"]:
-        rows.append(Row(NAME, f"guard held or problems: {st['held']!r} {st['problems']!r}", 1,
-                        "n", target="none", ok=False))
+        rows.append(
+            Row(
+                NAME,
+                f"guard held or problems: {st['held']!r} {st['problems']!r}",
+                1,
+                "n",
+                target="none",
+                ok=False,
+            )
+        )
     return rows
 
 

@@ -48,11 +48,24 @@ def events(n: int, start_us: int, rng: random.Random, first_client: int = 0) -> 
         ip = f"10.{(c >> 16) & 255}.{(c >> 8) & 255}.{c & 255}"
         mac = "02:00:" + ":".join(f"{x:02x}" for x in c.to_bytes(4, "big"))
         if rng.random() < 0.08:
-            out.append(Event(Kind.RELEASE, t, ip, mac, client_name(random.Random(c), c), "", None,
-                             "peer-a"))
+            out.append(
+                Event(
+                    Kind.RELEASE, t, ip, mac, client_name(random.Random(c), c), "", None, "peer-a"
+                )
+            )
         else:
-            out.append(Event(Kind.COMMIT, t, ip, mac, client_name(random.Random(c), c), "",
-                             rng.choice((3600, 7200, 43200)), "peer-a"))
+            out.append(
+                Event(
+                    Kind.COMMIT,
+                    t,
+                    ip,
+                    mac,
+                    client_name(random.Random(c), c),
+                    "",
+                    rng.choice((3600, 7200, 43200)),
+                    "peer-a",
+                )
+            )
         del k
     return out
 
@@ -63,8 +76,13 @@ def journal_bytes(d: Path) -> int:
 
 def sync(leasedns: str, cfg: Path) -> tuple[float, dict]:  # type: ignore[type-arg]
     t0 = time.perf_counter()
-    proc = subprocess.run([leasedns, "-q", "-c", str(cfg), "sync", "--json"], capture_output=True,
-                          text=True, check=False, env={"PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [leasedns, "-q", "-c", str(cfg), "sync", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     secs = time.perf_counter() - t0
     try:
         res = json.loads(proc.stdout)[0]
@@ -106,7 +124,7 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         base = events(args.events, now_us - args.events * 1_000_000, rng)
         t0 = time.perf_counter()
         for i in range(0, len(base), 10_000):  # as apply journals them: batch by batch
-            journal.append(own, base[i:i + 10_000])
+            journal.append(own, base[i : i + 10_000])
         append_secs = time.perf_counter() - t0
         size1 = journal_bytes(own)
         first_secs, first = sync(str(leasedns_path()), cfg)
@@ -116,8 +134,9 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         size2 = journal_bytes(own)
         new_bytes = size2 - size1
         second_secs, second = sync(str(leasedns_path()), cfg)
-        same = all(filecmp.cmp(p, target / "peer-a" / p.name, shallow=False)
-                   for p in own.glob("*.jsonl"))
+        same = all(
+            filecmp.cmp(p, target / "peer-a" / p.name, shallow=False) for p in own.glob("*.jsonl")
+        )
         segs = len(list(own.glob("*.jsonl")))
     finally:
         if not args.keep:
@@ -131,19 +150,50 @@ def collect(argv: list[str] | None = None) -> list[Row]:
     ok2 = bool(second.get("ok")) and second["exit"] == 0
     return [
         Row(NAME, f"journal.append of {args.events:,} events (not judged)", append_secs, "s"),
-        Row(NAME, f"journal after {args.events:,} events ({segs} segment(s))", kib(size1), "KiB",
-            summary=True),
-        Row(NAME, f"first sync: bytes sent (exit {first['exit']}, {first_secs:.2f} s)",
-            kib(first["bytes_sent"]), "KiB", f"journal {size1:,} B", first["bytes_sent"] / size1),
+        Row(
+            NAME,
+            f"journal after {args.events:,} events ({segs} segment(s))",
+            kib(size1),
+            "KiB",
+            summary=True,
+        ),
+        Row(
+            NAME,
+            f"first sync: bytes sent (exit {first['exit']}, {first_secs:.2f} s)",
+            kib(first["bytes_sent"]),
+            "KiB",
+            f"journal {size1:,} B",
+            first["bytes_sent"] / size1,
+        ),
         Row(NAME, f"{args.new:,} new events appended", kib(new_bytes), "KiB", summary=True),
-        Row(NAME, f"second sync: bytes sent / new bytes (exit {second['exit']}, "
-            f"{second_secs:.2f} s{'' if ok2 else '; ' + str(second.get('error'))})", kib(sent),
-            "KiB", ref, sent / new_bytes if new_bytes else float("inf"), f"<= {TARGET:g}x",
-            ok2 and new_bytes > 0 and sent / new_bytes <= TARGET),
-        Row(NAME, "second sync: bytes sent / journal size", kib(sent), "KiB",
-            f"journal {size2:,} B", sent / size2, summary=True),
-        Row(NAME, "partner's copy byte-identical after the second sync", int(same), "n",
-            target="1", ok=same),
+        Row(
+            NAME,
+            f"second sync: bytes sent / new bytes (exit {second['exit']}, "
+            f"{second_secs:.2f} s{'' if ok2 else '; ' + str(second.get('error'))})",
+            kib(sent),
+            "KiB",
+            ref,
+            sent / new_bytes if new_bytes else float("inf"),
+            f"<= {TARGET:g}x",
+            ok2 and new_bytes > 0 and sent / new_bytes <= TARGET,
+        ),
+        Row(
+            NAME,
+            "second sync: bytes sent / journal size",
+            kib(sent),
+            "KiB",
+            f"journal {size2:,} B",
+            sent / size2,
+            summary=True,
+        ),
+        Row(
+            NAME,
+            "partner's copy byte-identical after the second sync",
+            int(same),
+            "n",
+            target="1",
+            ok=same,
+        ),
     ]
 
 

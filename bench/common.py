@@ -116,23 +116,30 @@ def print_table(title: str, rows: Sequence[Row], out=None) -> None:  # type: ign
     """A plain aligned table for the terminal."""
     out = out or sys.stdout
     head = ("measure", "value", "reference", "ratio", "target", "")
-    body = [(r.measure, r.value_text(), r.reference, r.ratio_text(), r.target, r.ok_text())
-            for r in rows]
+    body = [
+        (r.measure, r.value_text(), r.reference, r.ratio_text(), r.target, r.ok_text())
+        for r in rows
+    ]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
     print(f"\n== {title}", file=out)
     for line in (head, *body):
-        print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip(),
-              file=out)
+        print(
+            "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip(), file=out
+        )
     out.flush()
 
 
 def markdown(rows: Sequence[Row]) -> str:
     """The summary as a markdown table (for the README)."""
-    lines = ["| bench | measure | result | reference | ratio | target | ok |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| bench | measure | result | reference | ratio | target | ok |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.bench} | {r.measure} | {r.value_text()} | {r.reference} | "
-                     f"{r.ratio_text()} | {r.target} | {r.ok_text()} |")
+        lines.append(
+            f"| {r.bench} | {r.measure} | {r.value_text()} | {r.reference} | "
+            f"{r.ratio_text()} | {r.target} | {r.ok_text()} |"
+        )
     return "\n".join(lines)
 
 

@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".jsonl") as f:
             t0 = time.perf_counter()
             print(f"\n### bench_{name}.py", flush=True)
-            rc = subprocess.run([sys.executable, str(script)], check=False,
-                                env={**os.environ, ROWS_ENV: f.name}).returncode
+            rc = subprocess.run(
+                [sys.executable, str(script)], check=False, env={**os.environ, ROWS_ENV: f.name}
+            ).returncode
             secs = time.perf_counter() - t0
             got = load_rows(f.name)
         if rc != 0:
@@ -55,8 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         if not got or (rc != 0 and not any(r.ok is False for r in judged)):
             # A bench that reports no rows (bench_parse) or failed without saying why: its
             # exit status is its verdict.
-            rows.append(Row(name, f"bench_{name}.py exit status (see its table above)", rc, "n",
-                            target="0", ok=rc == 0))
+            rows.append(
+                Row(
+                    name,
+                    f"bench_{name}.py exit status (see its table above)",
+                    rc,
+                    "n",
+                    target="0",
+                    ok=rc == 0,
+                )
+            )
         rows.extend(r for r in got if r.summary or r.ok is not None)
         print(f"(bench_{name}.py: {secs:.1f} s, exit {rc})", flush=True)
 
@@ -68,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.md:
         Path(args.md).write_text(md + "\n")
     if missed or failed:
-        print(f"\n{len(missed)} target(s) missed" + (f"; failed: {', '.join(failed)}"
-                                                     if failed else ""))
+        print(
+            f"\n{len(missed)} target(s) missed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
         return 1
     print("\nall targets met")
     return 0

@@ -42,8 +42,14 @@ def test_json_all_and_problems_exit_1():
     assert code == 1
     assert [json.loads(x)["ip"] for x in out.splitlines()] == ["192.0.2.20", "192.0.2.22"]
     assert json.loads(out.splitlines()[0]) == {
-        "ip": "192.0.2.20", "mac": "02:00:00:00:00:20", "state": "active",
-        "starts": 1714557600, "ends": 1714600800, "client-hostname": None, "file": path}
+        "ip": "192.0.2.20",
+        "mac": "02:00:00:00:00:20",
+        "state": "active",
+        "starts": 1714557600,
+        "ends": 1714600800,
+        "client-hostname": None,
+        "file": path,
+    }
     assert err.splitlines() == [
         f"{path}:7: lease 192.0.2.21: block is not closed (cut off?); skipped",
         f"{path}:22: lease 192.0.2.23: unterminated string (cut off?); skipped",
@@ -54,7 +60,9 @@ def test_all_shows_free():
     code, out, _ = run("--json", "--all", str(DATA / "freed-after-active.leases"))
     assert code == 0
     assert [(json.loads(x)["ip"], json.loads(x)["state"]) for x in out.splitlines()] == [
-        ("192.0.2.10", "free"), ("192.0.2.11", "active")]
+        ("192.0.2.10", "free"),
+        ("192.0.2.11", "active"),
+    ]
 
 
 def test_unreadable_file_exit_2(tmp_path):

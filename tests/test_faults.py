@@ -40,14 +40,16 @@ DOMAIN = "lab.example"
 DATA_LINE = re.compile(r"^(#.*|[.=+&@'^CZ:-][^\n]*)$")
 
 
-def fire(spool_dir: Path, *args: str, no_apply: bool = True,
-         timeout: float = 10) -> subprocess.CompletedProcess[str]:
+def fire(
+    spool_dir: Path, *args: str, no_apply: bool = True, timeout: float = 10
+) -> subprocess.CompletedProcess[str]:
     """Run the real hook as dhcpd would; returns the completed process (not checked)."""
     env = {"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(spool_dir)}
     if no_apply:
         env["LEASEDNS_NO_APPLY"] = "1"
-    return subprocess.run([str(HOOK), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(HOOK), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def ip_of(i: int) -> str:
@@ -59,8 +61,9 @@ def mac_of(i: int) -> str:
 
 
 def tinydns_get(root: Path, name: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([tool("tinydns-get"), "a", name], cwd=root, capture_output=True,
-                          text=True, timeout=10)
+    return subprocess.run(
+        [tool("tinydns-get"), "a", name], cwd=root, capture_output=True, text=True, timeout=10
+    )
 
 
 def answers(root: Path, name: str, ip: str) -> bool:
@@ -68,7 +71,8 @@ def answers(root: Path, name: str, ip: str) -> bool:
     out = tinydns_get(root, f"{name}.{DOMAIN}")
     assert out.returncode == 0, f"tinydns-get {name}: {out.stderr}"
     return f"answer: {name}.{DOMAIN} 0 A {ip}" in out.stdout or (
-        f"{name}.{DOMAIN}" in out.stdout and f" A {ip}" in out.stdout)
+        f"{name}.{DOMAIN}" in out.stdout and f" A {ip}" in out.stdout
+    )
 
 
 def spooled(spool_dir: Path) -> list[str]:
@@ -101,10 +105,15 @@ def script(path: Path, text: str) -> Path:
 # --------------------------------------------------------------------------- kill -9
 
 
-PHASES = ("start-up, lock, spool scan", "journal append (torn line)",
-          "journal fsynced, spool not yet removed", "read journals, merge, render",
-          "data renamed, tinydns-data running", "after tinydns-data (report)",
-          "finished before the kill")
+PHASES = (
+    "start-up, lock, spool scan",
+    "journal append (torn line)",
+    "journal fsynced, spool not yet removed",
+    "read journals, merge, render",
+    "data renamed, tinydns-data running",
+    "after tinydns-data (report)",
+    "finished before the kill",
+)
 
 
 class CrashRig:
@@ -114,8 +123,7 @@ class CrashRig:
         base.mkdir()
         real = tool("tinydns-data")
         # A little sleep before the compile widens the window "data renamed, data.cdb old".
-        compiler = script(base / "slow-tinydns-data",
-                          f"#!/bin/sh\nsleep 0.03\nexec {real} \"$@\"\n")
+        compiler = script(base / "slow-tinydns-data", f'#!/bin/sh\nsleep 0.03\nexec {real} "$@"\n')
         self.cfg_path = write_config(base, tinydns={"data_program": str(compiler)})
         self.cfg = cfg = config.load(str(self.cfg_path))
         apply.ensure_dirs(cfg)
@@ -125,9 +133,18 @@ class CrashRig:
         self.damaged = 0  # bad or torn journal lines so far
         # A journal of some size, so that reading, merging and rendering take a while.
         self.accepted = {f"seed{i}": ip_of(i) for i in range(seed_events)}  # name -> ip
-        journal.append(cfg.journal_dir / cfg.peer, [
-            make_event(["commit", ip_of(i), mac_of(i), f"seed{i}", "", str(30 * 86400)],
-                       time.time_ns() // 1000, cfg.peer, "hook") for i in range(seed_events)])
+        journal.append(
+            cfg.journal_dir / cfg.peer,
+            [
+                make_event(
+                    ["commit", ip_of(i), mac_of(i), f"seed{i}", "", str(30 * 86400)],
+                    time.time_ns() // 1000,
+                    cfg.peer,
+                    "hook",
+                )
+                for i in range(seed_events)
+            ],
+        )
         assert apply.run(cfg).ok
         self.counter = seed_events
         # How long an apply takes to start (interpreter, imports) and then to do its work:
@@ -160,8 +177,9 @@ class CrashRig:
         made = []
         for j in range(k):
             name, ip = f"{label}-{j}", ip_of(self.counter)
-            done = fire(self.cfg.spool_dir, "commit", ip, mac_of(self.counter), name, "",
-                        str(30 * 86400))
+            done = fire(
+                self.cfg.spool_dir, "commit", ip, mac_of(self.counter), name, "", str(30 * 86400)
+            )
             assert done.returncode == 0, done.stderr
             self.accepted[name] = ip
             made.append(name)
@@ -174,8 +192,9 @@ class CrashRig:
         old_data, old_cdb = (root / "data").read_bytes(), (root / "data.cdb").read_bytes()
         old_events = set(journal.read_peer(peer_dir).events)
         spool_before = spooled(cfg.spool_dir)
-        proc = subprocess.Popen(self.argv, start_new_session=True, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            self.argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         if t % 6 == 0:  # a sixth of the kills while the interpreter starts
             time.sleep(self.rng.uniform(0, self.start))
         else:  # the others once it holds the build lock: ingest, merge, render, compile
@@ -226,12 +245,14 @@ class CrashRig:
         assert not missing, f"trial {t} ({phase}): accepted events not published: {missing}"
         journaled = {e.client_name for e in journal.read_peer(peer_dir).events}
         assert set(self.accepted) <= journaled, f"trial {t} ({phase}): events not journaled"
-        assert answers(root, new[-1], self.accepted[new[-1]]), \
+        assert answers(root, new[-1], self.accepted[new[-1]]), (
             f"trial {t} ({phase}): data.cdb was not rebuilt after the crash"
+        )
 
 
 def test_kill_9_at_random_points_never_tears_data_cdb_or_the_journal_nor_loses_events(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """SIGKILL `leasedns apply` (and its tinydns-data) at a random moment, many times over.
 
     Two independent instances run their trials side by side (the waits are mostly the
@@ -243,14 +264,18 @@ def test_kill_9_at_random_points_never_tears_data_cdb_or_the_journal_nor_loses_e
     rigs = [CrashRig(tmp_path / f"rig{k}", 400, seed + k) for k in range(2)]
     started = time.monotonic()
     with ThreadPoolExecutor(len(rigs)) as pool:
-        done = [pool.submit(lambda r, k: [r.trial(t) for t in range(k, trials, len(rigs))], r, k)
-                for k, r in enumerate(rigs)]
+        done = [
+            pool.submit(lambda r, k: [r.trial(t) for t in range(k, trials, len(rigs))], r, k)
+            for k, r in enumerate(rigs)
+        ]
         for f in done:
             f.result()
     secs = time.monotonic() - started
     phases = sum((r.phases for r in rigs), Counter())
-    print(f"\nkill -9: {trials} trials in {secs:.1f} s (2 instances; one apply: start-up "
-          f"{rigs[0].start:.2f} s, then {rigs[0].work:.2f} s holding the build lock)")
+    print(
+        f"\nkill -9: {trials} trials in {secs:.1f} s (2 instances; one apply: start-up "
+        f"{rigs[0].start:.2f} s, then {rigs[0].work:.2f} s holding the build lock)"
+    )
     for phase in PHASES:
         print(f"  {phases[phase]:4d}  {phase}")
     assert sum(phases.values()) == trials
@@ -301,8 +326,9 @@ def fill(path: Path) -> Path:
 
 
 def status_exit(cfg_path: Path) -> tuple[int, str]:
-    out = subprocess.run([LEASEDNS, "-c", str(cfg_path), "status"], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [LEASEDNS, "-c", str(cfg_path), "status"], capture_output=True, text=True, timeout=30
+    )
     return out.returncode, out.stdout + out.stderr
 
 
@@ -316,24 +342,34 @@ def on_disk(cfg: config.Config) -> set[str]:
 
 
 def test_full_disk_hook_fails_fast_nothing_lost_old_cdb_serves_then_catches_up(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     tool("tinydns-data")
     with mounted(tmp_path / "fs", "-t", "tmpfs", "-o", "size=1m,mode=0755", "leasedns-full") as fs:
-        cfg_path = write_config(tmp_path, state_dir=str(fs / "state"),
-                                tinydns={"root": str(fs / "root")})
+        cfg_path = write_config(
+            tmp_path, state_dir=str(fs / "state"), tinydns={"root": str(fs / "root")}
+        )
         (fs / "root").mkdir()
         cfg = config.load(str(cfg_path))
         apply.ensure_dirs(cfg)
         for i in range(5):
-            assert fire(cfg.spool_dir, "commit", ip_of(i), mac_of(i), f"old{i}", "",
-                        "86400").returncode == 0
+            assert (
+                fire(
+                    cfg.spool_dir, "commit", ip_of(i), mac_of(i), f"old{i}", "", "86400"
+                ).returncode
+                == 0
+            )
         assert apply.run(cfg).ok
         old_data = (cfg.tinydns_root / "data").read_bytes()
         old_cdb = (cfg.tinydns_root / "data.cdb").read_bytes()
         queued = range(5, 45)  # accepted, not yet applied: more than a page of journal
         for i in queued:
-            assert fire(cfg.spool_dir, "commit", ip_of(i), mac_of(i), f"queued{i}", "",
-                        "86400").returncode == 0
+            assert (
+                fire(
+                    cfg.spool_dir, "commit", ip_of(i), mac_of(i), f"queued{i}", "", "86400"
+                ).returncode
+                == 0
+            )
 
         filler = fill(fs)
         t0 = time.monotonic()
@@ -363,7 +399,8 @@ def test_full_disk_hook_fails_fast_nothing_lost_old_cdb_serves_then_catches_up(
         assert not answers(cfg.tinydns_root, "refused9", ip_of(9))
         pj = journal.read_peer(cfg.journal_dir / cfg.peer)
         assert {e.client_name for e in pj.events} == {f"old{i}" for i in range(5)} | {
-            f"queued{i}" for i in queued}  # duplicates of a failed append are harmless
+            f"queued{i}" for i in queued
+        }  # duplicates of a failed append are harmless
         # A failed append leaves no torn or damaged line behind (status would warn forever).
         assert (pj.problems, pj.torn) == ([], 0)
         # The refused event left nothing that would later count as damage.
@@ -380,8 +417,10 @@ def test_read_only_journal_fails_clearly_keeps_the_spool_and_recovers(tmp_path: 
     assert apply.run(cfg).ok
     old_cdb = (cfg.tinydns_root / "data.cdb").read_bytes()
     for i in (2, 3):
-        assert fire(cfg.spool_dir, "commit", ip_of(i), mac_of(i), f"during{i}", "",
-                    "86400").returncode == 0
+        assert (
+            fire(cfg.spool_dir, "commit", ip_of(i), mac_of(i), f"during{i}", "", "86400").returncode
+            == 0
+        )
     with read_only(cfg.journal_dir):
         report = apply.run(cfg)
         assert not report.ok
@@ -400,7 +439,8 @@ def test_read_only_journal_fails_clearly_keeps_the_spool_and_recovers(tmp_path: 
 
 
 def test_missing_tinydns_data_fails_with_the_fix_old_cdb_serves_status_critical(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     tool("tinydns-data")
     good = write_config(tmp_path)
     cfg = config.load(str(good))
@@ -411,8 +451,9 @@ def test_missing_tinydns_data_fails_with_the_fix_old_cdb_serves_status_critical(
 
     bad = write_config(tmp_path, tinydns={"data_program": "/nonexistent"})
     assert fire(cfg.spool_dir, "commit", ip_of(2), mac_of(2), "new", "", "86400").returncode == 0
-    out = subprocess.run([LEASEDNS, "-c", str(bad), "apply"], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [LEASEDNS, "-c", str(bad), "apply"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 1
     report = apply.load_report(cfg)["last"]
     assert isinstance(report, dict) and not report["ok"]
@@ -437,10 +478,21 @@ def test_sync_on_a_fresh_peer_before_its_first_event_succeeds(tmp_path: Path) ->
     tool("rsync")
     for me, other in (("peer-a", "peer-b"), ("peer-b", "peer-a")):
         (tmp_path / me / "state" / "journal").mkdir(parents=True)
-        write_config(tmp_path / me, peer=me, sync={"partners": [
-            {"name": other, "rsync_target": str(tmp_path / other / "state" / "journal")}]})
-    out = subprocess.run([LEASEDNS, "-c", str(tmp_path / "peer-a" / "leasedns.yaml"), "sync"],
-                         capture_output=True, text=True, timeout=60)
+        write_config(
+            tmp_path / me,
+            peer=me,
+            sync={
+                "partners": [
+                    {"name": other, "rsync_target": str(tmp_path / other / "state" / "journal")}
+                ]
+            },
+        )
+    out = subprocess.run(
+        [LEASEDNS, "-c", str(tmp_path / "peer-a" / "leasedns.yaml"), "sync"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert status_exit(tmp_path / "peer-a" / "leasedns.yaml")[0] == 0
 
@@ -464,21 +516,48 @@ def _interpreter_shim(stage: Path) -> list[str]:
         if parent != Path("/") and not parent.stat().st_mode & 0o001:
             child = path.relative_to(parent).parts[0]
             stage.mkdir(exist_ok=True)
-            return ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                    'mount --bind "$1/$2" "$3" && mount -t tmpfs -o mode=0755,size=1m '
-                    'leasedns-shim "$1" && mkdir "$1/$2" && mount --bind "$3" "$1/$2" && '
-                    'shift 3 && exec "$@"', "sh", str(parent), child, str(stage)]
+            return [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                'mount --bind "$1/$2" "$3" && mount -t tmpfs -o mode=0755,size=1m '
+                'leasedns-shim "$1" && mkdir "$1/$2" && mount --bind "$3" "$1/$2" && '
+                'shift 3 && exec "$@"',
+                "sh",
+                str(parent),
+                child,
+                str(stage),
+            ]
     return []
 
 
-def as_user(uid: int, gid: int, argv: list[str], umask: int = 0o022,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def as_user(
+    uid: int, gid: int, argv: list[str], umask: int = 0o022, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     tool("setpriv")
     shim = _interpreter_shim(Path(tempfile.gettempdir()) / "leasedns-test-shim")
-    cmd = [*shim, "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "sh", "-c",
-           f'umask {umask:03o} && exec "$@"', "sh", *argv]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                          env=env or {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
+    cmd = [
+        *shim,
+        "setpriv",
+        f"--reuid={uid}",
+        f"--regid={gid}",
+        "--clear-groups",
+        "sh",
+        "-c",
+        f'umask {umask:03o} && exec "$@"',
+        "sh",
+        *argv,
+    ]
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env or {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+    )
 
 
 @pytest.fixture
@@ -510,27 +589,49 @@ def test_apply_as_an_unprivileged_user_creates_nothing_too_permissive(base: Path
     own(state / "spool", ld, DHCPD_GID, 0o2770)
     own(base / "root", ld, ld, 0o755)
     own(base / "partner", ld, ld, 0o750)
-    cfg_path = write_config(base, state_dir=str(state), sync={"partners": [
-        {"name": "peer-b", "rsync_target": str(base / "partner")}]})
+    cfg_path = write_config(
+        base,
+        state_dir=str(state),
+        sync={"partners": [{"name": "peer-b", "rsync_target": str(base / "partner")}]},
+    )
     cfg_path.chmod(0o644)
     (base / "static.data").chmod(0o644)
     cfg = config.load(str(cfg_path))
 
     for i in range(3):
-        out = as_user(DHCPD_UID, DHCPD_GID, [str(HOOK), "commit", ip_of(i), mac_of(i),
-                                             f"pc{i}", "", "86400"],
-                      env={"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(state / "spool"),
-                           "LEASEDNS_NO_APPLY": "1"})
+        out = as_user(
+            DHCPD_UID,
+            DHCPD_GID,
+            [str(HOOK), "commit", ip_of(i), mac_of(i), f"pc{i}", "", "86400"],
+            env={
+                "PATH": "/usr/bin:/bin",
+                "LEASEDNS_SPOOL": str(state / "spool"),
+                "LEASEDNS_NO_APPLY": "1",
+            },
+        )
         assert out.returncode == 0, out.stderr
-    bad = as_user(DHCPD_UID, DHCPD_GID, [str(HOOK), "commit", "10.0.0.999", mac_of(9), "bad",
-                                         "", "86400"],
-                  env={"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(state / "spool"),
-                       "LEASEDNS_NO_APPLY": "1"})
+    bad = as_user(
+        DHCPD_UID,
+        DHCPD_GID,
+        [str(HOOK), "commit", "10.0.0.999", mac_of(9), "bad", "", "86400"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "LEASEDNS_SPOOL": str(state / "spool"),
+            "LEASEDNS_NO_APPLY": "1",
+        },
+    )
     assert bad.returncode == 0, bad.stderr
     # Someone else (not dhcpd, not leasedns) cannot write the spool.
-    other = as_user(64997, 64997, [str(HOOK), "commit", ip_of(5), mac_of(5), "x", "", "60"],
-                    env={"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(state / "spool"),
-                         "LEASEDNS_NO_APPLY": "1"})
+    other = as_user(
+        64997,
+        64997,
+        [str(HOOK), "commit", ip_of(5), mac_of(5), "x", "", "60"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "LEASEDNS_SPOOL": str(state / "spool"),
+            "LEASEDNS_NO_APPLY": "1",
+        },
+    )
     assert other.returncode == 1 and "not recorded" in other.stderr
 
     # Hold the sync lock meanwhile, so that apply's sync leaves its sync-due flag too.
@@ -542,10 +643,19 @@ def test_apply_as_an_unprivileged_user_creates_nothing_too_permissive(base: Path
     fd = os.open(state / "sync.lock", os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        assert as_user(DHCPD_UID, DHCPD_GID, [str(HOOK), "commit", ip_of(4), mac_of(4), "pc4",
-                                              "", "86400"],
-                       env={"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(state / "spool"),
-                            "LEASEDNS_NO_APPLY": "1"}).returncode == 0
+        assert (
+            as_user(
+                DHCPD_UID,
+                DHCPD_GID,
+                [str(HOOK), "commit", ip_of(4), mac_of(4), "pc4", "", "86400"],
+                env={
+                    "PATH": "/usr/bin:/bin",
+                    "LEASEDNS_SPOOL": str(state / "spool"),
+                    "LEASEDNS_NO_APPLY": "1",
+                },
+            ).returncode
+            == 0
+        )
         out = as_user(ld, ld, [LEASEDNS, "-c", str(cfg_path), "apply"])
         assert out.returncode == 0, out.stderr
     finally:
@@ -607,10 +717,16 @@ def test_readme_layout_lets_dhcpds_user_reach_the_spool(base: Path) -> None:
     own(state, ld, DHCPD_GID, 0o750)  # install -d -o leasedns -g dhcpd -m 0750 /var/lib/leasedns
     own(state / "journal", ld, ld, 0o750)
     own(state / "spool", ld, DHCPD_GID, 0o2770)  # install -d -o leasedns -g dhcpd -m 2770 ...
-    out = as_user(DHCPD_UID, DHCPD_GID, [str(HOOK), "commit", ip_of(1), mac_of(1), "pc1", "",
-                                         "600"],
-                  env={"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(state / "spool"),
-                       "LEASEDNS_NO_APPLY": "1"})
+    out = as_user(
+        DHCPD_UID,
+        DHCPD_GID,
+        [str(HOOK), "commit", ip_of(1), mac_of(1), "pc1", "", "600"],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "LEASEDNS_SPOOL": str(state / "spool"),
+            "LEASEDNS_NO_APPLY": "1",
+        },
+    )
     assert out.returncode == 0, f"dhcpd cannot write the spool of the README's layout: {out.stderr}"
 
 
@@ -625,12 +741,30 @@ def test_an_unreadable_spool_file_does_not_block_the_other_events(base: Path) ->
     cfg_path = write_config(base, state_dir=str(state))
     cfg_path.chmod(0o644)
     (base / "static.data").chmod(0o644)
-    env = {"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(state / "spool"),
-           "LEASEDNS_NO_APPLY": "1"}
-    assert as_user(DHCPD_UID, DHCPD_GID, [str(HOOK), "commit", ip_of(1), mac_of(1), "readable",
-                                          "", "600"], env=env).returncode == 0
-    assert as_user(DHCPD_UID, DHCPD_GID, [str(HOOK), "commit", ip_of(2), mac_of(2), "secret", "",
-                                          "600"], umask=0o077, env=env).returncode == 0
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LEASEDNS_SPOOL": str(state / "spool"),
+        "LEASEDNS_NO_APPLY": "1",
+    }
+    assert (
+        as_user(
+            DHCPD_UID,
+            DHCPD_GID,
+            [str(HOOK), "commit", ip_of(1), mac_of(1), "readable", "", "600"],
+            env=env,
+        ).returncode
+        == 0
+    )
+    assert (
+        as_user(
+            DHCPD_UID,
+            DHCPD_GID,
+            [str(HOOK), "commit", ip_of(2), mac_of(2), "secret", "", "600"],
+            umask=0o077,
+            env=env,
+        ).returncode
+        == 0
+    )
     out = as_user(ld, ld, [LEASEDNS, "-c", str(cfg_path), "apply"])
     assert answers(base / "root", "readable", ip_of(1)), out.stderr
     assert "Permission denied" in out.stderr

@@ -50,15 +50,23 @@ def budget(default: int, factor: int = 1) -> int:
     return SCALE * factor if SCALE > 0 else default
 
 
-FUZZ = settings(deadline=None, derandomize=False,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large, HealthCheck.large_base_example])
+FUZZ = settings(
+    deadline=None,
+    derandomize=False,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
 
 SUBNET = ipaddress.IPv4Network("192.0.2.0/24")
 DOMAIN = "lab.example"
 HOOK_SECS = 3.0  # generous: the hook itself takes ~2 ms, the machine is shared
 
 # --- strategies for the hook's arguments -------------------------------------------------------
+
 
 class Huge(bytes):
     """A long argument that hypothesis and pytest show by its size, not its 100 KB."""
@@ -73,30 +81,84 @@ class Huge(bytes):
 no_nul = st.binary(max_size=200).map(lambda b: b.replace(b"\0", b""))
 
 HOSTILE_NAMES = [
-    b"", b"www", b"ns", b"lab.example", b"lab.example.", b"LAB.EXAMPLE", b".", b"..", b"-", b"_",
-    b"a" * 63, b"a" * 64, b"a." * 130, b"x.lab.example.lab.example", b"evil.2.0.192.in-addr.arpa.",
-    b"1.2.0.192.in-addr.arpa", b"evil:1.2.3.4\n=x.lab.example:6.6.6.6", b"+x.lab.example:6.6.6.6",
-    b"\xff\xfe\xfd", b"caf\xc3\xa9", b"\xe2\x80\x8bzw", b"laptop_7 ", b"-lead", b"trail-",
-    b"a\\072b", b"\\012", b"%x", b"'q' $(reboot) `id`", b"\n", b"\r\n", b"#comment", b"*",
-    b"xn--bcher-kva", b"ns.lab.example", b"foo.example.com.", b"\t\x7f\x01",
+    b"",
+    b"www",
+    b"ns",
+    b"lab.example",
+    b"lab.example.",
+    b"LAB.EXAMPLE",
+    b".",
+    b"..",
+    b"-",
+    b"_",
+    b"a" * 63,
+    b"a" * 64,
+    b"a." * 130,
+    b"x.lab.example.lab.example",
+    b"evil.2.0.192.in-addr.arpa.",
+    b"1.2.0.192.in-addr.arpa",
+    b"evil:1.2.3.4\n=x.lab.example:6.6.6.6",
+    b"+x.lab.example:6.6.6.6",
+    b"\xff\xfe\xfd",
+    b"caf\xc3\xa9",
+    b"\xe2\x80\x8bzw",
+    b"laptop_7 ",
+    b"-lead",
+    b"trail-",
+    b"a\\072b",
+    b"\\012",
+    b"%x",
+    b"'q' $(reboot) `id`",
+    b"\n",
+    b"\r\n",
+    b"#comment",
+    b"*",
+    b"xn--bcher-kva",
+    b"ns.lab.example",
+    b"foo.example.com.",
+    b"\t\x7f\x01",
 ]
-huge = st.sampled_from([Huge(b"a" * 100_000), Huge(b"\xff" * 100_000), Huge(b"a." * 50_000),
-                        Huge(b"x" * 65_400), Huge(b"=e:1.2.3.4\n" * 9_000)])
+huge = st.sampled_from(
+    [
+        Huge(b"a" * 100_000),
+        Huge(b"\xff" * 100_000),
+        Huge(b"a." * 50_000),
+        Huge(b"x" * 65_400),
+        Huge(b"=e:1.2.3.4\n" * 9_000),
+    ]
+)
 name_arg = st.one_of(
     st.sampled_from(HOSTILE_NAMES),
     no_nul,
-    st.text(alphabet=st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)),
-            max_size=80).map(lambda s: s.encode("utf-8")),
+    st.text(
+        alphabet=st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=80
+    ).map(lambda s: s.encode("utf-8")),
     st.text(alphabet="abcXYZ019-_. :\\\n", max_size=70).map(str.encode),
     huge,
 )
 
 in_subnet = st.integers(0, 255).map(lambda n: f"192.0.2.{n}".encode())
-outside = st.builds(lambda a, b: f"198.51.{a}.{b}".encode(), st.integers(0, 255),
-                    st.integers(0, 255))
-MALFORMED_IPS = [b"", b"192.0.2.256", b"192.0.2", b"192.0.2.1.5", b"192.0.2.01", b" 192.0.2.1",
-                 b"192.0.2.1\n", b"0x7f.0.0.1", b"::1", b"2001:db8::1", b"192.0.2.-1",
-                 b"192.0.2.1/24", b"\xff.0.2.1", b"1e2.0.2.1", b"\xd9\xa1.0.2.1", b"localhost"]
+outside = st.builds(
+    lambda a, b: f"198.51.{a}.{b}".encode(), st.integers(0, 255), st.integers(0, 255)
+)
+MALFORMED_IPS = [
+    b"",
+    b"192.0.2.256",
+    b"192.0.2",
+    b"192.0.2.1.5",
+    b"192.0.2.01",
+    b" 192.0.2.1",
+    b"192.0.2.1\n",
+    b"0x7f.0.0.1",
+    b"::1",
+    b"2001:db8::1",
+    b"192.0.2.-1",
+    b"192.0.2.1/24",
+    b"\xff.0.2.1",
+    b"1e2.0.2.1",
+    b"\xd9\xa1.0.2.1",
+    b"localhost",
+]
 ip_arg = st.one_of(in_subnet, in_subnet, outside, st.sampled_from(MALFORMED_IPS), no_nul)
 
 
@@ -110,19 +172,49 @@ def mac_ok(draw: st.DrawFn) -> bytes:
     return (text.upper() if upper else text).encode()
 
 
-MALFORMED_MACS = [b"", b"zz", b"2:0:0:0:1", b"2:0:0:0:1:a:b", b"02:00:00:00:01:100",
-                  b"02:00:00:00:01:0g", b"02.00.00.00.01.0a", b"020000000100", b" 2:0:0:0:1:a",
-                  b"2:0:0:0:1:a ", b"2::0:0:1:a", b"\xff:0:0:0:1:a"]
+MALFORMED_MACS = [
+    b"",
+    b"zz",
+    b"2:0:0:0:1",
+    b"2:0:0:0:1:a:b",
+    b"02:00:00:00:01:100",
+    b"02:00:00:00:01:0g",
+    b"02.00.00.00.01.0a",
+    b"020000000100",
+    b" 2:0:0:0:1:a",
+    b"2:0:0:0:1:a ",
+    b"2::0:0:1:a",
+    b"\xff:0:0:0:1:a",
+]
 mac_arg = st.one_of(mac_ok(), mac_ok(), st.sampled_from(MALFORMED_MACS), no_nul)
 
-kind_arg = st.one_of(st.sampled_from([b"commit"] * 4 + [b"release", b"expiry"]),
-                     st.sampled_from([b"COMMIT", b"commit ", b"", b"renew", b"expire", b"del"]),
-                     no_nul)
+kind_arg = st.one_of(
+    st.sampled_from([b"commit"] * 4 + [b"release", b"expiry"]),
+    st.sampled_from([b"COMMIT", b"commit ", b"", b"renew", b"expire", b"del"]),
+    no_nul,
+)
 
-ODD_SECS = [b"", b"0", b"1", b"-1", b"+600", b"1e3", b"0x10", b" 600", b"600 ", b"600s",
-            b"4294967295", b"4294967296", b"99999999999", b"\xd9\xa3", b"600.5", b"00600"]
-secs_arg = st.one_of(st.integers(0, 2**32 + 5).map(lambda n: str(n).encode()),
-                     st.sampled_from(ODD_SECS), no_nul)
+ODD_SECS = [
+    b"",
+    b"0",
+    b"1",
+    b"-1",
+    b"+600",
+    b"1e3",
+    b"0x10",
+    b" 600",
+    b"600 ",
+    b"600s",
+    b"4294967295",
+    b"4294967296",
+    b"99999999999",
+    b"\xd9\xa3",
+    b"600.5",
+    b"00600",
+]
+secs_arg = st.one_of(
+    st.integers(0, 2**32 + 5).map(lambda n: str(n).encode()), st.sampled_from(ODD_SECS), no_nul
+)
 
 
 @st.composite
@@ -133,14 +225,28 @@ def hook_argv(draw: st.DrawFn) -> list[bytes]:
     published and refused), the other half have any field malformed.
     """
     if draw(st.booleans()):
-        argv = [draw(st.sampled_from([b"commit"] * 5 + [b"release", b"expiry"])),
-                draw(st.one_of(in_subnet, in_subnet, in_subnet, outside)), draw(mac_ok()),
-                draw(name_arg), draw(st.one_of(st.just(b""), st.just(b""), name_arg)),
-                draw(st.one_of(st.integers(1, 10**6).map(lambda n: str(n).encode()),
-                               st.sampled_from([b"", b"0", b"4294967295"])))]
+        argv = [
+            draw(st.sampled_from([b"commit"] * 5 + [b"release", b"expiry"])),
+            draw(st.one_of(in_subnet, in_subnet, in_subnet, outside)),
+            draw(mac_ok()),
+            draw(name_arg),
+            draw(st.one_of(st.just(b""), st.just(b""), name_arg)),
+            draw(
+                st.one_of(
+                    st.integers(1, 10**6).map(lambda n: str(n).encode()),
+                    st.sampled_from([b"", b"0", b"4294967295"]),
+                )
+            ),
+        ]
         return argv
-    argv = [draw(kind_arg), draw(ip_arg), draw(mac_arg), draw(name_arg), draw(name_arg),
-            draw(secs_arg)]
+    argv = [
+        draw(kind_arg),
+        draw(ip_arg),
+        draw(mac_arg),
+        draw(name_arg),
+        draw(name_arg),
+        draw(secs_arg),
+    ]
     shape = draw(st.integers(0, 9))
     if shape == 0:
         argv = argv[: draw(st.integers(0, 5))]
@@ -151,8 +257,10 @@ def hook_argv(draw: st.DrawFn) -> list[bytes]:
 
 # --- an oracle for which events must be accepted, which rejected --------------------------------
 
-_DOTTED = re.compile(rb"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-                     rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+_DOTTED = re.compile(
+    rb"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+)
 _MAC = re.compile(rb"[0-9a-fA-F]{1,2}(?:[:-][0-9a-fA-F]{1,2}){5}")
 _SECS = re.compile(rb"[0-9]{1,10}")
 
@@ -174,6 +282,7 @@ def verdict(argv: list[bytes]) -> bool | None:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
 
 class ListHandler(logging.Handler):
     def __init__(self) -> None:
@@ -201,12 +310,14 @@ def captured_log() -> Iterator[ListHandler]:
         logger.setLevel(old_level)
 
 
-def run_hook(spool_dir: Path,
-             argv: list[bytes]) -> tuple[subprocess.CompletedProcess[bytes], float]:
+def run_hook(
+    spool_dir: Path, argv: list[bytes]
+) -> tuple[subprocess.CompletedProcess[bytes], float]:
     env = {"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(spool_dir), "LEASEDNS_NO_APPLY": "1"}
     t0 = time.monotonic()
-    p = subprocess.run([str(HOOK), *argv], env=env, capture_output=True, timeout=30,
-                       stdin=subprocess.DEVNULL)
+    p = subprocess.run(
+        [str(HOOK), *argv], env=env, capture_output=True, timeout=30, stdin=subprocess.DEVNULL
+    )
     return p, time.monotonic() - t0
 
 
@@ -222,7 +333,7 @@ def check_data(cfg: config.Config) -> list[tuple[str, str]]:
     head = HEADER + STATIC_MARK + ZONES + HOSTS_MARK + DYNAMIC_MARK
     assert data.startswith(head), data[:500]
     out = []
-    for line in data[len(head):].splitlines():
+    for line in data[len(head) :].splitlines():
         m = DYN_LINE.fullmatch(line)
         assert m, f"unexpected data line {line!r}"
         label, ip = m.groups()
@@ -240,32 +351,53 @@ def check_data(cfg: config.Config) -> list[tuple[str, str]]:
 
 
 def tinydns_a(root: Path, name: str) -> list[str]:
-    p = subprocess.run([tool("tinydns-get"), "a", name], cwd=root, capture_output=True,
-                       text=True, timeout=10, check=True)
-    return sorted(line.split()[-1] for line in p.stdout.splitlines()
-                  if line.startswith("answer:") and " A " in line)
+    p = subprocess.run(
+        [tool("tinydns-get"), "a", name],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    return sorted(
+        line.split()[-1]
+        for line in p.stdout.splitlines()
+        if line.startswith("answer:") and " A " in line
+    )
 
 
 # --- 1. the hook and apply, end to end ----------------------------------------------------------
+
 
 @pytest.mark.integration
 @settings(FUZZ, max_examples=budget(60))
 @given(batch=st.lists(hook_argv(), min_size=1, max_size=8))
 @example(batch=[[b"commit", b"192.0.2.10", b"2:0:0:0:0:1", Huge(b"a" * 100_000), b"", b"600"]])
-@example(batch=[[b"commit", b"192.0.2.11", b"2:0:0:0:0:2", b"ok", Huge(b"x" * 70_000), b"600"],
-                [b"commit", b"192.0.2.12", b"2:0:0:0:0:3", b"fine", b"", b"600"]])
-@example(batch=[[], [b"commit"], [b"commit", b"192.0.2.1", b"2:0:0:0:0:1", b"a", b"", b"60", b"x"],
-                [b"renew", b"192.0.2.1", b"2:0:0:0:0:1", b"a", b"", b"60"],
-                [b"commit", b"192.0.2.999", b"2:0:0:0:0:1", b"a", b"", b"60"],
-                [b"commit", b"192.0.2.1", b"zz", b"a", b"", b"60"],
-                [b"commit", b"192.0.2.1", b"2:0:0:0:0:1", b"a", b"", b"-1"],
-                [b"commit", b"192.0.2.2", b"2:0:0:0:0:2", b"www", b"", b"0"]])
+@example(
+    batch=[
+        [b"commit", b"192.0.2.11", b"2:0:0:0:0:2", b"ok", Huge(b"x" * 70_000), b"600"],
+        [b"commit", b"192.0.2.12", b"2:0:0:0:0:3", b"fine", b"", b"600"],
+    ]
+)
+@example(
+    batch=[
+        [],
+        [b"commit"],
+        [b"commit", b"192.0.2.1", b"2:0:0:0:0:1", b"a", b"", b"60", b"x"],
+        [b"renew", b"192.0.2.1", b"2:0:0:0:0:1", b"a", b"", b"60"],
+        [b"commit", b"192.0.2.999", b"2:0:0:0:0:1", b"a", b"", b"60"],
+        [b"commit", b"192.0.2.1", b"zz", b"a", b"", b"60"],
+        [b"commit", b"192.0.2.1", b"2:0:0:0:0:1", b"a", b"", b"-1"],
+        [b"commit", b"192.0.2.2", b"2:0:0:0:0:2", b"www", b"", b"0"],
+    ]
+)
 def test_hook_then_apply_never_loses_or_publishes_garbage(batch: list[list[bytes]]) -> None:
     tool("tinydns-data")
     with tempfile.TemporaryDirectory(prefix="leasedns-fuzz-") as d:
         tmp = Path(d)
-        cfg = config.load(str(write_config(tmp, subnets=[str(SUBNET)],
-                                           names={"protected": ["www"]})))
+        cfg = config.load(
+            str(write_config(tmp, subnets=[str(SUBNET)], names={"protected": ["www"]}))
+        )
         apply.ensure_dirs(cfg)
         spooled: dict[str, list[bytes]] = {}
         for argv in batch:
@@ -284,11 +416,16 @@ def test_hook_then_apply_never_loses_or_publishes_garbage(batch: list[list[bytes
 
         # Nothing silently dropped: every spool file is journaled or rejected, at once.
         left = [p.name for p in cfg.spool_dir.iterdir() if p.name.startswith(spool.PREFIX)]
-        assert left == [], f"left in the spool after apply (waiting {report.waiting}): " + \
-            ", ".join(f"{n} ({len(b''.join(spooled[n]))} bytes of arguments)" for n in left)
+        assert left == [], (
+            f"left in the spool after apply (waiting {report.waiting}): "
+            + ", ".join(f"{n} ({len(b''.join(spooled[n]))} bytes of arguments)" for n in left)
+        )
         rejected_dir = cfg.spool_dir / spool.REJECTED
-        rejected = sorted(p.name for p in rejected_dir.iterdir()
-                          if not p.name.endswith(".reason")) if rejected_dir.exists() else []
+        rejected = (
+            sorted(p.name for p in rejected_dir.iterdir() if not p.name.endswith(".reason"))
+            if rejected_dir.exists()
+            else []
+        )
         events = journal.read_peer(cfg.journal_dir / cfg.peer).events
         assert len(events) == report.ingested
         assert len(batch) == len(events) + len(rejected) == report.ingested + report.rejected
@@ -358,18 +495,103 @@ def check_config(text: str) -> None:
         assert 1 <= int(m.group(1)) <= text.count("\n") + 2, msg
 
 
-KEYS = ["peer", "domain", "state_dir", "spool_dir", "journal_dir", "subnets", "ttl", "names",
-        "reverse", "default_lease_secs", "tinydns", "dhcpd", "build", "journal", "sync", "check",
-        "policy", "conflict", "protected", "root", "data_program", "static", "conf", "leases",
-        "static_name", "coalesce_secs", "guard_fraction", "guard_min", "clock_skew_secs",
-        "partners", "name", "rsync_target", "notify", "servers", "timeout_secs", "rsync_args",
-        "max_lease_secs", "compact_grace_secs", "bogus"]
-SCALARS = ["a", "lab.example", "192.0.2.0/24", "0", "-1", "1.5", "1e400", ".nan", ".inf", "true",
-           "no", "null", "~", "''", '""', "2024-01-01", "0x10", "0o7", "!!str 5", "!!int 5",
-           "!!float x", "!!binary zz", "!!bool maybe", "!!timestamp x", "!!python/name:os.system",
-           "&a x", "*a", "*undefined", "|", ">", "[", "]", "{", "}", "'unterminated", "\"\\xzz\"",
-           "newest", "strict", "first", "sanitize", "1.2.3.4", "::1", "%", "@", "`", "a: b: c",
-           "- x", "? x", "!", "!!map", "!!seq", "\\t", "ünï", "\t"]
+KEYS = [
+    "peer",
+    "domain",
+    "state_dir",
+    "spool_dir",
+    "journal_dir",
+    "subnets",
+    "ttl",
+    "names",
+    "reverse",
+    "default_lease_secs",
+    "tinydns",
+    "dhcpd",
+    "build",
+    "journal",
+    "sync",
+    "check",
+    "policy",
+    "conflict",
+    "protected",
+    "root",
+    "data_program",
+    "static",
+    "conf",
+    "leases",
+    "static_name",
+    "coalesce_secs",
+    "guard_fraction",
+    "guard_min",
+    "clock_skew_secs",
+    "partners",
+    "name",
+    "rsync_target",
+    "notify",
+    "servers",
+    "timeout_secs",
+    "rsync_args",
+    "max_lease_secs",
+    "compact_grace_secs",
+    "bogus",
+]
+SCALARS = [
+    "a",
+    "lab.example",
+    "192.0.2.0/24",
+    "0",
+    "-1",
+    "1.5",
+    "1e400",
+    ".nan",
+    ".inf",
+    "true",
+    "no",
+    "null",
+    "~",
+    "''",
+    '""',
+    "2024-01-01",
+    "0x10",
+    "0o7",
+    "!!str 5",
+    "!!int 5",
+    "!!float x",
+    "!!binary zz",
+    "!!bool maybe",
+    "!!timestamp x",
+    "!!python/name:os.system",
+    "&a x",
+    "*a",
+    "*undefined",
+    "|",
+    ">",
+    "[",
+    "]",
+    "{",
+    "}",
+    "'unterminated",
+    '"\\xzz"',
+    "newest",
+    "strict",
+    "first",
+    "sanitize",
+    "1.2.3.4",
+    "::1",
+    "%",
+    "@",
+    "`",
+    "a: b: c",
+    "- x",
+    "? x",
+    "!",
+    "!!map",
+    "!!seq",
+    "\\t",
+    "ünï",
+    "\t",
+]
 
 
 @st.composite
@@ -420,23 +642,26 @@ def mutated(draw: st.DrawFn, base: str, alphabet: st.SearchStrategy[str]) -> str
     return text
 
 
-cfg_alphabet = st.one_of(st.text(max_size=8), st.sampled_from(SCALARS),
-                         st.sampled_from([":", " ", "\n", "  ", "-", "#", "'", '"', "[", "{",
-                                          "\t"]))
+cfg_alphabet = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(SCALARS),
+    st.sampled_from([":", " ", "\n", "  ", "-", "#", "'", '"', "[", "{", "\t"]),
+)
 
 # Inputs found by the fuzzers, kept so that they are tried on every run.
 CONFIG_FOUND = [
-    "\x07",                                       # yaml ReaderError
-    "peer: a\x00\ndomain: x.example\n",           # yaml ReaderError (NUL)
-    "peer: !!binary zz\ndomain: x.example\n",     # yaml ConstructorError in _scalar
+    "\x07",  # yaml ReaderError
+    "peer: a\x00\ndomain: x.example\n",  # yaml ReaderError (NUL)
+    "peer: !!binary zz\ndomain: x.example\n",  # yaml ConstructorError in _scalar
     "peer: a\ndomain: x.example\nttl: !!int abc\n",  # ValueError in _scalar
     "peer: a\ndomain: x.example\nreverse: !!bool maybe\n",
-    "[" * 2000,                                    # RecursionError in yaml.compose
+    "[" * 2000,  # RecursionError in yaml.compose
 ]
 
 
-@pytest.mark.parametrize("text", CONFIG_FOUND,
-                         ids=[f"{i}-{t[:16]!r}" for i, t in enumerate(CONFIG_FOUND)])
+@pytest.mark.parametrize(
+    "text", CONFIG_FOUND, ids=[f"{i}-{t[:16]!r}" for i, t in enumerate(CONFIG_FOUND)]
+)
 def test_config_found_inputs_raise_only_config_error(text: str) -> None:
     check_config(text)
 
@@ -451,17 +676,66 @@ def test_config_parse_raises_only_config_error_with_file_and_line(text: str) -> 
 
 LEASE_DIR = ROOT / "tests" / "data" / "leases"
 FIXTURES = {p.name: p.read_bytes().decode("latin-1") for p in sorted(LEASE_DIR.glob("*.leases"))}
-LEASE_WORDS = ["lease", "192.0.2.1", "{", "}", ";", "\n", "starts", "ends", "cltt", "tstp",
-               "binding state", "next binding state", "rewind binding state", "active", "free",
-               "backup", "hardware ethernet", "02:00:00:00:00:01", "uid", '"\\001\\002"',
-               "client-hostname", '"a\\"b"', "set", "=", "on", "expiry", "host", "failover peer",
-               "state", "my state", "partner state", "mclt", "ia-na", "iaaddr", "never",
-               "4 2024/01/01 00:00:00", "epoch 1700000000", "6 2038/01/19 03:14:08", "#", "\\",
-               '"', "abandoned", "deleted", "dynamic", "fixed-address", "option",
-               "agent.circuit-id",
-               "authoring-byte-order", "server-duid", "\x00", "\xff", "\r\n", " ", "\t", "9" * 30]
-lease_alphabet = st.one_of(st.sampled_from(LEASE_WORDS), st.binary(max_size=12).map(
-    lambda b: b.decode("latin-1")))
+LEASE_WORDS = [
+    "lease",
+    "192.0.2.1",
+    "{",
+    "}",
+    ";",
+    "\n",
+    "starts",
+    "ends",
+    "cltt",
+    "tstp",
+    "binding state",
+    "next binding state",
+    "rewind binding state",
+    "active",
+    "free",
+    "backup",
+    "hardware ethernet",
+    "02:00:00:00:00:01",
+    "uid",
+    '"\\001\\002"',
+    "client-hostname",
+    '"a\\"b"',
+    "set",
+    "=",
+    "on",
+    "expiry",
+    "host",
+    "failover peer",
+    "state",
+    "my state",
+    "partner state",
+    "mclt",
+    "ia-na",
+    "iaaddr",
+    "never",
+    "4 2024/01/01 00:00:00",
+    "epoch 1700000000",
+    "6 2038/01/19 03:14:08",
+    "#",
+    "\\",
+    '"',
+    "abandoned",
+    "deleted",
+    "dynamic",
+    "fixed-address",
+    "option",
+    "agent.circuit-id",
+    "authoring-byte-order",
+    "server-duid",
+    "\x00",
+    "\xff",
+    "\r\n",
+    " ",
+    "\t",
+    "9" * 30,
+]
+lease_alphabet = st.one_of(
+    st.sampled_from(LEASE_WORDS), st.binary(max_size=12).map(lambda b: b.decode("latin-1"))
+)
 
 
 def check_leases(text: str, tmp: Path | None = None) -> None:
@@ -480,18 +754,22 @@ def check_leases(text: str, tmp: Path | None = None) -> None:
         f.write_bytes(text.encode("latin-1"))
         lf2 = leases.read_leases(str(f))
         assert [x._replace(path=path) for x in lf2.leases] == list(lf.leases)
-        assert [(p.line, p.problem) for p in lf2.problems] == \
-            [(p.line, p.problem) for p in lf.problems]
+        assert [(p.line, p.problem) for p in lf2.problems] == [
+            (p.line, p.problem) for p in lf.problems
+        ]
 
 
 @settings(FUZZ, max_examples=budget(300, 5))
-@given(text=st.one_of(
-    st.binary(max_size=400).map(lambda b: b.decode("latin-1")),
-    st.lists(lease_alphabet, max_size=60).map("".join),
-    st.sampled_from(sorted(FIXTURES)).flatmap(lambda n: mutated(FIXTURES[n], lease_alphabet)),
-    st.lists(st.sampled_from(sorted(FIXTURES)), min_size=2, max_size=3).map(
-        lambda ns: "".join(FIXTURES[n] for n in ns)).flatmap(lambda t: mutated(t, lease_alphabet)),
-))
+@given(
+    text=st.one_of(
+        st.binary(max_size=400).map(lambda b: b.decode("latin-1")),
+        st.lists(lease_alphabet, max_size=60).map("".join),
+        st.sampled_from(sorted(FIXTURES)).flatmap(lambda n: mutated(FIXTURES[n], lease_alphabet)),
+        st.lists(st.sampled_from(sorted(FIXTURES)), min_size=2, max_size=3)
+        .map(lambda ns: "".join(FIXTURES[n] for n in ns))
+        .flatmap(lambda t: mutated(t, lease_alphabet)),
+    )
+)
 def test_parse_leases_never_raises_and_places_problems(text: str) -> None:
     with tempfile.TemporaryDirectory(prefix="leasedns-fuzz-") as d:
         check_leases(text, Path(d))

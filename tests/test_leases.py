@@ -56,24 +56,31 @@ def test_two_peers_most_recently_started_wins():
     for files in ([a, b], [b, a]):
         live = live_leases(files, now)
         assert [(x.ip, x.mac) for x in live] == [
-            ("192.0.2.30", "02:00:00:00:00:bb"), ("192.0.2.31", "02:00:00:00:00:31")]
+            ("192.0.2.30", "02:00:00:00:00:bb"),
+            ("192.0.2.31", "02:00:00:00:00:31"),
+        ]
     # after B's lease ends nothing is live for .30, even though A's older one says active
     assert [x.ip for x in live_leases([a, b], ts("2024/05/02 00:00:01"))] == []
 
 
 def test_release_beats_active_with_same_start_across_files():
-    active = parse_leases("lease 192.0.2.9 {\n  starts 3 2024/05/01 10:00:00;\n"
-                          "  ends 3 2024/05/01 22:00:00;\n  binding state active;\n}\n", "a")
-    freed = parse_leases("lease 192.0.2.9 {\n  starts 3 2024/05/01 10:00:00;\n"
-                         "  ends 3 2024/05/01 11:00:00;\n  binding state free;\n}\n", "b")
+    active = parse_leases(
+        "lease 192.0.2.9 {\n  starts 3 2024/05/01 10:00:00;\n"
+        "  ends 3 2024/05/01 22:00:00;\n  binding state active;\n}\n",
+        "a",
+    )
+    freed = parse_leases(
+        "lease 192.0.2.9 {\n  starts 3 2024/05/01 10:00:00;\n"
+        "  ends 3 2024/05/01 11:00:00;\n  binding state free;\n}\n",
+        "b",
+    )
     assert live_leases([active, freed], ts("2024/05/01 12:00:00")) == []
     assert live_leases([freed, active], ts("2024/05/01 12:00:00")) == []
 
 
 def test_omapi_hosts_last_block_wins_and_deleted_kept():
     lf = load("omapi-host-deleted.leases")
-    assert [(h.name, h.mac, h.fixed_addresses, h.deleted, h.dynamic, h.line)
-            for h in lf.hosts] == [
+    assert [(h.name, h.mac, h.fixed_addresses, h.deleted, h.dynamic, h.line) for h in lf.hosts] == [
         ("scanner", "02:00:00:00:00:a2", ("192.0.2.51", "192.0.2.52"), False, True, 6),
         ("printer", None, (), True, True, 11),
     ]
@@ -97,12 +104,21 @@ def test_failover_state_and_times():
     lf = load("failover-state.leases")
     (fs,) = lf.failover_states
     assert (fs.peer, fs.my_state, fs.my_since, fs.partner_state, fs.mclt, fs.line) == (
-        "dhcp-failover", "communications-interrupted", ts("2024/05/01 11:00:00"), "normal",
-        None, 16)
+        "dhcp-failover",
+        "communications-interrupted",
+        ts("2024/05/01 11:00:00"),
+        "normal",
+        None,
+        16,
+    )
     (x,) = lf.leases
     assert (x.state, x.tstp, x.tsfp, x.atsfp, x.cltt) == (
-        "backup", ts("2024/05/01 22:00:00"), ts("2024/05/01 22:00:00"),
-        ts("2024/05/01 22:00:00"), ts("2024/05/01 10:00:00"))
+        "backup",
+        ts("2024/05/01 22:00:00"),
+        ts("2024/05/01 22:00:00"),
+        ts("2024/05/01 22:00:00"),
+        ts("2024/05/01 10:00:00"),
+    )
 
 
 def test_dhcpv6_blocks_skipped_and_counted():
@@ -123,15 +139,18 @@ def test_real_dhcpd_file():
 
 
 def test_bad_values_are_problems_not_exceptions():
-    text = ("lease 192.0.2.1 {\n  starts 3 2024/02/30 10:00:00;\n  binding state active;\n}\n"
-            "lease 192.0.2.2 {\n  hardware ethernet zz:00;\n  binding state active;\n}\n"
-            "lease 192.0.2.3 {\n  binding state free;\n}\n"
-            "bogus 1;\n}\n")
+    text = (
+        "lease 192.0.2.1 {\n  starts 3 2024/02/30 10:00:00;\n  binding state active;\n}\n"
+        "lease 192.0.2.2 {\n  hardware ethernet zz:00;\n  binding state active;\n}\n"
+        "lease 192.0.2.3 {\n  binding state free;\n}\n"
+        "bogus 1;\n}\n"
+    )
     lf = parse_leases(text, "f")
     assert [x.ip for x in lf.leases] == ["192.0.2.3"]
     assert [str(p) for p in lf.problems] == [
         "f:2: no such time 2024/02/30 10:00; lease skipped".replace(
-            "no such", "lease 192.0.2.1: starts: no such"),
+            "no such", "lease 192.0.2.1: starts: no such"
+        ),
         "f:6: lease 192.0.2.2: hardware: 'zz:00' is neither a quoted string nor "
         "colon-separated hex; lease skipped",
         "f:12: unknown top-level statement 'bogus'; skipped",
@@ -140,12 +159,14 @@ def test_bad_values_are_problems_not_exceptions():
 
 
 def test_mac_normalised_in_general_path():
-    lf = parse_leases("lease 192.0.2.5 {\n  binding state active;\n"
-                      "  hardware ethernet 2:0:A:0:0:1;\n}\n", "f")
+    lf = parse_leases(
+        "lease 192.0.2.5 {\n  binding state active;\n  hardware ethernet 2:0:A:0:0:1;\n}\n", "f"
+    )
     assert lf.leases[0].mac == "02:00:0a:00:00:01"
 
 
 # --- the fast path and the general path read the same block the same way ----------------
+
 
 def _general(text: str, path: str):
     """Parse with the general tokenizer only (no fast regex)."""
@@ -183,9 +204,13 @@ def lease_blocks(draw):
         g = _t.gmtime(x)
         return _t.strftime("%w %Y/%m/%d %H:%M:%S", g)
 
-    lines = [f"lease 192.0.2.{i} {{", f"  starts {when(t)};",
-             "  ends never;" if draw(st.booleans()) else f"  ends {when(t + 600)};",
-             f"  cltt {when(t)};", f"  binding state {state};"]
+    lines = [
+        f"lease 192.0.2.{i} {{",
+        f"  starts {when(t)};",
+        "  ends never;" if draw(st.booleans()) else f"  ends {when(t + 600)};",
+        f"  cltt {when(t)};",
+        f"  binding state {state};",
+    ]
     if state == "active":
         lines.append("  next binding state free;")
     lines.append(f"  hardware ethernet 02:00:00:00:00:{i:02x};")

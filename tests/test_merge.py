@@ -285,6 +285,7 @@ def test_first_policy_keeps_the_name_across_renewals() -> None:
     s = Settings(domain="lab.example", conflict_policy=ConflictPolicy.FIRST)
     owner = ev("commit", "192.0.2.101", MAC1, "desk", t=0)
     rival = ev("commit", "192.0.2.102", MAC2, "desk", t=10)
-    (renewal,) = stamp_runs([ev("commit", "192.0.2.101", MAC1, "desk", t=300)],
-                            aggregate([owner, rival]), 3600)
+    (renewal,) = stamp_runs(
+        [ev("commit", "192.0.2.101", MAC1, "desk", t=300)], aggregate([owner, rival]), 3600
+    )
     assert names([owner, rival, renewal], now=310, s=s) == {"desk.lab.example": "192.0.2.101"}

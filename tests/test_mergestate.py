@@ -26,15 +26,30 @@ PEERS = ("peer-a", "peer-b")
 
 _event = st.builds(
     lambda k, ip, mac, name, t, secs, peer: Event(
-        Kind(k), (T0 + t) * 1_000_000 + 7, f"192.0.2.{ip}", f"02:00:00:00:00:0{mac}", name, "",
-        secs if k == "commit" else None, peer),
-    st.sampled_from(["commit", "commit", "release", "expiry"]), st.integers(48, 54),
-    st.integers(1, 3), st.sampled_from(["pc", "laptop", "www", "printer", "x" * 70, "Evil:1", ""]),
-    st.integers(0, 40), st.sampled_from([10, 30, 600, None]), st.sampled_from(PEERS),
+        Kind(k),
+        (T0 + t) * 1_000_000 + 7,
+        f"192.0.2.{ip}",
+        f"02:00:00:00:00:0{mac}",
+        name,
+        "",
+        secs if k == "commit" else None,
+        peer,
+    ),
+    st.sampled_from(["commit", "commit", "release", "expiry"]),
+    st.integers(48, 54),
+    st.integers(1, 3),
+    st.sampled_from(["pc", "laptop", "www", "printer", "x" * 70, "Evil:1", ""]),
+    st.integers(0, 40),
+    st.sampled_from([10, 30, 600, None]),
+    st.sampled_from(PEERS),
 )
 _append = st.tuples(st.just("append"), st.lists(_event, min_size=1, max_size=8))
 _step = st.one_of(
-    _append, _append, _append, _append, _append,  # mostly new events, as in life
+    _append,
+    _append,
+    _append,
+    _append,
+    _append,  # mostly new events, as in life
     st.tuples(st.just("torn"), _event, st.integers(1, 60)),  # a line cut short (a crash)
     st.tuples(st.just("finish"), st.sampled_from(PEERS)),  # the cut line's rest arrives
     st.tuples(st.just("garbage"), st.sampled_from(PEERS)),
@@ -42,7 +57,9 @@ _step = st.one_of(
     st.tuples(st.just("remove"), st.sampled_from(PEERS)),  # a segment or peer directory lost
     st.tuples(st.just("compact"), st.sampled_from(PEERS)),
     st.tuples(st.just("rsync"), st.sampled_from(PEERS)),  # replaced by a new inode, same bytes
-    st.tuples(st.just("corrupt-state"),),
+    st.tuples(
+        st.just("corrupt-state"),
+    ),
 )
 
 
@@ -120,9 +137,12 @@ def _from_scratch(root: Path, now: int) -> tuple[bytes, int]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.lists(_step, min_size=1, max_size=4), min_size=2, max_size=6), st.integers(0, 50))
+@given(
+    st.lists(st.lists(_step, min_size=1, max_size=4), min_size=2, max_size=6), st.integers(0, 50)
+)
 def test_incremental_build_is_byte_identical_to_a_merge_of_every_line(
-        builds: list[list[tuple]], now: int) -> None:  # type: ignore[type-arg]
+    builds: list[list[tuple]], now: int
+) -> None:  # type: ignore[type-arg]
     with tempfile.TemporaryDirectory() as tmp:
         root, state_dir = Path(tmp) / "journal", Path(tmp)
         root.mkdir()
@@ -141,8 +161,9 @@ def _write(root: Path, peer: str, *events: Event) -> None:
 
 
 def ev(ip: int, name: str, t: int = 0, peer: str = "peer-a") -> Event:
-    return Event(Kind.COMMIT, (T0 + t) * 1_000_000, f"192.0.2.{ip}", "02:00:00:00:00:01", name,
-                 "", 600, peer)
+    return Event(
+        Kind.COMMIT, (T0 + t) * 1_000_000, f"192.0.2.{ip}", "02:00:00:00:00:01", name, "", 600, peer
+    )
 
 
 def test_second_build_reads_only_the_new_lines(tmp_path: Path) -> None:
@@ -225,9 +246,21 @@ def test_verdicts_are_dropped_when_domain_or_policy_change(tmp_path: Path) -> No
 
 _line = st.one_of(
     _event.map(lambda e: to_line(e).rstrip("\n")),
-    st.sampled_from(['{"kind":"commit"}', "not json", "", " ", "\r", "[1]", "5", '{"a":',
-                     '"x"', '{"kind":"commit","time":"2027-01-15T08:00:00.000007Z","ip":"192.0.2.1",'
-                     '"mac":"2:0:0:0:0:1","name":"n","host":"","secs":5}  ']),
+    st.sampled_from(
+        [
+            '{"kind":"commit"}',
+            "not json",
+            "",
+            " ",
+            "\r",
+            "[1]",
+            "5",
+            '{"a":',
+            '"x"',
+            '{"kind":"commit","time":"2027-01-15T08:00:00.000007Z","ip":"192.0.2.1",'
+            '"mac":"2:0:0:0:0:1","name":"n","host":"","secs":5}  ',
+        ]
+    ),
     st.text(max_size=12),
 )
 
@@ -245,7 +278,7 @@ def test_segment_parser_agrees_with_from_line_per_line(lines: list[str], torn: b
         if raw:
             try:
                 want.append(from_line(raw.decode("utf-8", "surrogateescape"), "peer-a"))
-            except Exception as e:  # noqa: BLE001 (compared below)
+            except Exception as e:
                 problems.append(f"seg:{no}: {e}; line skipped")
     assert pj.events == want and pj.problems == problems
 
@@ -256,7 +289,6 @@ def _no_compile(argv, **kw):  # type: ignore[no-untyped-def]
 
 def test_apply_build_without_journals_is_incremental_and_guarded(tmp_path: Path) -> None:
     from conftest import write_config
-
     from leasedns import apply, config
 
     cfg = config.load(str(write_config(tmp_path)))
@@ -269,8 +301,12 @@ def test_apply_build_without_journals_is_incremental_and_guarded(tmp_path: Path)
     _write(root, "peer-b", ev(200, "late", t=20, peer="peer-b"))
     report = apply.Report()
     second = apply.build(cfg, now, report, runner=_no_compile)
-    full = merge([e for pj in journal.read_all(root).values() for e in pj.events],
-                 statics.load(cfg), Settings.from_config(cfg), now)
+    full = merge(
+        [e for pj in journal.read_all(root).values() for e in pj.events],
+        statics.load(cfg),
+        Settings.from_config(cfg),
+        now,
+    )
     assert second.records == full.records and report.events == 13
     shutil.rmtree(root / "peer-a")  # a lost journal: rebuilt from scratch, so the guard sees it
     with pytest.raises(GuardError, match="refusing to publish: 12 of 13"):

@@ -23,39 +23,69 @@ from test_mergestate import PEERS, T0, _apply_step
 TTL = 300
 STATICS = (
     Statics(hosts=(StaticHost("printer.lab.example", "192.0.2.50", "x:1"),)),
-    Statics(names=frozenset({"laptop.lab.example"}), ptr_ips=frozenset({"192.0.2.49"}),
-            hosts=(StaticHost("printer.lab.example", "192.0.2.50", "x:1"),),
-            data_files=(("static", "+laptop.lab.example:192.0.2.9:300\n"),)),
+    Statics(
+        names=frozenset({"laptop.lab.example"}),
+        ptr_ips=frozenset({"192.0.2.49"}),
+        hosts=(StaticHost("printer.lab.example", "192.0.2.50", "x:1"),),
+        data_files=(("static", "+laptop.lab.example:192.0.2.9:300\n"),),
+    ),
     Statics(),
 )
 SETTINGS = (
     Settings(domain="lab.example", protected=frozenset({"www"})),
-    Settings(domain="lab.example", protected=frozenset({"www"}),
-             conflict_policy=ConflictPolicy.FIRST),
-    Settings(domain="lab.example", protected=frozenset({"www", "pc"}), reverse=False,
-             subnets=(ipaddress.IPv4Network("192.0.2.48/30"),)),
-    Settings(domain="lab.example", name_policy=NamePolicy.STRICT,
-             conflict_policy=ConflictPolicy.FIRST, default_lease_secs=20),
+    Settings(
+        domain="lab.example", protected=frozenset({"www"}), conflict_policy=ConflictPolicy.FIRST
+    ),
+    Settings(
+        domain="lab.example",
+        protected=frozenset({"www", "pc"}),
+        reverse=False,
+        subnets=(ipaddress.IPv4Network("192.0.2.48/30"),),
+    ),
+    Settings(
+        domain="lab.example",
+        name_policy=NamePolicy.STRICT,
+        conflict_policy=ConflictPolicy.FIRST,
+        default_lease_secs=20,
+    ),
 )
 
 _event = st.builds(
     lambda k, ip, mac, name, host, t, secs, since, peer: Event(
-        Kind(k), (T0 + t) * 1_000_000 + 7, f"192.0.2.{ip}", f"02:00:00:00:00:0{mac}", name, host,
-        secs if k == "commit" else None, peer,
-        since_us=None if since is None or k != "commit" else (T0 + t - since) * 1_000_000),
-    st.sampled_from(["commit", "commit", "commit", "release", "expiry"]), st.integers(48, 54),
+        Kind(k),
+        (T0 + t) * 1_000_000 + 7,
+        f"192.0.2.{ip}",
+        f"02:00:00:00:00:0{mac}",
+        name,
+        host,
+        secs if k == "commit" else None,
+        peer,
+        since_us=None if since is None or k != "commit" else (T0 + t - since) * 1_000_000,
+    ),
+    st.sampled_from(["commit", "commit", "commit", "release", "expiry"]),
+    st.integers(48, 54),
     st.integers(1, 3),
     st.sampled_from(["pc", "PC", "laptop", "www", "printer", "x" * 70, "Evil:1", "a_b", ""]),
-    st.sampled_from(["", "", "", "pc"]), st.integers(0, 60), st.sampled_from([10, 30, 600, None]),
-    st.sampled_from([None, None, 5, 50]), st.sampled_from(PEERS),
+    st.sampled_from(["", "", "", "pc"]),
+    st.integers(0, 60),
+    st.sampled_from([10, 30, 600, None]),
+    st.sampled_from([None, None, 5, 50]),
+    st.sampled_from(PEERS),
 )
 _append = st.tuples(st.just("append"), st.lists(_event, min_size=1, max_size=6))
 _step = st.one_of(
-    _append, _append, _append, _append, _append, _append,
+    _append,
+    _append,
+    _append,
+    _append,
+    _append,
+    _append,
     st.tuples(st.just("truncate"), st.sampled_from(PEERS), st.integers(0, 400)),
     st.tuples(st.just("remove"), st.sampled_from(PEERS)),
     st.tuples(st.just("compact"), st.sampled_from(PEERS)),
-    st.tuples(st.just("corrupt-state"),),
+    st.tuples(
+        st.just("corrupt-state"),
+    ),
 )
 _append_only = st.tuples(st.just("append"), st.lists(_event, min_size=1, max_size=6))
 # One build: what happened to the journals since, the clock's step, and now and then other
@@ -63,9 +93,14 @@ _append_only = st.tuples(st.just("append"), st.lists(_event, min_size=1, max_siz
 _build = st.tuples(
     st.one_of(st.lists(_append_only, max_size=3), st.lists(_step, max_size=3)),
     st.sampled_from([0, 0, 1, 3, 7, 15, 40, -5]),
-    st.one_of(st.just(None), st.just(None), st.just(None), st.just(None),
-              st.tuples(st.just("statics"), st.integers(0, len(STATICS) - 1)),
-              st.tuples(st.just("settings"), st.integers(0, len(SETTINGS) - 1))),
+    st.one_of(
+        st.just(None),
+        st.just(None),
+        st.just(None),
+        st.just(None),
+        st.tuples(st.just("statics"), st.integers(0, len(STATICS) - 1)),
+        st.tuples(st.just("settings"), st.integers(0, len(SETTINGS) - 1)),
+    ),
 )
 
 
@@ -78,10 +113,15 @@ def _guard_decision(*args: object) -> str:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_build, min_size=2, max_size=10), st.integers(0, 30),
-       st.integers(0, len(STATICS) - 1), st.integers(0, len(SETTINGS) - 1))
+@given(
+    st.lists(_build, min_size=2, max_size=10),
+    st.integers(0, 30),
+    st.integers(0, len(STATICS) - 1),
+    st.integers(0, len(SETTINGS) - 1),
+)
 def test_incremental_resolve_is_byte_identical_to_a_full_merge(
-        builds: list[tuple], start: int, si: int, se: int) -> None:  # type: ignore[type-arg]
+    builds: list[tuple], start: int, si: int, se: int
+) -> None:  # type: ignore[type-arg]
     with tempfile.TemporaryDirectory() as tmp:
         root, state_dir = Path(tmp) / "journal", Path(tmp)
         root.mkdir()
@@ -98,8 +138,9 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
             state, _ = mergestate.refresh(root, mergestate.load(state_dir), s)
             saved = state.resolved
             saved_digest = saved.data_digest if saved is not None else b""
-            up = resolved.update(saved, state.touched, state.aggregates, statics, s, TTL, now,
-                                 state.verdicts)
+            up = resolved.update(
+                saved, state.touched, state.aggregates, statics, s, TTL, now, state.verdicts
+            )
             state.resolved, state.touched = up.resolved, set()
             mergestate.save(state_dir, state)
             built = resolved.Built(up, state.aggregates, statics, s, now, state.verdicts)
@@ -123,14 +164,23 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
 
 
 def _ev(ip: int, name: str, t: int, secs: int = 600, mac: int = 1) -> Event:
-    return Event(Kind.COMMIT, (T0 + t) * 1_000_000, f"192.0.2.{ip}", f"02:00:00:00:00:0{mac}",
-                 name, "", secs, "peer-a")
+    return Event(
+        Kind.COMMIT,
+        (T0 + t) * 1_000_000,
+        f"192.0.2.{ip}",
+        f"02:00:00:00:00:0{mac}",
+        name,
+        "",
+        secs,
+        "peer-a",
+    )
 
 
 def _build(root: Path, state_dir: Path, statics: Statics, s: Settings, now: int) -> resolved.Update:
     state, _ = mergestate.refresh(root, mergestate.load(state_dir), s)
-    up = resolved.update(state.resolved, state.touched, state.aggregates, statics, s, TTL, now,
-                         state.verdicts)
+    up = resolved.update(
+        state.resolved, state.touched, state.aggregates, statics, s, TTL, now, state.verdicts
+    )
     state.resolved, state.touched = up.resolved, set()
     mergestate.save(state_dir, state)
     return up
@@ -150,8 +200,9 @@ def test_steady_state_recomputes_only_what_changed(tmp_path: Path) -> None:
     third = _build(root, tmp_path, statics, s, T0 + 600)
     assert third.full == "" and third.dirty == {"192.0.2.100"} and third.dynamic == 50
     other = Statics(names=frozenset({"pc3.lab.example"}))
-    assert _build(root, tmp_path, other, s, T0 + 600).full == \
-        "static data or merge settings changed"
+    assert (
+        _build(root, tmp_path, other, s, T0 + 600).full == "static data or merge settings changed"
+    )
     assert _build(root, tmp_path, other, SETTINGS[1], T0 + 600).full
     assert _build(root, tmp_path, other, SETTINGS[1], T0 + 590).full == "the clock went back"
 

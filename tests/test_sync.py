@@ -130,9 +130,16 @@ def test_partition_each_side_keeps_publishing_then_one_sync_each_way_converges(
         (tmp_path / p / "state" / "journal").rename(tmp_path / p / "state" / "journal-real")
 
     def peer(me: str, other: str, target: Path) -> config.Config:
-        return config.load(str(write_config(
-            tmp_path / me, peer=me, journal_dir=str(tmp_path / me / "state" / "journal-real"),
-            sync={"partners": [{"name": other, "rsync_target": str(target)}]})))
+        return config.load(
+            str(
+                write_config(
+                    tmp_path / me,
+                    peer=me,
+                    journal_dir=str(tmp_path / me / "state" / "journal-real"),
+                    sync={"partners": [{"name": other, "rsync_target": str(target)}]},
+                )
+            )
+        )
 
     a = peer("peer-a", "peer-b", tmp_path / "down" / "nowhere")
     b = peer("peer-b", "peer-a", tmp_path / "down" / "nowhere")

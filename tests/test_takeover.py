@@ -60,8 +60,9 @@ def setup(tmp: Path, **extra: object) -> config.Config:
 def fire(cfg: config.Config, *args: str) -> None:
     """The real hook, as dhcpd runs it (no apply of its own: the test runs apply)."""
     env = {"PATH": "/usr/bin:/bin", "LEASEDNS_SPOOL": str(cfg.spool_dir), "LEASEDNS_NO_APPLY": "1"}
-    p = subprocess.run([str(HOOK), *args], env=env, stdin=subprocess.DEVNULL,
-                       capture_output=True, timeout=10)
+    p = subprocess.run(
+        [str(HOOK), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=10
+    )
     assert p.returncode == 0 and p.stderr == b"", p.stderr
 
 
@@ -75,15 +76,20 @@ def build(cfg: config.Config) -> None:
 
 def ask(cfg: config.Config, qtype: str, name: str) -> tuple[str, list[str]]:
     """(rcode, answers as 'TYPE value') from tinydns-get on the compiled data.cdb."""
-    p = subprocess.run([tool("tinydns-get"), qtype, name], cwd=cfg.tinydns_root,
-                       capture_output=True, text=True, timeout=10, check=True)
+    p = subprocess.run(
+        [tool("tinydns-get"), qtype, name],
+        cwd=cfg.tinydns_root,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
     lines = p.stdout.splitlines()
     if len(lines) < 2:
         return "not authoritative", []  # tinydns would not answer at all
     status = lines[1]
     rcode = "nxdomain" if "nxdomain" in status else "noerror" if "noerror" in status else status
-    answers = sorted(" ".join(line.split()[3:]) for line in lines
-                     if line.startswith("answer: "))
+    answers = sorted(" ".join(line.split()[3:]) for line in lines if line.startswith("answer: "))
     return rcode, answers
 
 
@@ -98,9 +104,14 @@ def ptr(cfg: config.Config, ip: str) -> tuple[str, list[str]]:
 def show(cfg: config.Config) -> dict[str, dict[str, object]]:
     """`leasedns -c CFG show --json`, one row per address."""
     leasedns = str(Path(sys.executable).with_name("leasedns"))
-    p = subprocess.run([leasedns, "-c", str(cfg.path), "show", "--json"], capture_output=True,
-                       text=True, timeout=30, check=True,
-                       env={**os.environ, "PATH": os.environ["PATH"] + ":/usr/sbin"})
+    p = subprocess.run(
+        [leasedns, "-c", str(cfg.path), "show", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={**os.environ, "PATH": os.environ["PATH"] + ":/usr/sbin"},
+    )
     rows = [json.loads(line) for line in p.stdout.splitlines()]
     return {str(r["ip"]): r for r in rows}
 
@@ -114,6 +125,7 @@ NXDOMAIN: tuple[str, list[str]] = ("nxdomain", [])
 
 
 # (a) ------------------------------------------------------------------------------------------
+
 
 def test_client_cannot_take_a_fixed_address_hosts_name(tmp_path: Path) -> None:
     cfg = setup(tmp_path)
@@ -133,14 +145,17 @@ def test_client_cannot_take_a_fixed_address_hosts_name(tmp_path: Path) -> None:
     rows = show(cfg)
     for ip in ("192.0.2.100", "192.0.2.101", "192.0.2.102"):
         assert rows[ip]["published"] is False
-        assert rows[ip]["note"] == ("name printer.lab.example belongs to static data or a "
-                                    "dhcpd.conf host")
-    assert rows["192.0.2.50"]["note"] == ("192.0.2.50 is a fixed address; its name comes from "
-                                          "dhcpd.conf")
+        assert rows[ip]["note"] == (
+            "name printer.lab.example belongs to static data or a dhcpd.conf host"
+        )
+    assert rows["192.0.2.50"]["note"] == (
+        "192.0.2.50 is a fixed address; its name comes from dhcpd.conf"
+    )
     assert dynamic_lines(cfg) == []
 
 
 # (b) ------------------------------------------------------------------------------------------
+
 
 def test_client_cannot_take_a_protected_name(tmp_path: Path) -> None:
     cfg = setup(tmp_path)
@@ -155,10 +170,13 @@ def test_client_cannot_take_a_protected_name(tmp_path: Path) -> None:
     rows = show(cfg)
     for ip in ("192.0.2.100", "192.0.2.101"):
         assert (rows[ip]["published"], rows[ip]["note"]) == (
-            False, "name www.lab.example is protected")
+            False,
+            "name www.lab.example is protected",
+        )
 
 
 # (c) ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["lab.example", "lab.example.", "LAB.EXAMPLE", "Lab.Example.."])
 def test_client_cannot_take_the_zone_apex(tmp_path: Path, name: str) -> None:
@@ -177,15 +195,20 @@ def test_client_cannot_take_the_zone_apex(tmp_path: Path, name: str) -> None:
 
 # (d) ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("name", "owner", "answer"), [
-    ("ns", "ns.lab.example", ["A 127.53.0.1"]),           # NS host of the `.` line
-    ("NS.lab.example.", "ns.lab.example", ["A 127.53.0.1"]),
-    ("mail", "mail.lab.example", ["A 192.0.2.25"]),       # `=` line
-    ("web", "web.lab.example", ["A 192.0.2.80"]),         # `+` line
-    ("ftp", "ftp.lab.example", ["CNAME web.lab.example"]),  # `C` line
-])
+
+@pytest.mark.parametrize(
+    ("name", "owner", "answer"),
+    [
+        ("ns", "ns.lab.example", ["A 127.53.0.1"]),  # NS host of the `.` line
+        ("NS.lab.example.", "ns.lab.example", ["A 127.53.0.1"]),
+        ("mail", "mail.lab.example", ["A 192.0.2.25"]),  # `=` line
+        ("web", "web.lab.example", ["A 192.0.2.80"]),  # `+` line
+        ("ftp", "ftp.lab.example", ["CNAME web.lab.example"]),  # `C` line
+    ],
+)
 def test_client_cannot_take_a_name_of_the_static_data(
-        tmp_path: Path, name: str, owner: str, answer: list[str]) -> None:
+    tmp_path: Path, name: str, owner: str, answer: list[str]
+) -> None:
     cfg = setup(tmp_path)
     fire(cfg, "commit", "192.0.2.100", "2:0:0:0:0:1", name, "", "600")
     build(cfg)
@@ -194,11 +217,14 @@ def test_client_cannot_take_a_name_of_the_static_data(
     assert ptr(cfg, "192.0.2.100") == NXDOMAIN
     row = show(cfg)["192.0.2.100"]
     assert (row["published"], row["note"]) == (
-        False, f"name {owner} belongs to static data or a dhcpd.conf host")
+        False,
+        f"name {owner} belongs to static data or a dhcpd.conf host",
+    )
     assert dynamic_lines(cfg) == []
 
 
 # (e) ------------------------------------------------------------------------------------------
+
 
 def test_first_policy_keeps_a_live_owners_name_until_it_releases(tmp_path: Path) -> None:
     cfg = setup(tmp_path, names={"protected": ["www"], "conflict": "first"})
@@ -213,7 +239,9 @@ def test_first_policy_keeps_a_live_owners_name_until_it_releases(tmp_path: Path)
     rows = show(cfg)
     assert rows["192.0.2.101"]["published"] is True and rows["192.0.2.101"]["note"] == ""
     assert (rows["192.0.2.102"]["published"], rows["192.0.2.102"]["note"]) == (
-        False, "name desk.lab.example is held by 192.0.2.101 (first policy)")
+        False,
+        "name desk.lab.example is held by 192.0.2.101 (first policy)",
+    )
 
     # It releases: the second claimant gets the name on the next build.
     fire(cfg, "release", "192.0.2.101", "2:0:0:0:0:1", "desk", "", "")
@@ -228,13 +256,21 @@ def test_first_policy_keeps_a_live_owners_name_until_it_releases(tmp_path: Path)
 
 # (f) ------------------------------------------------------------------------------------------
 
+
 def test_a_client_gets_a_ptr_only_for_its_own_lease(tmp_path: Path) -> None:
     cfg = setup(tmp_path)
     fire(cfg, "commit", "192.0.2.103", "2:0:0:0:0:3", "1.2.0.192.in-addr.arpa", "", "600")
     fire(cfg, "commit", "192.0.2.104", "2:0:0:0:0:4", "evil.2.0.192.in-addr.arpa.", "", "600")
     fire(cfg, "commit", "192.0.2.105", "2:0:0:0:0:5", "x", "7.2.0.192.in-addr.arpa", "600")
-    fire(cfg, "commit", "192.0.2.106", "2:0:0:0:0:6",
-         "a:192.0.2.9\n^9.2.0.192.in-addr.arpa:evil.lab.example", "", "600")
+    fire(
+        cfg,
+        "commit",
+        "192.0.2.106",
+        "2:0:0:0:0:6",
+        "a:192.0.2.9\n^9.2.0.192.in-addr.arpa:evil.lab.example",
+        "",
+        "600",
+    )
     fire(cfg, "commit", "198.51.100.7", "2:0:0:0:0:7", "outsider", "", "600")
     build(cfg)
 
@@ -248,15 +284,24 @@ def test_a_client_gets_a_ptr_only_for_its_own_lease(tmp_path: Path) -> None:
     assert ptr(cfg, "192.0.2.105") == ("noerror", ["PTR 7.lab.example"])
     assert ptr(cfg, "192.0.2.106") == ("noerror", ["PTR a192.lab.example"])
     # The reverse names they sent answer nothing.
-    for name in ("1.2.0.192.in-addr.arpa", "evil.2.0.192.in-addr.arpa",
-                 "7.2.0.192.in-addr.arpa", "9.2.0.192.in-addr.arpa"):
+    for name in (
+        "1.2.0.192.in-addr.arpa",
+        "evil.2.0.192.in-addr.arpa",
+        "7.2.0.192.in-addr.arpa",
+        "9.2.0.192.in-addr.arpa",
+    ):
         assert ask(cfg, "ptr", name) == NXDOMAIN, name
         assert ask(cfg, "a", name) == NXDOMAIN, name
 
     # Over the whole reverse zone, exactly the leased and static addresses have a PTR.
-    expected = {"192.0.2.25": "mail.lab.example", "192.0.2.50": "printer.lab.example",
-                "192.0.2.103": "1.lab.example", "192.0.2.104": "evil.lab.example",
-                "192.0.2.105": "7.lab.example", "192.0.2.106": "a192.lab.example"}
+    expected = {
+        "192.0.2.25": "mail.lab.example",
+        "192.0.2.50": "printer.lab.example",
+        "192.0.2.103": "1.lab.example",
+        "192.0.2.104": "evil.lab.example",
+        "192.0.2.105": "7.lab.example",
+        "192.0.2.106": "a192.lab.example",
+    }
     found = {}
     for n in range(256):
         ip = f"192.0.2.{n}"
@@ -273,9 +318,15 @@ def test_a_client_gets_a_ptr_only_for_its_own_lease(tmp_path: Path) -> None:
     assert "198.51.100.7" not in (cfg.tinydns_root / "data").read_text()
     row = show(cfg)["198.51.100.7"]
     assert (row["published"], row["note"]) == (
-        False, "198.51.100.7 is outside the configured subnets")
+        False,
+        "198.51.100.7 is outside the configured subnets",
+    )
     assert [line.split(":")[1] for line in dynamic_lines(cfg)] == [
-        "192.0.2.103", "192.0.2.105", "192.0.2.106", "192.0.2.104"]  # sorted by name
+        "192.0.2.103",
+        "192.0.2.105",
+        "192.0.2.106",
+        "192.0.2.104",
+    ]  # sorted by name
     assert all(line.startswith("=") for line in dynamic_lines(cfg))
 
 
@@ -294,4 +345,5 @@ def test_first_policy_owner_keeps_its_name_across_a_renewal(tmp_path: Path) -> N
     assert a(cfg, "desk.lab.example") == ("noerror", ["A 192.0.2.101"])
     assert ptr(cfg, "192.0.2.102") == NXDOMAIN
     assert show(cfg)["192.0.2.102"]["note"] == (
-        "name desk.lab.example is held by 192.0.2.101 (first policy)")
+        "name desk.lab.example is held by 192.0.2.101 (first policy)"
+    )

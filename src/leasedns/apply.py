@@ -1,4 +1,4 @@
-"""`leasedns apply`: spool -> journal, then merge, render, guard and publish (one build at a time)."""
+"""`leasedns apply`: spool -> journal, then merge, render, guard, publish (one build at a time)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -73,8 +73,9 @@ def build_lock(cfg: Config) -> Iterator[None]:
         os.close(fd)
 
 
-def ingest(cfg: Config, report: Report, now_ns: int,
-           state: mergestate.MergeState | None = None) -> list[Event]:
+def ingest(
+    cfg: Config, report: Report, now_ns: int, state: mergestate.MergeState | None = None
+) -> list[Event]:
     """Move valid spool events into this peer's journal; reject the invalid ones, keeping them.
 
     With the merge `state`, each commit is journaled with the start of the run
@@ -89,8 +90,12 @@ def ingest(cfg: Config, report: Report, now_ns: int,
             report.rejected += 1
             continue
         if item.size > spool.MAX_EVENT_BYTES:
-            spool.reject(cfg.spool_dir, item, f"event file is {item.size} bytes; no hook writes "
-                         f"more than {spool.MAX_EVENT_BYTES}")
+            spool.reject(
+                cfg.spool_dir,
+                item,
+                f"event file is {item.size} bytes; no hook writes "
+                f"more than {spool.MAX_EVENT_BYTES}",
+            )
             report.rejected += 1
             continue
         try:
@@ -117,10 +122,15 @@ def ingest(cfg: Config, report: Report, now_ns: int,
     return good
 
 
-def build(cfg: Config, now: int, report: Report, force: bool = False,
-          runner: Runner | None = None,
-          journals: dict[str, journal.PeerJournal] | None = None,
-          state: mergestate.MergeState | None = None) -> Result | resolved.Built:
+def build(
+    cfg: Config,
+    now: int,
+    report: Report,
+    force: bool = False,
+    runner: Runner | None = None,
+    journals: dict[str, journal.PeerJournal] | None = None,
+    state: mergestate.MergeState | None = None,
+) -> Result | resolved.Built:
     """Merge every peer's journal with the static input and publish the result.
 
     Without `journals`, the merge starts from the aggregates the last build
@@ -156,61 +166,87 @@ def build(cfg: Config, now: int, report: Report, force: bool = False,
             report.dynamic = sum(1 for r in result.records if not r.static)
             report.refused = len(result.refusals)
     if not force:
-        check_guard(result, previous_data, saved_digest, st, now,
-                    cfg.guard_fraction, cfg.guard_min)
-    outcome = publish(cfg.tinydns_root, data, cfg.tinydns_data,
-                      **({"runner": runner} if runner else {}))
+        check_guard(result, previous_data, saved_digest, st, now, cfg.guard_fraction, cfg.guard_min)
+    outcome = publish(
+        cfg.tinydns_root, data, cfg.tinydns_data, **({"runner": runner} if runner else {})
+    )
     report.changed, report.compiled = outcome.changed, outcome.compiled
     report.compile_secs = round(outcome.compile_secs, 4)
     report.build_secs = round(time.monotonic() - t0, 4)
     return result
 
 
-def check_guard(result: Result | resolved.Built, previous_data: bytes | None,
-                saved_digest: bytes, st: statics.Statics, now: int, fraction: float,
-                minimum: int) -> None:
+def check_guard(
+    result: Result | resolved.Built,
+    previous_data: bytes | None,
+    saved_digest: bytes,
+    st: statics.Statics,
+    now: int,
+    fraction: float,
+    minimum: int,
+) -> None:
     """The mass-delete guard on a build's result against the data file it replaces."""
-    if (isinstance(result, resolved.Built) and result.update.before is not None
-            and previous_data is not None and saved_digest
-            and resolved.digest(previous_data) == saved_digest
-            and not resolved.static_mark_clash(st)):
+    if (
+        isinstance(result, resolved.Built)
+        and result.update.before is not None
+        and previous_data is not None
+        and saved_digest
+        and resolved.digest(previous_data) == saved_digest
+        and not resolved.static_mark_clash(st)
+    ):
         # The data file is what the saved outcome rendered: the losses follow from what
         # changed since (see `resolved.update`), without reading it back.
-        guard.decide([name for name, _ip, _ttd in result.update.lost], result.update.before,
-                     fraction, minimum)
+        guard.decide(
+            [name for name, _ip, _ttd in result.update.lost],
+            result.update.before,
+            fraction,
+            minimum,
+        )
         return
     previous = published_dynamic(previous_data) if previous_data is not None else []
     if isinstance(result, resolved.Built):
-        kept = [Record(n, ip, None, False, False)
-                for n, ip in result.update.resolved.winner.items()]
+        kept = [
+            Record(n, ip, None, False, False) for n, ip in result.update.resolved.winner.items()
+        ]
         guard.check(previous, kept, result.agg.latest, now, fraction, minimum)
     else:
         guard.check(previous, result.records, result.known_ips, now, fraction, minimum)
 
 
-def _merge_incremental(cfg: Config, settings: Settings, st: statics.Statics,
-                       now: int, state: mergestate.MergeState | None = None,
-                       ) -> tuple[resolved.Built, int, bytes]:
+def _merge_incremental(
+    cfg: Config,
+    settings: Settings,
+    st: statics.Statics,
+    now: int,
+    state: mergestate.MergeState | None = None,
+) -> tuple[resolved.Built, int, bytes]:
     """Merge from the saved aggregates plus the new journal lines and the saved resolve's
     outcome; keep both again. Also returns the digest of the data the saved outcome rendered."""
     if state is None:
         state = mergestate.load(cfg.state_dir)
     state, progress = mergestate.refresh(cfg.journal_dir, state, settings)
     if progress.rebuilt:
-        log.info("merge state rebuilt from every journal line (%d events): %s",
-                 state.events, progress.rebuilt)
+        log.info(
+            "merge state rebuilt from every journal line (%d events): %s",
+            state.events,
+            progress.rebuilt,
+        )
     saved = state.resolved
     saved_digest = saved.data_digest if saved is not None else b""
-    up = resolved.update(saved, state.touched, state.aggregates, st, settings, cfg.ttl, now,
-                         state.verdicts)
+    up = resolved.update(
+        saved, state.touched, state.aggregates, st, settings, cfg.ttl, now, state.verdicts
+    )
     if up.full and saved is not None:
         log.info("resolving every binding again: %s", up.full)
     state.resolved, state.touched = up.resolved, set()
     # Saved before the guard and publishing: it describes the journals, whatever is done
     # with the result.
     mergestate.save(cfg.state_dir, state)
-    return (resolved.Built(up, state.aggregates, st, settings, now, state.verdicts),
-            state.events, saved_digest)
+    return (
+        resolved.Built(up, state.aggregates, st, settings, now, state.verdicts),
+        state.events,
+        saved_digest,
+    )
 
 
 @contextmanager
@@ -227,16 +263,19 @@ def gc_paused() -> Iterator[None]:
 def log_refusals(result: Result | resolved.Built, new: list[Event]) -> None:
     """Log, once (when their event arrives), the bindings whose name is not published."""
     fresh = set(new)
-    refusals = (result.fresh_refusals(fresh) if isinstance(result, resolved.Built)
-                else [r for r in result.refusals if r.binding.commit in fresh])
+    refusals = (
+        result.fresh_refusals(fresh)
+        if isinstance(result, resolved.Built)
+        else [r for r in result.refusals if r.binding.commit in fresh]
+    )
     for r in refusals:
         b = r.binding
-        log.warning("lease %s %s (peer %s): name not published: %s", b.ip, b.mac, b.peer,
-                    r.reason)
+        log.warning("lease %s %s (peer %s): name not published: %s", b.ip, b.mac, b.peer, r.reason)
 
 
-def run(cfg: Config, *, force: bool = False, coalesce: bool = False,
-        runner: Runner | None = None) -> Report:
+def run(
+    cfg: Config, *, force: bool = False, coalesce: bool = False, runner: Runner | None = None
+) -> Report:
     """One apply: wait for the build lock, coalesce, ingest the spool, build, record the outcome."""
     ensure_dirs(cfg)
     report = Report()
@@ -245,10 +284,8 @@ def run(cfg: Config, *, force: bool = False, coalesce: bool = False,
             time.sleep(cfg.coalesce_secs)  # let a burst of events gather into this build
         # Drop the flag before reading the spool: a hook that writes after this
         # point creates it again and so starts the follow-up build.
-        try:
+        with suppress(FileNotFoundError):
             (cfg.spool_dir / spool.DUE_FLAG).unlink()
-        except FileNotFoundError:
-            pass
         now_ns = time.time_ns()
         report.time = format_time(now_ns // 1000)
         new: list[Event] = []
@@ -270,11 +307,18 @@ def run(cfg: Config, *, force: bool = False, coalesce: bool = False,
         # After the build, outside its lock: a slow or failing partner never
         # delays or breaks publishing here.
         results = syncing.run(cfg, wait=False)
-        report.synced = ", ".join(f"{r.partner}: {'ok' if r.ok else r.error}" for r in results) \
+        report.synced = (
+            ", ".join(f"{r.partner}: {'ok' if r.ok else r.error}" for r in results)
             or "deferred to the sync already running"
-    log.info("apply: %d new events, %d rejected, %d records (%d dynamic), %s",
-             report.ingested, report.rejected, report.records, report.dynamic,
-             "compiled" if report.compiled else "unchanged" if report.ok else "FAILED")
+        )
+    log.info(
+        "apply: %d new events, %d rejected, %d records (%d dynamic), %s",
+        report.ingested,
+        report.rejected,
+        report.records,
+        report.dynamic,
+        "compiled" if report.compiled else "unchanged" if report.ok else "FAILED",
+    )
     return report
 
 
@@ -308,7 +352,9 @@ def maybe_compact(cfg: Config, report: Report, state: mergestate.MergeState, now
     write_atomic(path, json.dumps({"looked_at": looked_at}).encode(), 0o640)
 
 
-def record(cfg: Config, args: list[str], time_us: int | None = None, source: str = "record") -> Event:
+def record(
+    cfg: Config, args: list[str], time_us: int | None = None, source: str = "record"
+) -> Event:
     """Validate one event given as the hook's six arguments and journal it durably."""
     peer_dir = ensure_dirs(cfg)
     ev = make_event(args, time.time_ns() // 1000 if time_us is None else time_us, cfg.peer, source)
@@ -325,8 +371,10 @@ def save_report(cfg: Config, report: Report) -> None:
         previous = json.loads(path.read_text())
     except (OSError, ValueError):
         previous = {}
-    data = {"last": asdict(report),
-            "last_ok": asdict(report) if report.ok else previous.get("last_ok")}
+    data = {
+        "last": asdict(report),
+        "last_ok": asdict(report) if report.ok else previous.get("last_ok"),
+    }
     text = json.dumps(data, indent=1)
     # Padded to a fixed size, so that on a full disk the report can still be
     # overwritten in place (its blocks are already there) and `status` tells.

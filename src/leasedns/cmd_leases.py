@@ -15,13 +15,16 @@ COLUMNS = ("ip", "mac", "state", "starts", "ends", "client-hostname", "file")
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "leases", help="show live leases from dhcpd.leases files",
+        "leases",
+        help="show live leases from dhcpd.leases files",
         description="Per address the last block of each file; across files the most recently "
-                    "started lease wins. Problems go to stderr as path:line: problem.")
+        "started lease wins. Problems go to stderr as path:line: problem.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help="dhcpd.leases files (both peers)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--all", action="store_true",
-                   help="include free, expired, backup and abandoned leases too")
+    p.add_argument(
+        "--all", action="store_true", help="include free, expired, backup and abandoned leases too"
+    )
     p.set_defaults(run=run)
     return p
 
@@ -32,8 +35,13 @@ def _when(ts: int | None) -> str:
 
 def _row(lease: Lease) -> dict[str, str | int | None]:
     return {
-        "ip": lease.ip, "mac": lease.mac, "state": lease.state, "starts": lease.starts,
-        "ends": lease.ends, "client-hostname": lease.client_hostname, "file": lease.path,
+        "ip": lease.ip,
+        "mac": lease.mac,
+        "state": lease.state,
+        "starts": lease.starts,
+        "ends": lease.ends,
+        "client-hostname": lease.client_hostname,
+        "file": lease.path,
     }
 
 
@@ -50,24 +58,35 @@ def select(files: list[LeaseFile], now: int, include_all: bool) -> list[Lease]:
 
 def format_table(leases: list[Lease]) -> str:
     rows = [COLUMNS] + [
-        (x.ip, x.mac or "-", x.state, _when(x.starts), _when(x.ends),
-         _printable(x.client_hostname) if x.client_hostname is not None else "-", x.path)
+        (
+            x.ip,
+            x.mac or "-",
+            x.state,
+            _when(x.starts),
+            _when(x.ends),
+            _printable(x.client_hostname) if x.client_hostname is not None else "-",
+            x.path,
+        )
         for x in leases
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     return "".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n"
-        for r in rows)
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in rows
+    )
 
 
 def _printable(name: str) -> str:
     # a client chooses its hostname: never let it put control characters on a terminal
-    return name.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace") \
-        if not name.isprintable() or not name.isascii() else name
+    return (
+        name.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")
+        if not name.isprintable() or not name.isascii()
+        else name
+    )
 
 
-def run(args: argparse.Namespace, out: TextIO, err: TextIO | None = None,
-        now: int | None = None) -> int:
+def run(
+    args: argparse.Namespace, out: TextIO, err: TextIO | None = None, now: int | None = None
+) -> int:
     """Exit 0: all read cleanly; 1: problems found (printed to err); 2: a file unreadable."""
     err = sys.stderr if err is None else err
     files: list[LeaseFile] = []

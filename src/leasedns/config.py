@@ -286,8 +286,11 @@ class _Reader:
         try:
             return yaml.safe_load(yaml.serialize(node))
         except (yaml.YAMLError, ValueError, KeyError) as e:
-            self.fail(node, f"{key}: {node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}: "
-                      f"{str(e).splitlines()[0] if str(e) else e.__class__.__name__}")
+            self.fail(
+                node,
+                f"{key}: {node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}: "
+                f"{str(e).splitlines()[0] if str(e) else e.__class__.__name__}",
+            )
 
     def text(
         self, m: dict[str, yaml.Node], key: str, default: str = "", required: bool = False

@@ -117,8 +117,9 @@ class _Reader:
         toks = _tokens(text, path)
         i = self.block(toks, 0, path, closing=False)
         if i < len(toks):
-            raise ParseError(path, toks[i].line, "unexpected '}'; remove it or add the '{' "
-                                                 "it closes")
+            raise ParseError(
+                path, toks[i].line, "unexpected '}'; remove it or add the '{' it closes"
+            )
         self.stack.pop()
 
     def block(self, toks: list[_Tok], i: int, path: str, closing: bool) -> int:
@@ -135,13 +136,15 @@ class _Reader:
             while j < n and not (toks[j].kind == "p" and toks[j].text in "{};"):
                 j += 1
             if j == n:
-                raise ParseError(path, t.line, f"statement '{t.text}' has no ';' before the end "
-                                               "of the file; add it")
+                raise ParseError(
+                    path,
+                    t.line,
+                    f"statement '{t.text}' has no ';' before the end of the file; add it",
+                )
             words = toks[i:j]
             end = toks[j].text
             if end == "}":
-                raise ParseError(path, t.line, f"statement '{t.text}' is missing its ';'; "
-                                               "add it")
+                raise ParseError(path, t.line, f"statement '{t.text}' is missing its ';'; add it")
             if end == ";":
                 if t.text == "include" and len(words) == 2 and words[1].kind == "s":
                     self.include(_string(words[1].text), f"{path}:{t.line}")
@@ -157,8 +160,11 @@ class _Reader:
             if closing and i > n:
                 break
         if closing:
-            raise ParseError(path, toks[-1].line if toks else 1,
-                             "a '{' is not closed at the end of the file; add the '}'")
+            raise ParseError(
+                path,
+                toks[-1].line if toks else 1,
+                "a '{' is not closed at the end of the file; add the '}'",
+            )
         return i
 
     def include(self, name: str, where: str) -> None:
@@ -166,9 +172,10 @@ class _Reader:
         try:
             text = self.loader(path)
         except OSError as e:
-            raise ParseError(*_split_where(where),
-                             f'include "{name}": cannot read {path}: {e.strerror or e}; '
-                             "fix the path") from None
+            raise ParseError(
+                *_split_where(where),
+                f'include "{name}": cannot read {path}: {e.strerror or e}; fix the path',
+            ) from None
         self.file(text, path, where)
 
     def host(self, toks: list[_Tok], i: int, path: str, name_tok: _Tok, line: int) -> int:
@@ -187,8 +194,9 @@ class _Reader:
             while j < n and not (toks[j].kind == "p" and toks[j].text in "{};"):
                 j += 1
             if j == n or toks[j].text == "}":
-                raise ParseError(path, t.line, f"host {decl}: statement '{t.text}' is missing "
-                                               "its ';'; add it")
+                raise ParseError(
+                    path, t.line, f"host {decl}: statement '{t.text}' is missing its ';'; add it"
+                )
             if toks[j].text == "{":
                 i = _skip(toks, j + 1, path, t)
                 continue
@@ -197,22 +205,27 @@ class _Reader:
             if key == "hardware" and len(ws) == 3:
                 mac = _mac(ws[2].text)
                 if mac is None:
-                    self.problems.append(f"{path}:{t.line}: host {decl}: hardware address "
-                                         f"{ws[2].text!r} is not valid; ignored")
+                    self.problems.append(
+                        f"{path}:{t.line}: host {decl}: hardware address "
+                        f"{ws[2].text!r} is not valid; ignored"
+                    )
                 else:
                     macs.append(mac)
             elif key == "fixed-address":
                 addrs.extend(self.addresses(ws[1:], path, decl))
-            elif key == "option" and len(ws) == 3 and ws[1].text == "host-name" \
-                    and ws[2].kind == "s":
+            elif (
+                key == "option" and len(ws) == 3 and ws[1].text == "host-name" and ws[2].kind == "s"
+            ):
                 host_name = _string(ws[2].text)
             elif key == "ddns-hostname":
                 rest = [w for w in ws[1:] if w.text != "="]
                 if len(rest) == 1 and rest[0].kind == "s":
                     ddns = _string(rest[0].text)
                 else:
-                    self.problems.append(f"{path}:{t.line}: host {decl}: ddns-hostname is "
-                                         "not a quoted string (an expression?); ignored")
+                    self.problems.append(
+                        f"{path}:{t.line}: host {decl}: ddns-hostname is "
+                        "not a quoted string (an expression?); ignored"
+                    )
             i = j + 1
         if i >= n:
             raise ParseError(path, line, f"host {decl}: the '{{' is not closed; add the '}}'")
@@ -228,14 +241,16 @@ class _Reader:
             try:
                 out.append(str(ipaddress.IPv4Address(value)))
             except ValueError:
-                if re.fullmatch(r"[A-Za-z0-9_.-]+", value) and not value.replace(".", "") \
-                        .isdigit():
+                if re.fullmatch(r"[A-Za-z0-9_.-]+", value) and not value.replace(".", "").isdigit():
                     self.problems.append(
                         f'{path}:{w.line}: fixed-address "{value}" is a DNS name; leasedns '
-                        "does not resolve it, use an address")
+                        "does not resolve it, use an address"
+                    )
                 else:
-                    self.problems.append(f'{path}:{w.line}: host {decl}: fixed-address '
-                                         f'"{value}" is not an IPv4 address; ignored')
+                    self.problems.append(
+                        f"{path}:{w.line}: host {decl}: fixed-address "
+                        f'"{value}" is not an IPv4 address; ignored'
+                    )
         return out
 
 

@@ -52,9 +52,16 @@ class Event:
     def key(self) -> tuple[object, ...]:
         """A total order over events, used to break every tie the same way on every peer."""
         return (
-            self.time_us, self.kind.value, self.ip, self.mac, self.client_name,
-            self.host_decl, -1 if self.lease_secs is None else self.lease_secs,
-            self.peer, self.source, self.since,
+            self.time_us,
+            self.kind.value,
+            self.ip,
+            self.mac,
+            self.client_name,
+            self.host_decl,
+            -1 if self.lease_secs is None else self.lease_secs,
+            self.peer,
+            self.source,
+            self.since,
         )
 
 
@@ -112,22 +119,26 @@ def _text(raw: bytes | str) -> str:
     return raw[:MAX_NAME_BYTES].decode("utf-8", "surrogateescape")
 
 
-def make_event(
-    args: Sequence[bytes | str], time_us: int, peer: str, source: str = "hook"
-) -> Event:
+def make_event(args: Sequence[bytes | str], time_us: int, peer: str, source: str = "hook") -> Event:
     """Validate the hook's six arguments (EVENT IP MAC CLIENT-NAME HOST-DECL-NAME LEASE-SECS)."""
     if len(args) != 6:
-        raise EventError(f"expected 6 arguments (EVENT IP MAC CLIENT-NAME HOST-DECL-NAME "
-                         f"LEASE-SECS), got {len(args)}")
+        raise EventError(
+            f"expected 6 arguments (EVENT IP MAC CLIENT-NAME HOST-DECL-NAME "
+            f"LEASE-SECS), got {len(args)}"
+        )
     kind_s, ip_s, mac_s, name, host, secs_s = (_text(a) for a in args)
     try:
         kind = Kind(kind_s)
     except ValueError:
-        raise EventError(f"unknown event {kind_s[:40]!r}; expected commit, release or expiry") from None
+        raise EventError(
+            f"unknown event {kind_s[:40]!r}; expected commit, release or expiry"
+        ) from None
     ip = normalise_ip(ip_s)
     if not mac_s:
-        raise EventError(f"{kind.value} {ip} has no MAC; the dhcpd snippet must pass the hardware "
-                         "address (on expiry: the leasedns-mac saved in on commit)")
+        raise EventError(
+            f"{kind.value} {ip} has no MAC; the dhcpd snippet must pass the hardware "
+            "address (on expiry: the leasedns-mac saved in on commit)"
+        )
     mac = normalise_mac(mac_s)
     secs: int | None = None
     if secs_s:
@@ -139,22 +150,29 @@ def make_event(
 
 def to_line(e: Event) -> str:
     """The journal form: one canonical JSON object, newline-terminated."""
-    return json.dumps(
-        {
-            "kind": e.kind.value,
-            "time": format_time(e.time_us),
-            "ip": e.ip,
-            "mac": e.mac,
-            "name": e.client_name,
-            "host": e.host_decl,
-            "secs": e.lease_secs,
-            "peer": e.peer,
-            "src": e.source,
-            **({"since": format_time(e.since_us)} if e.since_us not in (None, e.time_us) else {}),
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-    ) + "\n"
+    return (
+        json.dumps(
+            {
+                "kind": e.kind.value,
+                "time": format_time(e.time_us),
+                "ip": e.ip,
+                "mac": e.mac,
+                "name": e.client_name,
+                "host": e.host_decl,
+                "secs": e.lease_secs,
+                "peer": e.peer,
+                "src": e.source,
+                **(
+                    {"since": format_time(e.since_us)}
+                    if e.since_us not in (None, e.time_us)
+                    else {}
+                ),
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+        + "\n"
+    )
 
 
 def from_line(line: str, peer: str) -> Event:
@@ -185,24 +203,60 @@ def row_from_json(d: object, peer: str) -> Row:
         since = time_us if since_s is None else parse_time(since_s)
     except (ValueError, KeyError, TypeError) as e:
         raise EventError(f"not a journal event: {e}") from None
-    if not (isinstance(ip, str) and isinstance(mac, str) and isinstance(name, str)
-            and isinstance(host, str) and (secs is None or isinstance(secs, int))):
+    if not (
+        isinstance(ip, str)
+        and isinstance(mac, str)
+        and isinstance(name, str)
+        and isinstance(host, str)
+        and (secs is None or isinstance(secs, int))
+    ):
         raise EventError("not a journal event: a field has the wrong type")
-    return (time_us, k, canonical_ip(ip), canonical_mac(mac), name, host,
-            -1 if secs is None else secs, peer, src, secs is None, since)
+    return (
+        time_us,
+        k,
+        canonical_ip(ip),
+        canonical_mac(mac),
+        name,
+        host,
+        -1 if secs is None else secs,
+        peer,
+        src,
+        secs is None,
+        since,
+    )
 
 
 def row_of(e: Event) -> Row:
     """An event as a row (see `Row`)."""
-    return (e.time_us, e.kind.value, e.ip, e.mac, e.client_name, e.host_decl,
-            -1 if e.lease_secs is None else e.lease_secs, e.peer, e.source, e.lease_secs is None,
-            e.since)
+    return (
+        e.time_us,
+        e.kind.value,
+        e.ip,
+        e.mac,
+        e.client_name,
+        e.host_decl,
+        -1 if e.lease_secs is None else e.lease_secs,
+        e.peer,
+        e.source,
+        e.lease_secs is None,
+        e.since,
+    )
 
 
 def event_of(r: Row) -> Event:
     """Inverse of `row_of`."""
-    return Event(_KINDS[r[1]], r[0], r[2], r[3], r[4], r[5], None if r[9] else r[6], r[7], r[8],
-                 None if r[10] == r[0] else r[10])
+    return Event(
+        _KINDS[r[1]],
+        r[0],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        None if r[9] else r[6],
+        r[7],
+        r[8],
+        None if r[10] == r[0] else r[10],
+    )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -223,8 +277,13 @@ def parse_time(text: str) -> int:
     `format_time`'s own form is parsed by slicing, with the minute it starts
     with looked up in a small cache; anything else goes to `datetime`.
     """
-    if (type(text) is str and len(text) == 27 and text[26] == "Z" and text[16] == ":"
-            and text[19] == "."):
+    if (
+        type(text) is str
+        and len(text) == 27
+        and text[26] == "Z"
+        and text[16] == ":"
+        and text[19] == "."
+    ):
         ss, us = text[17:19], text[20:26]
         if ss.isascii() and ss.isdigit() and us.isascii() and us.isdigit() and ss < "60":
             base = _MINUTES.get(text[:16])

@@ -59,16 +59,21 @@ def parse_segment(data: bytes, path: str, peer: str, into: PeerJournal) -> None:
     end = data.rfind(b"\n") + 1
     if end < len(data):
         into.torn += 1
-        log.info("%s: ignoring a torn last line (%d bytes; a write in progress or cut short)",
-                 path, len(data) - end)
+        log.info(
+            "%s: ignoring a torn last line (%d bytes; a write in progress or cut short)",
+            path,
+            len(data) - end,
+        )
     rows = parse_rows(data[:end].decode("utf-8", "surrogateescape"), path, peer, into.problems)
     into.events.extend(map(event_of, rows))
 
 
-_scan = json.scanner.make_scanner(json.JSONDecoder())
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed: the C scanner takes a decoder
 
 
-def parse_rows(text: str, path: str, peer: str, problems: list[str], first_no: int = 1) -> list[Row]:
+def parse_rows(
+    text: str, path: str, peer: str, problems: list[str], first_no: int = 1
+) -> list[Row]:
     """The events of complete journal lines (`text` empty or ending in a newline) as rows.
 
     A line that does not parse is reported in `problems` as path:line (counting

@@ -93,15 +93,15 @@ class LeaseFile:
 
 # --- time -----------------------------------------------------------------------------------
 
+
 class _MinuteSeconds(dict[str, int]):
-    """"YYYY/MM/DD HH:MM" (UTC) -> unix seconds, computed once per distinct minute."""
+    """ "YYYY/MM/DD HH:MM" (UTC) -> unix seconds, computed once per distinct minute."""
 
     def __missing__(self, key: str) -> int:
         date, _, hm = key.partition(" ")
         y, mo, d = (int(x) for x in date.split("/"))
         h, mi = (int(x) for x in hm.split(":"))
-        if not 1 <= mo <= 12 or not 1 <= d <= calendar.monthrange(y, mo)[1] or h > 23 \
-                or mi > 59:
+        if not 1 <= mo <= 12 or not 1 <= d <= calendar.monthrange(y, mo)[1] or h > 23 or mi > 59:
             raise ValueError(f"no such time {key}")
         value = calendar.timegm((y, mo, d, h, mi, 0, 0, 0, 0))
         if len(self) > 100_000:  # a file spanning years; keep the cache bounded
@@ -111,7 +111,7 @@ class _MinuteSeconds(dict[str, int]):
 
 
 class _Seconds(dict[str, int]):
-    """"SS" -> int; dhcpd writes 00-60 (60 for a leap second)."""
+    """ "SS" -> int; dhcpd writes 00-60 (60 for a leap second)."""
 
     def __missing__(self, key: str) -> int:
         value = int(key)
@@ -138,8 +138,9 @@ def _time_value(words: list[str]) -> int | None:
     if hms and words[0].isdigit() and _DATE_RE.match(words[1]):
         # the caches raise ValueError for 2024/02/30 and the like
         return _MINUTES[f"{words[1]} {hms.group(1)}"] + _SECS[hms.group(2)]
-    raise ValueError(f"bad time {' '.join(words)!r}; expected 'W YYYY/MM/DD HH:MM:SS', "
-                     "'epoch N' or 'never'")
+    raise ValueError(
+        f"bad time {' '.join(words)!r}; expected 'W YYYY/MM/DD HH:MM:SS', 'epoch N' or 'never'"
+    )
 
 
 # --- strings --------------------------------------------------------------------------------
@@ -227,8 +228,9 @@ _FAST = re.compile(
     re.M,
 )
 # Interned so 100,000 leases share a handful of strings instead of holding one each.
-_STATES = {s: s for s in (
-    "free", "active", "expired", "released", "abandoned", "reset", "backup", "bootp")}
+_STATES = {
+    s: s for s in ("free", "active", "expired", "released", "abandoned", "reset", "backup", "bootp")
+}
 _SET_ITEM = re.compile(r'  set ([^ ]+) = ("' + _QBODY + r'"|[^;]*);\n')
 _OPTION_ITEM = re.compile(r"  option ([^ ]+) ([^;\n]*);\n")
 
@@ -248,10 +250,22 @@ _TOKEN = re.compile(
 )
 # Words that only ever start a top-level statement. Seeing one at the start of a line inside a
 # block means that block was cut off: dhcpd resumes there, and so do we.
-_TOP_WORDS = frozenset({
-    "lease", "host", "failover", "ia-na", "ia-ta", "ia-pd", "server-duid",
-    "authoring-byte-order", "lease-id-format", "group", "class", "subclass",
-})
+_TOP_WORDS = frozenset(
+    {
+        "lease",
+        "host",
+        "failover",
+        "ia-na",
+        "ia-ta",
+        "ia-pd",
+        "server-duid",
+        "authoring-byte-order",
+        "lease-id-format",
+        "group",
+        "class",
+        "subclass",
+    }
+)
 _TIME_WORDS = ("starts", "ends", "cltt", "tstp", "tsfp", "atsfp")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(_OCTET + r"(?:\." + _OCTET + r"){3}\Z")
@@ -336,8 +350,9 @@ def _at_line_start(text: str, pos: int) -> bool:
     return pos == 0 or text[pos - 1] == "\n"
 
 
-def _statement(text: str, toks: list[_Tok], i: int, opener: int,
-               top: bool = False) -> tuple[Stmt, int]:
+def _statement(
+    text: str, toks: list[_Tok], i: int, opener: int, top: bool = False
+) -> tuple[Stmt, int]:
     """Read one statement from toks[i]: words up to `;`, or up to a balanced `{ ... }`.
 
     Returns the statement's tokens (a nested block's contents are dropped, its `{` kept as
@@ -349,8 +364,12 @@ def _statement(text: str, toks: list[_Tok], i: int, opener: int,
         t = toks[i]
         if t.kind == "bad":
             raise _Damage(t.pos, "unterminated string (cut off?); skipped")
-        if t.kind == "w" and t.text in _TOP_WORDS and _at_line_start(text, t.pos) \
-                and (stmt or not top):
+        if (
+            t.kind == "w"
+            and t.text in _TOP_WORDS
+            and _at_line_start(text, t.pos)
+            and (stmt or not top)
+        ):
             raise _Damage(opener, "block is not closed (cut off?); skipped", resume=i)
         if t.text == ";" and t.kind == "p":
             return stmt, i + 1
@@ -426,8 +445,11 @@ def _lease(acc: _Acc, ip: str, stmts: list[Stmt], pos: int) -> Lease:
                 times[w] = _time_value(_words(st, 1))
             elif w == "binding" and len(st) == 3 and st[1].text == "state":
                 state = st[2].text
-            elif w in ("next", "rewind") and len(st) == 4 and _words(st, 1)[:2] == [
-                    "binding", "state"]:
+            elif (
+                w in ("next", "rewind")
+                and len(st) == 4
+                and _words(st, 1)[:2] == ["binding", "state"]
+            ):
                 if w == "next":
                     next_state = st[3].text
                 else:
@@ -446,20 +468,47 @@ def _lease(acc: _Acc, ip: str, stmts: list[Stmt], pos: int) -> Lease:
                 options.append((w, _value_text(st[1])))
             elif w == "abandoned" and len(st) == 1:
                 abandoned = True
-            elif w in ("on", "reserved", "dynamic-bootp", "billing", "ddns-fwd-name",
-                       "ddns-rev-name", "ddns-txt", "ddns-dhcid", "ddns-client-fqdn"):
+            elif w in (
+                "on",
+                "reserved",
+                "dynamic-bootp",
+                "billing",
+                "ddns-fwd-name",
+                "ddns-rev-name",
+                "ddns-txt",
+                "ddns-dhcid",
+                "ddns-client-fqdn",
+            ):
                 pass  # valid dhcpd statements that say nothing about who holds the address
             else:
-                acc.problem(st[0].pos, f"lease {ip}: statement '{' '.join(_words(st, 0))}' "
-                                       "not understood; ignored")
+                acc.problem(
+                    st[0].pos,
+                    f"lease {ip}: statement '{' '.join(_words(st, 0))}' not understood; ignored",
+                )
         except ValueError as e:
             raise _Damage(st[0].pos, f"lease {ip}: {w}: {e}; lease skipped") from None
     if state is None:
         raise _Damage(pos, f"lease {ip}: no 'binding state'; lease skipped")
-    return Lease(ip, times.get("starts"), times.get("ends"), times.get("cltt"),
-                 times.get("tstp"), times.get("tsfp"), times.get("atsfp"), state, next_state,
-                 rewind_state, mac, uid, hostname, tuple(sets), tuple(options),
-                 abandoned or state == "abandoned", acc.path, line)
+    return Lease(
+        ip,
+        times.get("starts"),
+        times.get("ends"),
+        times.get("cltt"),
+        times.get("tstp"),
+        times.get("tsfp"),
+        times.get("atsfp"),
+        state,
+        next_state,
+        rewind_state,
+        mac,
+        uid,
+        hostname,
+        tuple(sets),
+        tuple(options),
+        abandoned or state == "abandoned",
+        acc.path,
+        line,
+    )
 
 
 def _host(acc: _Acc, name: str, stmts: list[Stmt], pos: int) -> OmapiHost:
@@ -491,8 +540,7 @@ def _failover(acc: _Acc, peer: str, stmts: list[Stmt], pos: int) -> FailoverStat
         ws = _words(st, 0)
         try:
             # `my state normal at 1 2024/05/01 10:00:00;`
-            if len(ws) >= 5 and ws[1] == "state" and ws[3] == "at" and ws[0] in ("my",
-                                                                                  "partner"):
+            if len(ws) >= 5 and ws[1] == "state" and ws[3] == "at" and ws[0] in ("my", "partner"):
                 states[ws[0]] = (ws[2], _time_value(ws[4:]))
             elif ws[0] == "mclt" and len(ws) == 2 and ws[1].isdigit():
                 mclt = int(ws[1])
@@ -515,13 +563,12 @@ def _parse_region(acc: _Acc, start: int, end: int) -> None:
             if t.kind != "w":
                 if t.kind == "bad":
                     raise _Damage(t.pos, "unterminated string (cut off?); skipped")
-                raise _Damage(t.pos, f"unexpected '{t.text}' at top level; skipped",
-                              resume=i + 1)
+                raise _Damage(t.pos, f"unexpected '{t.text}' at top level; skipped", resume=i + 1)
             try:
                 stmt, j = _statement(text, toks, i, t.pos, top=True)
             except _Damage as d:
                 # name the block that is damaged: "lease 192.0.2.9: block is not closed"
-                what = " ".join(x.text for x in toks[i:i + 2] if x.text != "{")
+                what = " ".join(x.text for x in toks[i : i + 2] if x.text != "{")
                 raise _Damage(d.pos, f"{what}: {d.problem}", d.resume) from None
             if j == i:  # _statement stopped at a '}' straight away
                 raise _Damage(t.pos, "unexpected '}' at top level; skipped", resume=j + 1)
@@ -560,8 +607,7 @@ def _top_statement(acc: _Acc, toks: list[_Tok], i: int, stmt: Stmt) -> None:
         else:
             ws = _words(stmt, 0)
             if brace != 4 or ws[1] != "peer" or ws[3] != "state" or stmt[2].kind != "s":
-                raise _Damage(t.pos, "expected 'failover peer \"NAME\" state {'; "
-                                     "block skipped")
+                raise _Damage(t.pos, "expected 'failover peer \"NAME\" state {'; block skipped")
             peer = _text(ws[2][1:-1])
             acc.failover.pop(peer, None)
             acc.failover[peer] = _failover(acc, peer, stmts, t.pos)
@@ -569,8 +615,14 @@ def _top_statement(acc: _Acc, toks: list[_Tok], i: int, stmt: Stmt) -> None:
         acc.ia_blocks += 1
     elif kind in ("lease", "host", "failover", "ia-na", "ia-ta", "ia-pd"):
         raise _Damage(t.pos, f"'{kind}' without a block; skipped")
-    elif kind not in ("server-duid", "authoring-byte-order", "lease-id-format",
-                      "group", "class", "subclass"):
+    elif kind not in (
+        "server-duid",
+        "authoring-byte-order",
+        "lease-id-format",
+        "group",
+        "class",
+        "subclass",
+    ):
         acc.problem(t.pos, f"unknown top-level statement '{kind}'; skipped")
 
 
@@ -586,6 +638,7 @@ def _resync(text: str, toks: list[_Tok], i: int) -> int:
 
 
 # --- the entry points -----------------------------------------------------------------------
+
 
 def parse_leases(text: str, path: str) -> LeaseFile:
     """Parse the text of a dhcpd.leases file (decode files as latin-1: one char per byte).
@@ -622,8 +675,29 @@ def _parse_chunk(acc: _Acc, final: bool) -> int:
         start = m.start()
         if start != pos and text[pos:start].strip():
             _parse_region(acc, pos, start)
-        (ip, s_m, s_s, e_m, e_s, tp_m, tp_s, tf_m, tf_s, at_m, at_s, c_m, c_s, state, nxt, rew,
-         mac, uid, sets, opts, host) = m.groups()
+        (
+            ip,
+            s_m,
+            s_s,
+            e_m,
+            e_s,
+            tp_m,
+            tp_s,
+            tf_m,
+            tf_s,
+            at_m,
+            at_s,
+            c_m,
+            c_s,
+            state,
+            nxt,
+            rew,
+            mac,
+            uid,
+            sets,
+            opts,
+            host,
+        ) = m.groups()
         try:
             lease = new_lease(
                 ip,
@@ -633,8 +707,10 @@ def _parse_chunk(acc: _Acc, final: bool) -> int:
                 mins[tp_m] + secs[tp_s] if tp_m else None,
                 mins[tf_m] + secs[tf_s] if tf_m else None,
                 mins[at_m] + secs[at_s] if at_m else None,
-                states.get(state, state), nxt and states.get(nxt, nxt),
-                rew and states.get(rew, rew), mac,
+                states.get(state, state),
+                nxt and states.get(nxt, nxt),
+                rew and states.get(rew, rew),
+                mac,
                 None if uid is None else unquote(uid),
                 None if host is None else as_text(host),
                 tuple([(k, _set_value(v)) for k, v in set_items(sets)]) if sets else (),
@@ -661,8 +737,14 @@ def _parse_chunk(acc: _Acc, final: bool) -> int:
 
 def _finish(acc: _Acc) -> LeaseFile:
     acc.problems.sort(key=lambda p: p.line)
-    return LeaseFile(acc.path, tuple(acc.leases.values()), tuple(acc.hosts.values()),
-                     tuple(acc.failover.values()), tuple(acc.problems), acc.ia_blocks)
+    return LeaseFile(
+        acc.path,
+        tuple(acc.leases.values()),
+        tuple(acc.hosts.values()),
+        tuple(acc.failover.values()),
+        tuple(acc.problems),
+        acc.ia_blocks,
+    )
 
 
 def _parse(text: str, path: str) -> LeaseFile:
@@ -694,7 +776,7 @@ def _read(path: str) -> LeaseFile:
                 if cut > 3:
                     _parse_region(acc, 1, cut)
                     done = cut
-            rest = text[done - 1:]  # keep the char before, for the regex's ^
+            rest = text[done - 1 :]  # keep the char before, for the regex's ^
 
 
 def read_leases(path: str) -> LeaseFile:
@@ -744,7 +826,8 @@ def live_leases(files: Iterable[LeaseFile], now: int) -> list[Lease]:
     """Leases in force at `now`: per address the most recently started block across files,
     kept only if it is active and not past its end. Sorted by address."""
     live = [
-        lease for lease in newest_per_address(files)
+        lease
+        for lease in newest_per_address(files)
         if lease.state == "active" and (lease.ends is None or lease.ends > now)
     ]
     live.sort(key=_ip_key)

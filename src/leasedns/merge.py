@@ -1,4 +1,4 @@
-"""The merge rules: a set of events plus static input plus "now" -> the records to publish (pure)."""
+"""The merge rules: a set of events plus static input plus "now" -> records to publish (pure)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,15 @@ class Settings:
 
     @classmethod
     def from_config(cls, cfg: Config) -> Settings:
-        return cls(cfg.domain, cfg.subnets, cfg.name_policy, cfg.conflict_policy,
-                   cfg.protected, cfg.reverse, cfg.default_lease_secs)
+        return cls(
+            cfg.domain,
+            cfg.subnets,
+            cfg.name_policy,
+            cfg.conflict_policy,
+            cfg.protected,
+            cfg.reverse,
+            cfg.default_lease_secs,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +82,9 @@ class Result:
     published: dict[str, str]  # ip -> published name, for dynamic bindings
 
 
-def run_start(current: Event | None, ends: dict[tuple[str, str], int], e: Event,
-              default_secs: int) -> int:
+def run_start(
+    current: Event | None, ends: dict[tuple[str, str], int], e: Event, default_secs: int
+) -> int:
     """When the unbroken run of leases that commit `e` continues began (pure).
 
     `current` is the address's greatest commit so far and `ends` the latest
@@ -167,8 +175,9 @@ class Aggregates:
         becomes the greatest later is at least as new.
         """
         latest = self.latest
-        self.ends = {k: t for k, t in self.ends.items()
-                     if (c := latest.get(k[0])) is None or t >= c[0]}
+        self.ends = {
+            k: t for k, t in self.ends.items() if (c := latest.get(k[0])) is None or t >= c[0]
+        }
 
     def live(self) -> dict[str, Row]:
         """Per address its greatest commit, unless a release/expiry of its MAC ended it."""
@@ -198,8 +207,13 @@ def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> R
     return resolve(aggregate(events), statics, s, now)
 
 
-def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
-            verdicts: MutableMapping[str, tuple[str | None, str]] | None = None) -> Result:
+def resolve(
+    agg: Aggregates,
+    statics: Statics,
+    s: Settings,
+    now: int,
+    verdicts: MutableMapping[str, tuple[str | None, str]] | None = None,
+) -> Result:
     """The merge rules after the aggregates: expiry, names, conflicts, records.
 
     `verdicts` caches `label_for` per raw name as (label, note) and is filled
@@ -227,8 +241,9 @@ def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
         ipk = _ipkey(ip)
         bindings.append((ipk, b))
         if ip in static_ips:
-            refusals.append((ipk, Refusal(b, f"{ip} is a fixed address; its name comes from "
-                                             "dhcpd.conf")))
+            refusals.append(
+                (ipk, Refusal(b, f"{ip} is a fixed address; its name comes from dhcpd.conf"))
+            )
             continue
         if nets and not any(ipk & mask == net for net, mask in nets):
             refusals.append((ipk, Refusal(b, f"{ip} is outside the configured subnets")))
@@ -245,8 +260,9 @@ def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
         if name in protected:
             refusals.append((ipk, Refusal(b, f"name {name} is protected")))
         elif name in taken:
-            refusals.append((ipk, Refusal(b, f"name {name} belongs to static data or a "
-                                             "dhcpd.conf host")))
+            refusals.append(
+                (ipk, Refusal(b, f"name {name} belongs to static data or a dhcpd.conf host"))
+            )
         elif (owners := claims.get(name)) is None:
             claims[name] = [b]
         else:
@@ -269,16 +285,30 @@ def resolve(agg: Aggregates, statics: Statics, s: Settings, now: int,
                 winner = owners[0]
             for b in owners:
                 if b is not winner:
-                    refusals.append((_ipkey(b.ip), Refusal(
-                        b, f"name {name} is held by {winner.ip} ({s.conflict_policy.value} policy)")))
-        records.append(Record(name, winner.ip, winner.end, s.reverse and winner.ip not in static_ptr,
-                              False))
+                    refusals.append(
+                        (
+                            _ipkey(b.ip),
+                            Refusal(
+                                b,
+                                f"name {name} is held by {winner.ip} "
+                                f"({s.conflict_policy.value} policy)",
+                            ),
+                        )
+                    )
+        records.append(
+            Record(name, winner.ip, winner.end, s.reverse and winner.ip not in static_ptr, False)
+        )
         published[winner.ip] = name
 
     bindings.sort(key=_first)
     refusals.sort(key=lambda x: (x[0], x[1].reason))
-    return Result(tuple(records), tuple(b for _, b in bindings), tuple(r for _, r in refusals),
-                  frozenset(agg.latest), published)
+    return Result(
+        tuple(records),
+        tuple(b for _, b in bindings),
+        tuple(r for _, r in refusals),
+        frozenset(agg.latest),
+        published,
+    )
 
 
 def static_records(statics: Statics, s: Settings) -> list[Record]:

@@ -1,4 +1,4 @@
-"""The merge's aggregates kept between builds, so a build parses only the journal lines appended since.
+"""The merge aggregates kept between builds: a build parses only the journal lines appended since.
 
 The aggregates (`merge.Aggregates`) are maxima over the set of events, so the
 lines a segment gained since the last build can simply be folded in. What was
@@ -102,8 +102,9 @@ def fingerprint(f: BinaryIO, consumed: int) -> bytes:
     return h.digest()
 
 
-def refresh(journal_dir: Path, state: MergeState | None,
-            settings: Settings | None = None) -> tuple[MergeState, Progress]:
+def refresh(
+    journal_dir: Path, state: MergeState | None, settings: Settings | None = None
+) -> tuple[MergeState, Progress]:
     """Bring `state` up to date with the journals (a cold read when it is None or stale).
 
     `state` is updated in place when it can be; the state to keep is returned.
@@ -138,8 +139,14 @@ def refresh(journal_dir: Path, state: MergeState | None,
     return state, progress
 
 
-def _fold(journal_dir: Path, state: MergeState, progress: Progress, *, incremental: bool,
-          strict: bool = True) -> None:
+def _fold(
+    journal_dir: Path,
+    state: MergeState,
+    progress: Progress,
+    *,
+    incremental: bool,
+    strict: bool = True,
+) -> None:
     """Fold every journal line past the marks into the aggregates.
 
     Raises _Rebuild (before changing anything, when `incremental`) if a mark no
@@ -160,11 +167,12 @@ def _fold(journal_dir: Path, state: MergeState, progress: Progress, *, increment
             if incremental:
                 gone = sorted(set(marks) - {s.name for s in segs})
                 if gone:
-                    raise _Rebuild(f"{journal_dir / peer}: segment {gone[0]} is gone "
-                                   "(compacted or removed)")
+                    raise _Rebuild(
+                        f"{journal_dir / peer}: segment {gone[0]} is gone (compacted or removed)"
+                    )
             for seg in segs:
                 try:
-                    f = open(seg, "rb")  # noqa: SIM115 (closed below, all together)
+                    f: BinaryIO = open(seg, "rb")  # noqa: SIM115 (closed below, all together)
                 except FileNotFoundError:
                     if not incremental and not strict:
                         continue  # as journal.read_peer does
@@ -177,15 +185,16 @@ def _fold(journal_dir: Path, state: MergeState, progress: Progress, *, increment
                         raise _Rebuild(f"{seg}: shrank from {mark.consumed} to {size} bytes")
                     if fingerprint(f, mark.consumed) != mark.fingerprint:
                         raise _Rebuild(f"{seg}: no longer starts with the lines read before")
-        for peer, seg, mark, f in todo:
-            _fold_segment(state, peer, seg, mark, f, progress)
+        for peer, seg, mark, fh in todo:
+            _fold_segment(state, peer, seg, mark, fh, progress)
     finally:
-        for _, _, _, f in todo:
-            f.close()
+        for _, _, _, fh in todo:
+            fh.close()
 
 
-def _fold_segment(state: MergeState, peer: str, seg: Path, mark: Mark | None, f: BinaryIO,
-                  progress: Progress) -> None:
+def _fold_segment(
+    state: MergeState, peer: str, seg: Path, mark: Mark | None, f: BinaryIO, progress: Progress
+) -> None:
     """Parse a segment's complete lines past its mark; a torn last line waits for its end."""
     if mark is None:
         mark = Mark(0, 0, 0, b"")
@@ -194,16 +203,28 @@ def _fold_segment(state: MergeState, peer: str, seg: Path, mark: Mark | None, f:
     end = data.rfind(b"\n") + 1
     if end < len(data):
         progress.torn += 1
-        log.info("%s: leaving a torn last line for later (%d bytes; a write in progress or cut "
-                 "short)", seg, len(data) - end)
+        log.info(
+            "%s: leaving a torn last line for later (%d bytes; a write in progress or cut short)",
+            seg,
+            len(data) - end,
+        )
     if end:
-        rows = journal.parse_rows(data[:end].decode("utf-8", "surrogateescape"), str(seg), peer,
-                                  progress.problems, mark.lines + 1)
+        rows = journal.parse_rows(
+            data[:end].decode("utf-8", "surrogateescape"),
+            str(seg),
+            peer,
+            progress.problems,
+            mark.lines + 1,
+        )
         state.aggregates.add(rows)
         state.touched.update(r[2] for r in rows)
         consumed = mark.consumed + end
-        mark = Mark(consumed, mark.lines + data.count(b"\n", 0, end), mark.events + len(rows),
-                    fingerprint(f, consumed))
+        mark = Mark(
+            consumed,
+            mark.lines + data.count(b"\n", 0, end),
+            mark.events + len(rows),
+            fingerprint(f, consumed),
+        )
         progress.new_events += len(rows)
         progress.new_bytes += end
     marks = state.marks.setdefault(peer, {})
@@ -216,13 +237,19 @@ def dumps(state: MergeState) -> bytes:
     """The state file's bytes: magic, stamp, checksum, then the marshalled state."""
     agg = state.aggregates
     agg.prune()
-    body = marshal.dumps((
-        agg.latest, agg.ends,
-        {p: {s: (m.consumed, m.lines, m.events, m.fingerprint) for s, m in segs.items()}
-         for p, segs in state.marks.items()},
-        state.verdict_key, state.verdicts,
-        None if state.resolved is None or state.touched else state.resolved.as_tuple(),
-    ))
+    body = marshal.dumps(
+        (  # type: ignore[arg-type]  # nested dicts/tuples of plain values
+            agg.latest,
+            agg.ends,
+            {
+                p: {s: (m.consumed, m.lines, m.events, m.fingerprint) for s, m in segs.items()}
+                for p, segs in state.marks.items()
+            },
+            state.verdict_key,
+            state.verdicts,
+            None if state.resolved is None or state.touched else state.resolved.as_tuple(),
+        )
+    )
     digest = hashlib.blake2b(body, digest_size=16).digest()
     return MAGIC + STAMP.encode() + b"\n" + digest + body
 
@@ -232,7 +259,7 @@ def loads(data: bytes) -> MergeState:
     head = MAGIC + STAMP.encode() + b"\n"
     if not data.startswith(head):
         raise ValueError("written by another version")
-    digest, body = data[len(head):len(head) + 16], data[len(head) + 16:]
+    digest, body = data[len(head) : len(head) + 16], data[len(head) + 16 :]
     if hashlib.blake2b(body, digest_size=16).digest() != digest:
         raise ValueError("checksum mismatch (damaged)")
     try:
@@ -240,8 +267,10 @@ def loads(data: bytes) -> MergeState:
         state = MergeState(
             Aggregates(latest, ends),
             {p: {s: Mark(*m) for s, m in segs.items()} for p, segs in marks.items()},
-            tuple(verdict_key), verdicts,  # type: ignore[arg-type]
-            None if resolved is None else Resolved.from_tuple(resolved))
+            tuple(verdict_key),
+            verdicts,
+            None if resolved is None else Resolved.from_tuple(resolved),
+        )
     except (EOFError, TypeError, ValueError) as e:
         raise ValueError(f"unreadable ({e})") from None
     return state

@@ -60,8 +60,11 @@ def label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
     if policy is NamePolicy.STRICT:
         bad = sorted({c for c in s if c not in LABEL_CHARS}) if _NOT_LABEL.search(s) else []
         if bad:
-            return Verdict(None, f"name {show_name(raw)} has characters a DNS label may not hold: "
-                                 f"{show_name(''.join(bad))}")
+            return Verdict(
+                None,
+                f"name {show_name(raw)} has characters a DNS label may not hold: "
+                f"{show_name(''.join(bad))}",
+            )
     else:
         mapped = s.replace(" ", "-").replace("_", "-")
         cleaned = _NOT_LABEL.sub("", mapped)
@@ -72,12 +75,15 @@ def label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
             notes.append("leading/trailing '-' removed")
             s = s.strip("-")
     if not s:
-        return Verdict(None, f"nothing is left of name {show_name(raw)} after removing what DNS "
-                             "may not hold")
+        return Verdict(
+            None, f"nothing is left of name {show_name(raw)} after removing what DNS may not hold"
+        )
     if s.startswith("-") or s.endswith("-"):
         return Verdict(None, f"name {show_name(raw)} starts or ends with '-'")
     if len(s) > MAX_LABEL:
-        return Verdict(None, f"name {show_name(raw)} gives a {len(s)}-byte label; DNS allows {MAX_LABEL}")
+        return Verdict(
+            None, f"name {show_name(raw)} gives a {len(s)}-byte label; DNS allows {MAX_LABEL}"
+        )
     if not _fits(s, domain):
         try:
             dns.name.from_text(s, origin=dns.name.from_text(domain))
@@ -96,7 +102,7 @@ def _fits(label: str, domain: str) -> bool:
 def _domain_wire(domain: str) -> int | None:
     """The wire length of `domain` as an origin, None when dnspython refuses it."""
     try:
-        return len(dns.name.from_text(domain).to_wire())
+        return len(dns.name.from_text(domain).to_wire() or b"")
     except dns.exception.DNSException:
         return None
 

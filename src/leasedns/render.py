@@ -1,4 +1,4 @@
-"""Render records as a tinydns `data` file, and read back what a previous render published (pure)."""
+"""Render records as a tinydns `data` file; read back what a previous render published (pure)."""
 
 from __future__ import annotations
 
@@ -53,12 +53,16 @@ def record_line(r: Record, ttl: int) -> str:
 def render(statics: Statics, records: Iterable[Record], ttl: int) -> bytes:
     """The whole `data` file: static data verbatim, then fixed-address hosts, then bindings."""
     recs = list(records)
-    return render_parts(statics, [record_line(r, ttl) for r in recs if r.static],
-                        [record_line(r, ttl) for r in recs if not r.static])
+    return render_parts(
+        statics,
+        [record_line(r, ttl) for r in recs if r.static],
+        [record_line(r, ttl) for r in recs if not r.static],
+    )
 
 
-def render_parts(statics: Statics, static_lines: Iterable[str],
-                 dynamic_lines: Iterable[str]) -> bytes:
+def render_parts(
+    statics: Statics, static_lines: Iterable[str], dynamic_lines: Iterable[str]
+) -> bytes:
     """The `data` file from its rendered record lines (see `render`)."""
     parts = [HEADER, STATIC_MARK]
     parts.extend(text for _path, text in statics.data_files)

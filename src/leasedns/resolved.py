@@ -61,18 +61,33 @@ class Resolved:
     data_digest: bytes = b""  # digest of the data rendered from this outcome
 
     def as_tuple(self) -> tuple[object, ...]:
-        return (self.fingerprint, self.now, self.outcome, self.winner, self.rivals, self.lines,
-                self.names, self.heap, self.data_digest)
+        return (
+            self.fingerprint,
+            self.now,
+            self.outcome,
+            self.winner,
+            self.rivals,
+            self.lines,
+            self.names,
+            self.heap,
+            self.data_digest,
+        )
 
     @classmethod
     def from_tuple(cls, t: tuple[object, ...]) -> Resolved:
         r = cls(*t)  # type: ignore[arg-type]
-        if not (isinstance(r.fingerprint, bytes) and isinstance(r.now, int)
-                and isinstance(r.outcome, dict) and isinstance(r.winner, dict)
-                and isinstance(r.rivals, dict) and isinstance(r.lines, dict)
-                and isinstance(r.names, list) and isinstance(r.heap, list)
-                and isinstance(r.data_digest, bytes)
-                and len(r.names) == len(r.lines) == len(r.winner)):
+        if not (
+            isinstance(r.fingerprint, bytes)
+            and isinstance(r.now, int)
+            and isinstance(r.outcome, dict)
+            and isinstance(r.winner, dict)
+            and isinstance(r.rivals, dict)
+            and isinstance(r.lines, dict)
+            and isinstance(r.names, list)
+            and isinstance(r.heap, list)
+            and isinstance(r.data_digest, bytes)
+            and len(r.names) == len(r.lines) == len(r.winner)
+        ):
             raise ValueError("inconsistent resolve outcome")
         return r
 
@@ -84,10 +99,17 @@ def digest(data: bytes) -> bytes:
 def fingerprint(statics: Statics, s: Settings, ttl: int) -> bytes:
     """Everything besides the aggregates and `now` the outcome of a resolve depends on."""
     key = (
-        sorted(statics.names), sorted(statics.ptr_ips),
+        sorted(statics.names),
+        sorted(statics.ptr_ips),
         sorted((h.name, h.ip) for h in statics.hosts),
-        s.domain, [str(n) for n in s.subnets], s.name_policy.value, s.conflict_policy.value,
-        sorted(s.protected), s.reverse, s.default_lease_secs, ttl,
+        s.domain,
+        [str(n) for n in s.subnets],
+        s.name_policy.value,
+        s.conflict_policy.value,
+        sorted(s.protected),
+        s.reverse,
+        s.default_lease_secs,
+        ttl,
     )
     return hashlib.blake2b(repr(key).encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
@@ -95,8 +117,13 @@ def fingerprint(statics: Statics, s: Settings, ttl: int) -> bytes:
 class _Judge:
     """Per address: its live binding's end and claimed name or refusal (resolve's first pass)."""
 
-    def __init__(self, agg: Aggregates, statics: Statics, s: Settings,
-                 verdicts: MutableMapping[str, tuple[str | None, str]]) -> None:
+    def __init__(
+        self,
+        agg: Aggregates,
+        statics: Statics,
+        s: Settings,
+        verdicts: MutableMapping[str, tuple[str | None, str]],
+    ) -> None:
         self.latest, self.ends = agg.latest, agg.ends
         self.static_ips = {h.ip for h in statics.hosts}
         self.taken = statics.taken
@@ -158,9 +185,16 @@ class Update:
         return len(self.resolved.lines)
 
 
-def update(saved: Resolved | None, touched: Iterable[str] | None, agg: Aggregates,
-           statics: Statics, s: Settings, ttl: int, now: int,
-           verdicts: MutableMapping[str, tuple[str | None, str]]) -> Update:
+def update(
+    saved: Resolved | None,
+    touched: Iterable[str] | None,
+    agg: Aggregates,
+    statics: Statics,
+    s: Settings,
+    ttl: int,
+    now: int,
+    verdicts: MutableMapping[str, tuple[str | None, str]],
+) -> Update:
     """Bring `saved` (the outcome for the aggregates before `touched` changed) up to `now`.
 
     `touched` holds (at least) every address whose aggregate entries changed
@@ -268,8 +302,9 @@ def _unclaim(res: Resolved, name: str, ip: str) -> None:
         del res.winner[name]
 
 
-def _settle(res: Resolved, name: str, latest: Mapping[str, Row], s: Settings,
-            static_ptr: Set[str], ttl: int) -> None:
+def _settle(
+    res: Resolved, name: str, latest: Mapping[str, Row], s: Settings, static_ptr: Set[str], ttl: int
+) -> None:
     """Pick `name`'s winner among its claimants again and render its line."""
     riv = res.rivals.get(name)
     w = _pick(riv, latest, s.conflict_policy) if riv is not None else res.winner.get(name)
@@ -301,8 +336,13 @@ def _key(r: Row) -> tuple[object, ...]:
     return (*r[:9], r[10])
 
 
-def _losses(res: Resolved, affected: set[str], prev: dict[str, tuple[str, int | None]],
-            latest: Mapping[str, Row], now: int) -> tuple[list[tuple[str, str, int | None]], int]:
+def _losses(
+    res: Resolved,
+    affected: set[str],
+    prev: dict[str, tuple[str, int | None]],
+    latest: Mapping[str, Row],
+    now: int,
+) -> tuple[list[tuple[str, str, int | None]], int]:
     """`guard.unexplained_losses` against the data rendered from the saved outcome.
 
     A name no dirty address claimed keeps its record, and its address has a
@@ -345,8 +385,9 @@ def refusal_of(res: Resolved, ip: str, s: Settings) -> str | None:
     return f"name {o[1]} is held by {w} ({s.conflict_policy.value} policy)"
 
 
-def fresh_refusals(res: Resolved, agg: Aggregates, s: Settings,
-                   new: Iterable[Event]) -> list[Refusal]:
+def fresh_refusals(
+    res: Resolved, agg: Aggregates, s: Settings, new: Iterable[Event]
+) -> list[Refusal]:
     """The refusals `merge.Result.refusals` would list for the bindings of `new` commits."""
     out = []
     for e in new:
@@ -358,9 +399,24 @@ def fresh_refusals(res: Resolved, agg: Aggregates, s: Settings,
         if reason is None or o is None:
             continue
         c = e
-        out.append((_ipkey(e.ip), Refusal(Binding(e.ip, c.mac, c.time_us, o[0],
-                                                  c.host_decl or c.client_name, c.peer, c.source,
-                                                  c), reason)))
+        out.append(
+            (
+                _ipkey(e.ip),
+                Refusal(
+                    Binding(
+                        e.ip,
+                        c.mac,
+                        c.time_us,
+                        o[0],
+                        c.host_decl or c.client_name,
+                        c.peer,
+                        c.source,
+                        c,
+                    ),
+                    reason,
+                ),
+            )
+        )
     out.sort(key=lambda x: (x[0], x[1].reason))
     return [r for _, r in out]
 
@@ -377,8 +433,15 @@ class Built:
     only when asked for, by `merge.resolve` over the same aggregates.
     """
 
-    def __init__(self, up: Update, agg: Aggregates, statics: Statics, s: Settings, now: int,
-                 verdicts: MutableMapping[str, tuple[str | None, str]]) -> None:
+    def __init__(
+        self,
+        up: Update,
+        agg: Aggregates,
+        statics: Statics,
+        s: Settings,
+        now: int,
+        verdicts: MutableMapping[str, tuple[str | None, str]],
+    ) -> None:
         self.update, self.agg, self.statics, self.s, self.now = up, agg, statics, s, now
         self.verdicts = verdicts
         self._full: Result | None = None

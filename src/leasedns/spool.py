@@ -88,9 +88,15 @@ def scan(spool: Path) -> list[SpoolFile]:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            out.append(SpoolFile(Path(entry.path), b"", st.st_mtime_ns, st.st_size,
-                                 f"cannot read it: {e.strerror} (check dhcpd's umask and the "
-                                 "spool's group)"))
+            out.append(
+                SpoolFile(
+                    Path(entry.path),
+                    b"",
+                    st.st_mtime_ns,
+                    st.st_size,
+                    f"cannot read it: {e.strerror} (check dhcpd's umask and the spool's group)",
+                )
+            )
             continue
         out.append(SpoolFile(Path(entry.path), data, st.st_mtime_ns, st.st_size))
     out.sort(key=lambda s: (s.mtime_ns, s.path.name))

@@ -35,8 +35,7 @@ def require_lab() -> None:
     if reason is None:
         return
     if in_ci():
-        pytest.fail(f"lab test cannot run and CI=true forbids skipping: {reason}",
-                    pytrace=False)
+        pytest.fail(f"lab test cannot run and CI=true forbids skipping: {reason}", pytrace=False)
     pytest.skip(reason)
 
 

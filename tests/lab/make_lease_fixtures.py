@@ -37,8 +37,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="leasedns-fixtures-"))
     holder: list[Site] = []
     try:
-        with Lab(work / "lab", hooks_snippet=snippet_file(work / "hooks.conf"),
-                 peer_env=lambda peer: holder[0].peer_env(peer)) as lab:
+        with Lab(
+            work / "lab",
+            hooks_snippet=snippet_file(work / "hooks.conf"),
+            peer_env=lambda peer: holder[0].peer_env(peer),
+        ) as lab:
             site = Site(lab, "rsync")
             holder.append(site)
             lab.start_peers()
@@ -51,16 +54,24 @@ def main() -> int:
                 raise SystemExit(f"expected both peers to ACK some clients: {acked}")
             lab.release_client("alpha")
             for peer in lab.peers:  # every lease, and alpha's release, known to both peers
-                wait_for(lambda p=peer: all(f"lease {a} {{" in lab.leases(p)
-                                            for a in addr.values()), 10, f"leases on {peer}")
-                wait_for(lambda p=peer: released(lab.leases(p), addr["alpha"]), 10,
-                         f"alpha's release on {peer}")
+                wait_for(
+                    lambda p=peer: all(f"lease {a} {{" in lab.leases(p) for a in addr.values()),
+                    10,
+                    f"leases on {peer}",
+                )
+                wait_for(
+                    lambda p=peer: released(lab.leases(p), addr["alpha"]),
+                    10,
+                    f"alpha's release on {peer}",
+                )
             site.quiesce()
             OUT.mkdir(parents=True, exist_ok=True)
             for peer in lab.peers:
                 shutil.copyfile(lab.peers[peer].leases, OUT / f"lab-{peer}.leases")
-            print(f"wrote {OUT}/lab-peer-a.leases and lab-peer-b.leases; granted by: "
-                  + ", ".join(f"{n} {addr[n]} {acked[n]}" for n in CLIENTS))
+            print(
+                f"wrote {OUT}/lab-peer-a.leases and lab-peer-b.leases; granted by: "
+                + ", ".join(f"{n} {addr[n]} {acked[n]}" for n in CLIENTS)
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -148,8 +148,14 @@ def read_spool(spool: Path) -> list[Event]:
 # ---------------------------------------------------------------- config text
 
 
-def dhcpd_conf(role: str, *, lease_time: int, mclt: int, hooks: Path | None,
-               fixed_hosts: dict[str, tuple[str, str]]) -> str:
+def dhcpd_conf(
+    role: str,
+    *,
+    lease_time: int,
+    mclt: int,
+    hooks: Path | None,
+    fixed_hosts: dict[str, tuple[str, str]],
+) -> str:
     """dhcpd.conf for one failover peer (role 'primary' or 'secondary')."""
     me, other = (PEERS["peer-a"], PEERS["peer-b"])
     if role == "secondary":
@@ -343,12 +349,31 @@ class Lab:
         self._script.chmod(0o755)
         self._add_ns(self.bridge_ns)
         for br in ("br0", "bra", "brb"):
-            self._ip(self.bridge_ns, "link", "add", br, "type", "bridge",
-                     "stp_state", "0", "forward_delay", "0")
+            self._ip(
+                self.bridge_ns,
+                "link",
+                "add",
+                br,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "forward_delay",
+                "0",
+            )
             self._ip(self.bridge_ns, "link", "set", br, "up")
         for side in ("a", "b"):  # uplinks br0 <-> bra/brb, isolated on the side bridge
-            self._ip(self.bridge_ns, "link", "add", f"up{side}0", "type", "veth",
-                     "peer", "name", f"up{side}1")
+            self._ip(
+                self.bridge_ns,
+                "link",
+                "add",
+                f"up{side}0",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"up{side}1",
+            )
             self._port(f"up{side}0", "br0")
             self._port(f"up{side}1", f"br{side}", isolated=True)
         for peer in self.peers.values():
@@ -361,24 +386,44 @@ class Lab:
     def _add_ns(self, ns: str) -> None:
         self.namespaces.append(ns)  # recorded first: removed even if creation half-fails
         run("ip", "netns", "add", ns)
-        run("ip", "netns", "exec", ns, "sysctl", "-q", "-w",
-            "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+        run(
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        )
         self._ip(ns, "link", "set", "lo", "up")
 
-    def _add_host(self, ns: str, port: str, bridge: str, *, isolated: bool,
-                  mac: str | None = None) -> None:
+    def _add_host(
+        self, ns: str, port: str, bridge: str, *, isolated: bool, mac: str | None = None
+    ) -> None:
         """A namespace with eth0, its other end `port` on `bridge`."""
         self._add_ns(ns)
-        self._ip(self.bridge_ns, "link", "add", port, "type", "veth",
-                 "peer", "name", "eth0", "netns", ns)
+        self._ip(
+            self.bridge_ns, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns
+        )
         if mac:
             self._ip(ns, "link", "set", "eth0", "address", mac)
         self._port(port, bridge, isolated=isolated)
 
     def _port(self, port: str, bridge: str, *, isolated: bool = False) -> None:
         self._ip(self.bridge_ns, "link", "set", port, "master", bridge)
-        run("bridge", "-n", self.bridge_ns, "link", "set", "dev", port,
-            "isolated", "on" if isolated else "off")
+        run(
+            "bridge",
+            "-n",
+            self.bridge_ns,
+            "link",
+            "set",
+            "dev",
+            port,
+            "isolated",
+            "on" if isolated else "off",
+        )
         self._ip(self.bridge_ns, "link", "set", port, "up")
 
     @staticmethod
@@ -387,12 +432,18 @@ class Lab:
 
     # ------------------------------------------------------------ processes
 
-    def _spawn(self, what: str, argv: list[str], log: Path,
-               env: dict[str, str] | None = None) -> Proc:
+    def _spawn(
+        self, what: str, argv: list[str], log: Path, env: dict[str, str] | None = None
+    ) -> Proc:
         with open(log, "ab") as out:
-            popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, env=env or {"PATH": PATH},
-                                     start_new_session=True)
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env or {"PATH": PATH},
+                start_new_session=True,
+            )
         proc = Proc(popen, what)
         self.procs.append(proc)
         return proc
@@ -429,20 +480,43 @@ class Lab:
         peer = self.peers[name]
         if peer.proc and peer.proc.alive():
             raise LabError(f"{name}: dhcpd already running (pid {peer.proc.pid})")
-        peer.conf.write_text(dhcpd_conf(peer.role, lease_time=self.lease_time, mclt=self.mclt,
-                                        hooks=self.hooks_snippet,
-                                        fixed_hosts=self.fixed_hosts))
+        peer.conf.write_text(
+            dhcpd_conf(
+                peer.role,
+                lease_time=self.lease_time,
+                mclt=self.mclt,
+                hooks=self.hooks_snippet,
+                fixed_hosts=self.fixed_hosts,
+            )
+        )
         peer.leases.touch()
-        check = subprocess.run(["dhcpd", "-t", "-4", "-cf", str(peer.conf)],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            ["dhcpd", "-t", "-4", "-cf", str(peer.conf)], capture_output=True, text=True
+        )
         if check.returncode != 0:
             raise LabError(f"{peer.conf} rejected by dhcpd -t:\n{check.stderr}")
         mark = self._log_size(peer.log)
         peer.proc = self._spawn(
             f"dhcpd {name}",
-            ["ip", "netns", "exec", peer.ns, "dhcpd", "-4", "-d", "-cf", str(peer.conf),
-             "-lf", str(peer.leases), "-pf", str(peer.pidfile), "eth0"],
-            peer.log, env=self._peer_env(peer))
+            [
+                "ip",
+                "netns",
+                "exec",
+                peer.ns,
+                "dhcpd",
+                "-4",
+                "-d",
+                "-cf",
+                str(peer.conf),
+                "-lf",
+                str(peer.leases),
+                "-pf",
+                str(peer.pidfile),
+                "eth0",
+            ],
+            peer.log,
+            env=self._peer_env(peer),
+        )
         if wait:
             self.wait_normal(name, since=mark, timeout=timeout)
 
@@ -489,8 +563,9 @@ class Lab:
         peer.proc = None
         peer.pidfile.unlink(missing_ok=True)  # a stale PID could stop the next start
 
-    def restart_peer(self, name: str, sig: int = signal.SIGTERM, *, wait: bool = True,
-                     timeout: float = 30) -> None:
+    def restart_peer(
+        self, name: str, sig: int = signal.SIGTERM, *, wait: bool = True, timeout: float = 30
+    ) -> None:
         """Stop the peer's dhcpd with sig, start it again on the same lease file."""
         self.stop_peer(name, sig)
         self.start_peer(name, wait=wait, timeout=timeout)
@@ -524,8 +599,13 @@ class Lab:
         peer.dns_root.mkdir(parents=True, exist_ok=True)
         ip = peer.dns_ip or pick_dns_ip()
         peer.dns_ip = ip
-        env = {"PATH": "/usr/sbin:/usr/bin", "ROOT": str(peer.dns_root), "IP": ip,
-               "UID": "0", "GID": "0"}
+        env = {
+            "PATH": "/usr/sbin:/usr/bin",
+            "ROOT": str(peer.dns_root),
+            "IP": ip,
+            "UID": "0",
+            "GID": "0",
+        }
         peer.tinydns = self._spawn(f"tinydns {name}", ["tinydns"], peer.dns_log, env=env)
 
         def bound() -> bool:
@@ -544,8 +624,15 @@ class Lab:
 
     # ------------------------------------------------------------ clients
 
-    def add_client(self, name: str | bytes | None, mac: str | None = None, *,
-                   reach: str = "both", key: str | None = None, start: bool = True) -> Client:
+    def add_client(
+        self,
+        name: str | bytes | None,
+        mac: str | None = None,
+        *,
+        reach: str = "both",
+        key: str | None = None,
+        start: bool = True,
+    ) -> Client:
         """Create a client namespace (MAC 02:00:00:00:00:NN unless given) and start dhclient.
 
         name is the host-name sent (None: send none); key is how you refer to the client
@@ -577,17 +664,31 @@ class Lab:
         client.reach = reach
 
     def _dhclient(self, client: Client, *extra: str, pidfile: Path | None = None) -> list[str]:
-        return ["ip", "netns", "exec", client.ns, "dhclient", "-4", *extra,
-                "-cf", str(client.conf), "-lf", str(client.leases),
-                "-pf", str(pidfile or client.pidfile), "-sf", str(self._script), "eth0"]
+        return [
+            "ip",
+            "netns",
+            "exec",
+            client.ns,
+            "dhclient",
+            "-4",
+            *extra,
+            "-cf",
+            str(client.conf),
+            "-lf",
+            str(client.leases),
+            "-pf",
+            str(pidfile or client.pidfile),
+            "-sf",
+            str(self._script),
+            "eth0",
+        ]
 
     def start_client(self, key: str) -> None:
         """Start `dhclient -4 -d -v` for the client."""
         client = self.clients[key]
         if client.proc and client.proc.alive():
             raise LabError(f"client {key}: dhclient already running")
-        client.proc = self._spawn(f"dhclient {key}", self._dhclient(client, "-d", "-v"),
-                                  client.log)
+        client.proc = self._spawn(f"dhclient {key}", self._dhclient(client, "-d", "-v"), client.log)
 
     def address(self, key: str) -> str | None:
         """The client's current IPv4 address on eth0, or None."""
@@ -600,8 +701,9 @@ class Lab:
         try:
             return str(wait_for(lambda: self.address(key), timeout, f"an address on {key}"))
         except LabError as e:
-            raise LabError(f"{e}\n--- {self.clients[key].log}:\n"
-                           f"{self.client_log(key)[-2000:]}") from None
+            raise LabError(
+                f"{e}\n--- {self.clients[key].log}:\n{self.client_log(key)[-2000:]}"
+            ) from None
 
     def acked_by(self, key: str) -> str | None:
         """Which peer sent the client's last DHCPACK (from the dhclient log)."""
@@ -622,8 +724,14 @@ class Lab:
         self.kill_client(key)
         argv = self._dhclient(client, "-r", "-v", pidfile=client.dir / "release.pid")
         with open(client.log, "ab") as out:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
-                               stderr=subprocess.STDOUT, env={"PATH": PATH}, timeout=timeout)
+            p = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={"PATH": PATH},
+                timeout=timeout,
+            )
         if p.returncode != 0:
             raise LabError(f"dhclient -r {key} -> {p.returncode}:\n{self.client_log(key)[-2000:]}")
 
@@ -672,8 +780,10 @@ def lab_missing() -> str | None:
         return "lab tests need root (network namespaces)"
     for prog in ("ip", "bridge", "ss", "sysctl", "dhcpd", "dhclient", "tinydns", "tinydns-data"):
         if not shutil.which(prog, path=PATH):
-            return f"lab tests need {prog} (apt-get install isc-dhcp-server isc-dhcp-client" \
-                   " tinydns iproute2)"
+            return (
+                f"lab tests need {prog} (apt-get install isc-dhcp-server isc-dhcp-client"
+                " tinydns iproute2)"
+            )
     ns = f"ldl-{os.getpid()}-probe"
     try:
         run("ip", "netns", "add", ns)

@@ -48,8 +48,13 @@ def has_subcommand(name: str) -> bool:
 
 def snippet_file(path: Path) -> Path:
     """Write what `leasedns dhcpd-snippet --hook <installed hook>` prints to path."""
-    p = subprocess.run([str(LEASEDNS), "dhcpd-snippet", "--hook", str(HOOK_BIN)],
-                       capture_output=True, text=True, timeout=30, check=True)
+    p = subprocess.run(
+        [str(LEASEDNS), "dhcpd-snippet", "--hook", str(HOOK_BIN)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     path.write_text(p.stdout)
     return path
 
@@ -72,8 +77,9 @@ class Site:
             self.journal(peer.name).mkdir(parents=True, exist_ok=True)
             lab.start_tinydns(peer.name)
         # One static file for both peers: their data files must be byte-identical.
-        self.static.write_text(f".{DOMAIN}::ns.{DOMAIN}:300\n"
-                               f".2.0.192.in-addr.arpa::ns.{DOMAIN}:300\n")
+        self.static.write_text(
+            f".{DOMAIN}::ns.{DOMAIN}:300\n.2.0.192.in-addr.arpa::ns.{DOMAIN}:300\n"
+        )
         for peer in lab.peers.values():
             self.host_up(peer.name)
             self.config(peer.name).write_text(self.config_text(peer))
@@ -147,20 +153,30 @@ class Site:
 
     def peer_env(self, peer: Peer) -> dict[str, str]:
         """dhcpd's environment (the hook gets nothing else)."""
-        return {"LEASEDNS_SPOOL": str(self.spool(peer.name)),
-                "LEASEDNS_CONFIG": str(self.config(peer.name)), "PATH": HOOK_PATH}
+        return {
+            "LEASEDNS_SPOOL": str(self.spool(peer.name)),
+            "LEASEDNS_CONFIG": str(self.config(peer.name)),
+            "PATH": HOOK_PATH,
+        }
 
     # ------------------------------------------------------------ commands
 
-    def leasedns(self, name: str, *args: str, check: bool = True,
-                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def leasedns(
+        self, name: str, *args: str, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run `leasedns -c <peer's config> ARGS` as the admin would."""
-        p = subprocess.run([str(LEASEDNS), "-c", str(self.config(name)), *args],
-                           capture_output=True, text=True, timeout=timeout,
-                           env={"PATH": HOOK_PATH, "LANG": "C.UTF-8"})
+        p = subprocess.run(
+            [str(LEASEDNS), "-c", str(self.config(name)), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"PATH": HOOK_PATH, "LANG": "C.UTF-8"},
+        )
         if check and p.returncode != 0:
-            raise LabError(f"leasedns -c {self.config(name)} {' '.join(args)} -> "
-                           f"{p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}")
+            raise LabError(
+                f"leasedns -c {self.config(name)} {' '.join(args)} -> "
+                f"{p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+            )
         return p
 
     def show(self, name: str) -> list[dict[str, object]]:
@@ -194,8 +210,10 @@ class Site:
 
     def quiesce(self, timeout: float = 15) -> None:
         """Wait until no peer has spooled events, a due apply or a running build."""
+
         def idle() -> bool:
             return not any(self.busy(n) for n in self.lab.peers)
+
         try:
             _wait(idle, timeout)
         except TimeoutError:
@@ -253,9 +271,14 @@ class Site:
             got[f"ptr {ip}"] = self.ptr(peer, ip)
         return got
 
-    def wait_dns(self, expect_a: Mapping[str, str | None] | Callable[[], Mapping[str, str | None]],
-                 expect_ptr: Mapping[str, str | None] | None = None, *,
-                 peers: Iterable[str] | None = None, timeout: float = 10) -> None:
+    def wait_dns(
+        self,
+        expect_a: Mapping[str, str | None] | Callable[[], Mapping[str, str | None]],
+        expect_ptr: Mapping[str, str | None] | None = None,
+        *,
+        peers: Iterable[str] | None = None,
+        timeout: float = 10,
+    ) -> None:
         """Wait until every peer's tinydns answers as expected, else fail showing the diff.
 
         expect_a: name -> address (None: NXDOMAIN); expect_ptr: address -> name (None:
@@ -271,8 +294,7 @@ class Site:
             exp_ptr = expect_ptr
             if exp_ptr is None:
                 exp_ptr = {ip: n for n, ip in exp_a.items() if ip is not None}
-            want: dict[str, object] = {n: (None if ip is None else {ip})
-                                       for n, ip in exp_a.items()}
+            want: dict[str, object] = {n: (None if ip is None else {ip}) for n, ip in exp_a.items()}
             want.update({f"ptr {ip}": (None if n is None else {n}) for ip, n in exp_ptr.items()})
             names, ips = list(exp_a), list(exp_ptr)
             got = {p: self.answers(p, names, ips) for p in peers}
@@ -287,8 +309,9 @@ class Site:
             time.sleep(0.1)
         diff = {p: {k: v for k, v in g.items() if v != want[k]} for p, g in got.items()}
         wanted = {k: want[k] for d in diff.values() for k in d}
-        raise AssertionError(f"DNS after {timeout} s differs from expected {wanted}: {diff}\n"
-                             + self.describe())
+        raise AssertionError(
+            f"DNS after {timeout} s differs from expected {wanted}: {diff}\n" + self.describe()
+        )
 
     def describe(self) -> str:
         """Data files and last builds of both peers, for failure messages."""
@@ -297,8 +320,10 @@ class Site:
             with contextlib.suppress(OSError):
                 out.append(f"--- {name} data:\n{self.data(name).decode(errors='replace')}")
             with contextlib.suppress(OSError):
-                out.append(f"--- {name} last-build.json: "
-                           f"{(self.state(name) / 'last-build.json').read_text()}")
+                out.append(
+                    f"--- {name} last-build.json: "
+                    f"{(self.state(name) / 'last-build.json').read_text()}"
+                )
             rejected = self.spool(name) / "rejected"
             if rejected.is_dir() and any(rejected.iterdir()):
                 out.append(f"--- {name} rejected: {sorted(f.name for f in rejected.iterdir())}")

@@ -23,8 +23,11 @@ def in_pool(ip: str) -> bool:
 
 
 def events(lab: Lab, peer: str, kind: str, mac: str | None = None) -> list[Event]:
-    return [e for e in lab.events(peer)
-            if e.event == kind and (mac is None or e.norm_mac == norm_mac(mac))]
+    return [
+        e
+        for e in lab.events(peer)
+        if e.event == kind and (mac is None or e.norm_mac == norm_mac(mac))
+    ]
 
 
 def test_failover_pair_spools_commits_fixed_host_and_release(make_lab) -> None:
@@ -53,16 +56,21 @@ def test_failover_pair_spools_commits_fixed_host_and_release(make_lab) -> None:
 
     # Fixed-address hosts are not load balanced: on commit fires on both peers.
     for peer in lab.peers:
-        fixed = wait_for(lambda p=peer: events(lab, p, "commit", FIXED_MAC), 5,
-                         f"fixed-host commit on {peer}")
+        fixed = wait_for(
+            lambda p=peer: events(lab, p, "commit", FIXED_MAC), 5, f"fixed-host commit on {peer}"
+        )
         assert {(e.ip, e.client_name, e.host_decl) for e in fixed} == {
-            (FIXED_IP, FIXED_NAME, FIXED_NAME)}
+            (FIXED_IP, FIXED_NAME, FIXED_NAME)
+        }
 
     # The partner learns each lease by binding update (without the hostname).
     for name in NAMES:
         for peer in lab.peers:
-            wait_for(lambda p=peer, n=name: f"lease {addr[n]} {{" in lab.leases(p),
-                     5, f"{addr[name]} in {peer}'s dhcpd.leases")
+            wait_for(
+                lambda p=peer, n=name: f"lease {addr[n]} {{" in lab.leases(p),
+                5,
+                f"{addr[name]} in {peer}'s dhcpd.leases",
+            )
 
     name = NAMES[0]
     lab.release_client(name)
@@ -75,7 +83,8 @@ def test_failover_pair_spools_commits_fixed_host_and_release(make_lab) -> None:
     peer = lab.peer("peer-a")
     peer.dns_root.mkdir(parents=True, exist_ok=True)
     (peer.dns_root / "data").write_text(
-        f".lab.example::ns.lab.example:300\n={FIXED_NAME}.lab.example:{FIXED_IP}:300\n")
+        f".lab.example::ns.lab.example:300\n={FIXED_NAME}.lab.example:{FIXED_IP}:300\n"
+    )
     subprocess.run(["tinydns-data"], cwd=peer.dns_root, check=True)
     resolver = dns.resolver.Resolver(configure=False)
     resolver.nameservers = [lab.start_tinydns("peer-a")]

@@ -25,10 +25,12 @@ pytestmark = pytest.mark.lab
 
 FIXED_NAME = "fixed1"
 FIXED_MAC, FIXED_IP = FIXED_HOSTS[FIXED_NAME]
-needs_sync = pytest.mark.skipif(not has_subcommand("sync"),
-                                reason="`leasedns sync` (issue 4) is not implemented yet")
-needs_reconcile = pytest.mark.skipif(not has_subcommand("reconcile"),
-                                     reason="`leasedns reconcile` (issue 3) is not implemented yet")
+needs_sync = pytest.mark.skipif(
+    not has_subcommand("sync"), reason="`leasedns sync` (issue 4) is not implemented yet"
+)
+needs_reconcile = pytest.mark.skipif(
+    not has_subcommand("reconcile"), reason="`leasedns reconcile` (issue 3) is not implemented yet"
+)
 
 
 def mode_param(mode: str) -> Any:
@@ -43,8 +45,11 @@ def make_site(make_lab: Callable[..., Lab], tmp_path: Path) -> Iterator[Callable
 
     def make(mode: str = "rsync", *, start: bool = True, **lab_kw: Any) -> Site:
         holder: list[Site] = []
-        lab = make_lab(hooks_snippet=snippet_file(tmp_path / f"hooks-{len(sites)}.conf"),
-                       peer_env=lambda peer: holder[0].peer_env(peer), **lab_kw)
+        lab = make_lab(
+            hooks_snippet=snippet_file(tmp_path / f"hooks-{len(sites)}.conf"),
+            peer_env=lambda peer: holder[0].peer_env(peer),
+            **lab_kw,
+        )
         site = Site(lab, mode)
         holder.append(site)
         sites.append(site)
@@ -88,8 +93,9 @@ def test_split_clients_resolve_on_both_peers(make_site: Callable[..., Site], mod
     if mode == "rsync":  # each peer holds the partner's journal, pushed by rsync
         for p in lab.peers:
             other = site.partner(p)
-            assert list((site.journal(p) / other).glob("events-*.jsonl")), \
+            assert list((site.journal(p) / other).glob("events-*.jsonl")), (
                 f"{other}'s journal was not pushed to {p}"
+            )
     assert site.data("peer-a") == site.data("peer-b")
 
 
@@ -97,7 +103,8 @@ def test_split_clients_resolve_on_both_peers(make_site: Callable[..., Site], mod
 
 
 def test_fixed_address_host_from_dhcpd_conf_outlives_its_lease(
-        make_site: Callable[..., Site]) -> None:
+    make_site: Callable[..., Site],
+) -> None:
     lease = 5
     site = make_site("rsync", lease_time=lease, mclt=lease)
     lab = site.lab
@@ -112,20 +119,25 @@ def test_fixed_address_host_from_dhcpd_conf_outlives_its_lease(
     lease_end = time.time() + lease
     for peer in lab.peers:  # both peers rebuild after that moment (the renewals of hotel)
         cdb = lab.peers[peer].dns_root / "data.cdb"
-        wait_for(lambda c=cdb: c.stat().st_mtime > lease_end + 1, 3 * lease,
-                 f"a rebuild on {peer} after the fixed host's lease end")
+        wait_for(
+            lambda c=cdb: c.stat().st_mtime > lease_end + 1,
+            3 * lease,
+            f"a rebuild on {peer} after the fixed host's lease end",
+        )
     site.wait_dns({FIXED_NAME: FIXED_IP, "hotel": addr["hotel"]}, timeout=3)
     for peer in lab.peers:
         fixed = [f for f in record_fields(site.data(peer)) if f[0] == f"{FIXED_NAME}.lab.example"]
-        assert fixed == [[f"{FIXED_NAME}.lab.example", FIXED_IP, "300"]], \
+        assert fixed == [[f"{FIXED_NAME}.lab.example", FIXED_IP, "300"]], (
             f"{peer}: fixed host must be one static record without time-to-die: {fixed}"
+        )
 
 
 # ---------------------------------------------------------------- 3. release and expiry
 
 
 def test_released_and_killed_clients_disappear_from_both_peers(
-        make_site: Callable[..., Site]) -> None:
+    make_site: Callable[..., Site],
+) -> None:
     lease = 5
     site = make_site("rsync", lease_time=lease, mclt=lease)
     lab = site.lab
@@ -134,26 +146,39 @@ def test_released_and_killed_clients_disappear_from_both_peers(
     granting = {n: lab.acked_by(n) for n in addr}
 
     lab.release_client("india")
-    site.wait_dns({"india": None, "kilo": addr["kilo"], "juliet": addr["juliet"]},
-                  {addr["india"]: None, addr["kilo"]: "kilo"}, timeout=3)
+    site.wait_dns(
+        {"india": None, "kilo": addr["kilo"], "juliet": addr["juliet"]},
+        {addr["india"]: None, addr["kilo"]: "kilo"},
+        timeout=3,
+    )
 
     lab.kill_client("juliet")
     killed = time.monotonic()
-    site.wait_dns({"juliet": None, "kilo": addr["kilo"]},
-                  {addr["juliet"]: None, addr["kilo"]: "kilo"}, timeout=lease + 4)
+    site.wait_dns(
+        {"juliet": None, "kilo": addr["kilo"]},
+        {addr["juliet"]: None, addr["kilo"]: "kilo"},
+        timeout=lease + 4,
+    )
     assert time.monotonic() - killed <= lease + 4
     # dhcpd reported the end: the expiry event is in the granting peer's journal, and
     # (pushed by rsync) in the partner's copy of it.
     peer = granting["juliet"]
     assert peer is not None
+
     def expiry_journaled(holder: str) -> bool:
-        lines = [ln for f in (site.journal(holder) / peer).glob("events-*")
-                 for ln in f.read_text().splitlines()]
+        lines = [
+            ln
+            for f in (site.journal(holder) / peer).glob("events-*")
+            for ln in f.read_text().splitlines()
+        ]
         return any('"expiry"' in ln and f'"{addr["juliet"]}"' in ln for ln in lines)
 
     for holder in lab.peers:
-        wait_for(lambda h=holder: expiry_journaled(h), lease + 3,
-                 f"juliet's expiry in {holder}'s journal/{peer}/")
+        wait_for(
+            lambda h=holder: expiry_journaled(h),
+            lease + 3,
+            f"juliet's expiry in {holder}'s journal/{peer}/",
+        )
 
 
 # ---------------------------------------------------------------- 4. peer down
@@ -161,7 +186,8 @@ def test_released_and_killed_clients_disappear_from_both_peers(
 
 @needs_sync
 def test_peer_down_survivor_serves_and_both_agree_after_return(
-        make_site: Callable[..., Site]) -> None:
+    make_site: Callable[..., Site],
+) -> None:
     # First grants and grants while the partner is down are capped at mclt (5 s), so
     # rebinding is quick; back in state normal, renewals get 10 s: room for a quiet moment.
     mclt, lease = 5, 10
@@ -179,8 +205,11 @@ def test_peer_down_survivor_serves_and_both_agree_after_return(
     lab.stop_peer("peer-a", signal.SIGKILL)
     lab.stop_tinydns("peer-a")
     down = lab.peer_log("peer-b").count("DHCPACK")
-    wait_for(lambda: all(lab.acked_by(n) == "peer-b" for n in victims), lease + mclt,
-             f"{victims} to renew or rebind from peer-b")
+    wait_for(
+        lambda: all(lab.acked_by(n) == "peer-b" for n in victims),
+        lease + mclt,
+        f"{victims} to renew or rebind from peer-b",
+    )
 
     def now() -> dict[str, str | None]:  # a client may change address on the way
         return {n: lab.address(n) for n in names}
@@ -215,8 +244,7 @@ def test_peer_down_survivor_serves_and_both_agree_after_return(
             return False
         return all(renewal_in(n) >= lease // 2 - 1 for n in names)
 
-    wait_for(settled, 3 * lease, "long leases for every client after peer-a's return",
-             step=0.2)
+    wait_for(settled, 3 * lease, "long leases for every client after peer-a's return", step=0.2)
     for n in names:
         lab.kill_client(n)
     tries: list[tuple[bytes, bytes]] = []
@@ -237,25 +265,30 @@ def test_peer_down_survivor_serves_and_both_agree_after_return(
         pytest.fail(f"{e}\n--- peer-a:\n{a.decode()}\n--- peer-b:\n{b.decode()}")
     # dhcpd itself may still expire a lease it handed over (see above), so the agreed
     # data may hold only some clients; both peers must say the same about each.
-    published = {ln[1:].split(":")[0].split(".")[0]: ln[1:].split(":")[1]
-                 for ln in dynamic_lines(data)}
+    published = {
+        ln[1:].split(":")[0].split(".")[0]: ln[1:].split(":")[1] for ln in dynamic_lines(data)
+    }
     assert published and set(published) <= set(names), data.decode()
     # Compare answers for records that are not about to reach their time-to-die.
-    ends = {ln[1:].split(":")[0].split(".")[0]: int(ln.split(":")[3], 16) - 2**62 - 10
-            for ln in dynamic_lines(data)}
+    ends = {
+        ln[1:].split(":")[0].split(".")[0]: int(ln.split(":")[3], 16) - 2**62 - 10
+        for ln in dynamic_lines(data)
+    }
     published = {n: a for n, a in published.items() if ends[n] > time.time() + 2}
     answers = {p: site.answers(p, published, published.values()) for p in lab.peers}
     assert answers["peer-a"] == answers["peer-b"]
     assert answers["peer-a"] == {
         **{n: {published[n]} for n in published},
-        **{f"ptr {a}": {n} for n, a in published.items()}}
+        **{f"ptr {a}": {n} for n, a in published.items()},
+    }
 
 
 # ---------------------------------------------------------------- 5. server move
 
 
 def test_client_moving_to_the_other_peer_keeps_its_newest_lease(
-        make_site: Callable[..., Site]) -> None:
+    make_site: Callable[..., Site],
+) -> None:
     lease = 5
     site = make_site("rsync", lease_time=lease, mclt=lease)
     lab = site.lab
@@ -274,14 +307,19 @@ def test_client_moving_to_the_other_peer_keeps_its_newest_lease(
     site.wait_dns({"mover": new}, expect_ptr, timeout=lease + 3)
     mac = norm_mac(lab.clients["mover"].mac)
     for peer in lab.peers:  # the binding in force is peer-b's (its address may be the old one)
+
         def live(p: str = peer) -> list[tuple[object, object]]:
-            return [(r["ip"], r["peer"]) for r in site.show(p)
-                    if r["published"] and r["mac"] == mac]
+            return [
+                (r["ip"], r["peer"]) for r in site.show(p) if r["published"] and r["mac"] == mac
+            ]
+
         try:
             wait_for(lambda p=peer: live(p) == [(new, "peer-b")], lease, f"{peer}: peer-b's lease")
         except LabError:
-            pytest.fail(f"{peer}: live bindings of mover {live()}, want {[(new, 'peer-b')]}\n"
-                        + site.describe())
+            pytest.fail(
+                f"{peer}: live bindings of mover {live()}, want {[(new, 'peer-b')]}\n"
+                + site.describe()
+            )
 
 
 # ---------------------------------------------------------------- 6. hostile names
@@ -308,8 +346,9 @@ def test_hostile_host_names_never_break_or_poison_dns(make_site: Callable[..., S
     site.quiesce()
     for peer in lab.peers:
         root = lab.peers[peer].dns_root
-        assert (root / "data.cdb").stat().st_mtime >= (root / "data").stat().st_mtime, \
+        assert (root / "data.cdb").stat().st_mtime >= (root / "data").stat().st_mtime, (
             f"{peer}: data.cdb older than data: tinydns-data failed"
+        )
         fields = record_fields(site.data(peer))
         assert not any("1.2.3.4" in f[1:] for f in fields), f"{peer}: record for 1.2.3.4"
         assert not any(f[0].startswith("www.") for f in fields), f"{peer}: www taken"
@@ -358,6 +397,7 @@ def test_reconcile_after_losing_spool_and_journal(make_site: Callable[..., Site]
     site.spool("peer-b").mkdir()
     site.journal("peer-b").mkdir()
     site.leasedns("peer-b", "reconcile", "--fix")
-    site.wait_dns({**live, gone: None}, {**{a: n for n, a in live.items()}, addr[gone]: None},
-                  timeout=5)
+    site.wait_dns(
+        {**live, gone: None}, {**{a: n for n, a in live.items()}, addr[gone]: None}, timeout=5
+    )
     assert site.leasedns("peer-b", "reconcile", "--check", check=False).returncode == 0
