@@ -105,3 +105,13 @@ def test_example_config_sync_and_check_sections_parse_when_uncommented() -> None
 def test_partner_must_not_be_this_peer() -> None:
     with pytest.raises(ConfigError, match=r"x\.yaml:5: each partner needs a `name:`"):
         config.parse("peer: a\ndomain: x.example\nsync:\n  partners:\n    - name: a\n", "x.yaml")
+
+
+def test_line_numbers_count_newlines_as_an_editor_does() -> None:
+    # YAML also breaks lines at a lone CR; an editor on this system does not.
+    with pytest.raises(ConfigError) as info:
+        config.parse("peer: a\rdomain: x.example\r\rttl: -1\n", "x.yaml")
+    assert str(info.value).startswith("x.yaml:1: ttl must be")
+    with pytest.raises(ConfigError) as info:
+        config.parse("peer: a\r\ndomain: x.example\r\nttl: -1\r\n", "x.yaml")
+    assert str(info.value).startswith("x.yaml:3: ttl must be")

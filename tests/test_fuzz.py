@@ -656,6 +656,8 @@ CONFIG_FOUND = [
     "peer: a\ndomain: x.example\nttl: !!int abc\n",  # ValueError in _scalar
     "peer: a\ndomain: x.example\nreverse: !!bool maybe\n",
     "[" * 2000,  # RecursionError in yaml.compose
+    "0: {0\r\r",  # YAML counts a lone CR as a line break; file:line must count newlines
+    "0:\r\r{",
 ]
 
 

@@ -106,7 +106,7 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
-        line = mark.line + 1 if mark else 1
+        line = _line_of(text, mark.index) if mark else 1
         raise ConfigError(f"{path}:{line}: not valid YAML: {e.problem}") from None
     except yaml.reader.ReaderError as e:  # a control character or bad encoding
         line = text.count("\n", 0, e.position) + 1
@@ -117,7 +117,7 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         raise ConfigError(
             f"{path}:1: the config is empty; at least `peer:` and `domain:` are needed"
         )
-    r = _Reader(path)
+    r = _Reader(path, text)
     top = r.mapping(root, "", _TOP_KEYS)
 
     peer = r.text(top, "peer", required=True)
@@ -252,14 +252,20 @@ def _network(value: str) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(value, strict=False)
 
 
+def _line_of(text: str, index: int) -> int:
+    """The line of a character as an editor counts it (by newlines; YAML also counts CRs)."""
+    return text.count("\n", 0, index) + 1
+
+
 class _Reader:
     """Reads typed values out of a YAML node tree, failing with file:line."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, text: str) -> None:
         self.path = path
+        self.source = text
 
     def fail(self, node: yaml.Node | None, problem: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 1
+        line = _line_of(self.source, node.start_mark.index) if node is not None else 1
         raise ConfigError(f"{self.path}:{line}: {problem}")
 
     def mapping(self, node: yaml.Node | None, where: str, keys: set[str]) -> dict[str, yaml.Node]:
