@@ -18,9 +18,9 @@ from . import sync as syncing
 from .config import Config
 from .errors import EventError, LeasednsError
 from .events import Event, format_time, make_event
-from .merge import Record, Result, Settings, merge, stamp_runs
+from .merge import Record, Settings, stamp_runs
 from .publish import Runner, publish, write_atomic
-from .render import published_dynamic, render
+from .render import published_dynamic
 
 log = logging.getLogger("leasedns.apply")
 
@@ -128,15 +128,14 @@ def build(
     report: Report,
     force: bool = False,
     runner: Runner | None = None,
-    journals: dict[str, journal.PeerJournal] | None = None,
     state: mergestate.MergeState | None = None,
-) -> Result | resolved.Built:
+) -> resolved.Built:
     """Merge every peer's journal with the static input and publish the result.
 
-    Without `journals`, the merge starts from the aggregates the last build
-    kept (state_dir/merge-state.bin) and reads only the journal lines appended
-    since, and resolves again only what they (and the time passed) changed;
-    given `journals`, it merges their events.
+    The merge starts from the aggregates the last build kept
+    (state_dir/merge-state.bin, or `state` already refreshed), reads only the
+    journal lines appended since, and resolves again only what they (and the
+    time passed) changed.
     """
     t0 = time.monotonic()
     st = statics.load(cfg)
@@ -148,23 +147,13 @@ def build(
         previous_data: bytes | None = (cfg.tinydns_root / "data").read_bytes()
     except FileNotFoundError:
         previous_data = None
-    result: Result | resolved.Built
     with gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
-        if journals is None:
-            result, report.events, saved_digest = _merge_incremental(cfg, settings, st, now, state)
-            up = result.update
-            data = up.data
-            report.dynamic = up.dynamic
-            report.records = len(st.hosts) + up.dynamic
-            report.refused = up.bindings - up.dynamic
-        else:
-            events = [e for pj in journals.values() for e in pj.events]
-            result, report.events = merge(events, st, settings, now), len(events)
-            saved_digest = b""
-            data = render(st, result.records, cfg.ttl)
-            report.records = len(result.records)
-            report.dynamic = sum(1 for r in result.records if not r.static)
-            report.refused = len(result.refusals)
+        result, report.events, saved_digest = _merge_incremental(cfg, settings, st, now, state)
+    up = result.update
+    data = up.data
+    report.dynamic = up.dynamic
+    report.records = len(st.hosts) + up.dynamic
+    report.refused = up.bindings - up.dynamic
     if not force:
         check_guard(result, previous_data, saved_digest, st, now, cfg.guard_fraction, cfg.guard_min)
     outcome = publish(
@@ -177,7 +166,7 @@ def build(
 
 
 def check_guard(
-    result: Result | resolved.Built,
+    result: resolved.Built,
     previous_data: bytes | None,
     saved_digest: bytes,
     st: statics.Statics,
@@ -187,8 +176,7 @@ def check_guard(
 ) -> None:
     """The mass-delete guard on a build's result against the data file it replaces."""
     if (
-        isinstance(result, resolved.Built)
-        and result.update.before is not None
+        result.update.before is not None
         and previous_data is not None
         and saved_digest
         and resolved.digest(previous_data) == saved_digest
@@ -204,13 +192,8 @@ def check_guard(
         )
         return
     previous = published_dynamic(previous_data) if previous_data is not None else []
-    if isinstance(result, resolved.Built):
-        kept = [
-            Record(n, ip, None, False, False) for n, ip in result.update.resolved.winner.items()
-        ]
-        guard.check(previous, kept, result.agg.latest, now, fraction, minimum)
-    else:
-        guard.check(previous, result.records, result.known_ips, now, fraction, minimum)
+    kept = [Record(n, ip, None, False, False) for n, ip in result.update.resolved.winner.items()]
+    guard.check(previous, kept, result.agg.latest, now, fraction, minimum)
 
 
 def _merge_incremental(
@@ -260,15 +243,9 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def log_refusals(result: Result | resolved.Built, new: list[Event]) -> None:
+def log_refusals(result: resolved.Built, new: list[Event]) -> None:
     """Log, once (when their event arrives), the bindings whose name is not published."""
-    fresh = set(new)
-    refusals = (
-        result.fresh_refusals(fresh)
-        if isinstance(result, resolved.Built)
-        else [r for r in result.refusals if r.binding.commit in fresh]
-    )
-    for r in refusals:
+    for r in result.fresh_refusals(set(new)):
         b = r.binding
         log.warning("lease %s %s (peer %s): name not published: %s", b.ip, b.mac, b.peer, r.reason)
 
