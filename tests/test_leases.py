@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -252,6 +253,18 @@ def test_damage_never_raises_and_earlier_blocks_survive(blocks, data):
     assert any(x.ip == blocks[0].split()[1] for x in lf.leases) or first is None
     for p in lf.problems:
         assert p.path == "p" and 1 <= p.line <= damaged.count("\n") + 1
+
+
+@pytest.mark.parametrize(
+    "date", ["2024/5/010", "02024/5/01", "20245/1/01", "2024//0501", "2024/02/30", "0000/01/01"]
+)
+def test_fast_path_equals_general_path_on_odd_dates(date):
+    # 10 characters of digits and slashes, but not dhcpd's YYYY/MM/DD: both paths refuse
+    text = f"lease 192.0.2.1 {{\n  starts 3 {date} 10:00:00;\n  binding state free;\n}}\n"
+    fast, general = parse_leases(text, "p"), _general(text, "p")
+    assert fast.leases == general.leases == ()
+    assert [str(p) for p in fast.problems] == [str(p) for p in general.problems]
+    assert len(fast.problems) == 1
 
 
 def test_read_in_chunks_equals_whole(tmp_path, monkeypatch):
