@@ -234,6 +234,7 @@ def worker_incremental(config: str, out: str) -> int:
     data = up.data  # rendered by the update (joining the kept lines)
     t4 = time.perf_counter()
     mergestate.save(cfg.state_dir, state)
+    state.close()  # as apply does; the last close folds the WAL into the database file
     t5 = time.perf_counter()
     Path(out).write_bytes(data)
     print(
@@ -356,8 +357,9 @@ def collect(argv: list[str] | None = None) -> list[Row]:
 
         # (iii) the incremental merge apply uses: cold (no saved state), then steady state
         # (1,000 events appended since the last build), each in a fresh child process.
-        state_file = state / "merge-state.bin"
-        state_file.unlink(missing_ok=True)
+        from leasedns import mergestate
+
+        mergestate.discard(state)
         cold, cold_rss = run_worker(cfg, tmp / "data.cold", "--worker-incr")
         steady_runs = []
         for r in range(args.repeat):
@@ -370,7 +372,7 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         same = (tmp / "data.check").read_bytes() == (tmp / "data.steady").read_bytes()
         td2 = time_tinydns_data(tinydns_data, tmp / "data.steady", tmp, 3)
         td = min(td, td2)
-        state_file.unlink(missing_ok=True)  # apply below starts cold, as before
+        mergestate.discard(state)  # apply below starts cold, as before
 
         # End to end: `leasedns apply` (first build compiles), then one new event arrives.
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LEASEDNS_CONFIG": str(cfg)}

@@ -429,12 +429,14 @@ def write_config(tmp: Path, tinydns_data: str) -> Path:
 
 def worker(config: str) -> int:
     """Child: reconcile.run(fix=False)'s stages one by one, timed; prints JSON."""
+    import gc
+
     from leasedns import config as lconfig
-    from leasedns import journal, statics
+    from leasedns import mergestate, resolved, statics
     from leasedns.dhcpdconf import read_conf
     from leasedns.leases import read_leases
-    from leasedns.merge import Settings, merge
-    from leasedns.reconcile import compare, published_pairs
+    from leasedns.merge import Settings
+    from leasedns.reconcile import compare, merged_from, published_pairs
 
     def hwm() -> int:
         with open("/proc/self/status") as f:
@@ -444,6 +446,7 @@ def worker(config: str) -> int:
         return 0
 
     rss0 = hwm()
+    gc.disable()  # as reconcile.run does
     cfg = lconfig.load(config)
     now = int(time.time())
     fig: dict[str, float] = {}
@@ -460,21 +463,24 @@ def worker(config: str) -> int:
     st = statics.load(cfg)
     fig["statics"] = time.perf_counter() - t
     t = time.perf_counter()
-    journals = journal.read_all(cfg.journal_dir)
-    events = [e for pj in journals.values() for e in pj.events]
-    fig["journals"] = time.perf_counter() - t
-    t = time.perf_counter()
     s = Settings.from_config(cfg)
-    result = merge(events, st, s, now)
-    fig["merge"] = time.perf_counter() - t
+    state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir), s)
+    fig["state"] = time.perf_counter() - t
+    t = time.perf_counter()
+    up = resolved.update(
+        state.resolved, state.touched, state.aggregates, st, s, cfg.ttl, now, state.verdicts
+    )
+    fig["resolve"] = time.perf_counter() - t
+    t = time.perf_counter()
+    merged = merged_from(up.resolved, state.aggregates)
+    fig["merged"] = time.perf_counter() - t
     t = time.perf_counter()
     published = published_pairs((cfg.tinydns_root / "data").read_bytes())
     fig["published"] = time.perf_counter() - t
     t = time.perf_counter()
     drift = compare(
         files,
-        events,
-        result,
+        merged,
         st,
         published,
         s,
@@ -496,8 +502,9 @@ def worker(config: str) -> int:
                 "leases": [len(f.leases) for f in files],
                 "hosts": len(conf.hosts),
                 "static_hosts": len(st.hosts),
-                "events": len(events),
-                "bindings": len(result.bindings),
+                "events": state.events,
+                "bindings": up.bindings,
+                "resolve_full": up.full,
                 "items": len(drift.items),
                 "kinds": kinds,
                 "held": drift.held,
@@ -667,14 +674,32 @@ def collect(argv: list[str] | None = None) -> list[Row]:
             f"read_conf: dhcpd.conf + 8 includes ({st['hosts']:,} hosts; also inside statics.load)",
         ),
         ("statics", f"statics.load (read_conf + names: {st['static_hosts']:,} static hosts)"),
-        ("journals", f"journals read ({st['events']:,} events, {jbytes / 2**20:.0f} MiB)"),
-        ("merge", f"merge ({st['bindings']:,} bindings)"),
+        (
+            "state",
+            f"merge state read and brought up to date ({st['events']:,} journal events, "
+            f"{jbytes / 2**20:.0f} MiB)",
+        ),
+        (
+            "resolve",
+            f"resolve ({st['bindings']:,} bindings; "
+            f"{'full: ' + st['resolve_full'] if st['resolve_full'] else 'incremental'})",
+        ),
+        ("merged", "live bindings, names by MAC from the merge state"),
         ("published", "published data file read"),
         ("compare", f"compare ({st['items']:,} drift items)"),
     ]
     lib_total = sum(
         st[k]
-        for k in ("leases0", "leases1", "statics", "journals", "merge", "published", "compare")
+        for k in (
+            "leases0",
+            "leases1",
+            "statics",
+            "state",
+            "resolve",
+            "merged",
+            "published",
+            "compare",
+        )
     )
     kinds = ", ".join(f"{v:,} {k}" for k, v in sorted(st["kinds"].items()))
     rows.append(
@@ -696,7 +721,7 @@ def collect(argv: list[str] | None = None) -> list[Row]:
                 "s",
                 ref,
                 st[key] / TARGET,
-                summary=key in ("leases0", "statics", "journals", "compare"),
+                summary=key in ("leases0", "statics", "resolve", "compare"),
             )
         )
     rows.append(

@@ -199,7 +199,9 @@ def test_lost_or_changed_input_rebuilds_from_scratch(tmp_path: Path, damage: str
     root = tmp_path / "journal"
     _write(root, "peer-a", ev(1, "a"), ev(2, "b"))
     _write(root, "peer-b", ev(3, "c", peer="peer-b"))
-    mergestate.save(tmp_path, mergestate.refresh(root, None, S)[0])
+    saved = mergestate.refresh(root, None, S)[0]
+    mergestate.save(tmp_path, saved)
+    saved.close()  # as apply does: the last close folds the WAL into the database file
     seg = journal.segments(root / "peer-b")[0]
     if damage == "peer-dir":
         shutil.rmtree(root / "peer-b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -195,6 +196,7 @@ def _build(root: Path, state_dir: Path, statics: Statics, s: Settings, now: int)
     )
     state.resolved, state.touched = up.resolved, set()
     mergestate.save(state_dir, state)
+    state.close()
     return up
 
 
@@ -219,13 +221,27 @@ def test_steady_state_recomputes_only_what_changed(tmp_path: Path) -> None:
     assert _build(root, tmp_path, other, SETTINGS[1], T0 + 590).full == "the clock went back"
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+@pytest.mark.parametrize("damage", ["truncated", "extended", "header", "version"])
 def test_a_damaged_saved_outcome_means_a_full_resolve(tmp_path: Path, damage: str) -> None:
     root = tmp_path / "journal"
     journal.append(root / "peer-a", [_ev(100, "pc", 0)])
     _build(root, tmp_path, STATICS[0], SETTINGS[0], T0 + 1)
     p = tmp_path / mergestate.STATE_FILE
     data = p.read_bytes()
-    p.write_bytes(data[:-7] if damage == "truncated" else data[:-7] + b"garbage")
+    if damage == "truncated":
+        p.write_bytes(data[:-7])
+    elif damage == "extended":
+        p.write_bytes(data + b"garbage")
+    elif damage == "header":
+        p.write_bytes(b"x" * 100 + data[100:])
+    else:
+        db = sqlite3.connect(p)
+        db.execute("UPDATE meta SET value = 'another' WHERE key = 'stamp'")
+        db.commit()
+        db.close()
     assert mergestate.load(tmp_path) is None
-    assert _build(root, tmp_path, STATICS[0], SETTINGS[0], T0 + 1).full == "no saved resolve"
+    assert not p.exists()  # thrown away, so the next save starts a new file
+    up = _build(root, tmp_path, STATICS[0], SETTINGS[0], T0 + 1)
+    assert up.full == "no saved resolve"
+    assert b"=pc.lab.example:192.0.2.100:" in up.data
+    assert mergestate.load(tmp_path) is not None

@@ -7,13 +7,14 @@ import gc
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import guard, journal, mergestate, resolved, spool, statics
+from . import guard, journal, mergestate, resolved, spool, statics, store
 from . import sync as syncing
 from .config import Config
 from .errors import EventError, LeasednsError
@@ -133,7 +134,7 @@ def build(
     """Merge every peer's journal with the static input and publish the result.
 
     The merge starts from the aggregates the last build kept
-    (state_dir/merge-state.bin, or `state` already refreshed), reads only the
+    (the merge state in state_dir, or `state` already refreshed), reads only the
     journal lines appended since, and resolves again only what they (and the
     time passed) changed.
     """
@@ -266,19 +267,34 @@ def run(
         now_ns = time.time_ns()
         report.time = format_time(now_ns // 1000)
         new: list[Event] = []
+        state = None
         try:
-            # The merge state (aggregates of every journal line so far) serves both the
-            # run stamps of new commits and the incremental build.
-            state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir))
-            new = ingest(cfg, report, now_ns, state)
-            result = build(cfg, now_ns // 1_000_000_000, report, force, runner, state=state)
-            log_refusals(result, new)
+            for attempt in (1, 2):
+                try:
+                    # The merge state (aggregates of every journal line so far) serves both
+                    # the run stamps of new commits and the incremental build.
+                    state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir))
+                    new += ingest(cfg, report, now_ns, state)
+                    result = build(cfg, now_ns // 1_000_000_000, report, force, runner, state)
+                    log_refusals(result, new)
+                    break
+                except sqlite3.Error as e:
+                    # A damaged cache: drop it and build again from the journals alone.
+                    if attempt == 2 or not store.damaged(e):
+                        raise LeasednsError(f"{cfg.state_dir}: merge state: {e}") from None
+                    log.warning("merge state unreadable (%s); rebuilding it", e)
+                    mergestate.drop(state)
+                    mergestate.discard(cfg.state_dir)
+            report.ingested = len(new)
             report.ok = True
+            assert state is not None
             maybe_compact(cfg, report, state, now_ns // 1000)
         except (LeasednsError, OSError) as e:
             report.error = str(e)
             log.error("%s", e)
         finally:
+            if state is not None:
+                state.close()
             save_report(cfg, report)
     if cfg.partners and (report.ingested or syncing.needs_retry(cfg)):
         # After the build, outside its lock: a slow or failing partner never

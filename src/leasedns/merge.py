@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 
 from .config import Config, ConflictPolicy, NamePolicy
@@ -127,7 +127,7 @@ def stamp_runs(events: Iterable[Event], agg: Aggregates, default_secs: int) -> l
 class _Overlay(dict[tuple[str, str], int]):
     """A dict that falls back to a base dict it never changes."""
 
-    def __init__(self, base: dict[tuple[str, str], int]) -> None:
+    def __init__(self, base: Mapping[tuple[str, str], int]) -> None:
         super().__init__()
         self.base = base
 
@@ -152,8 +152,9 @@ class Aggregates:
     with just the lines appended since (see `mergestate`).
     """
 
-    latest: dict[str, Row] = field(default_factory=dict)  # ip -> its greatest commit
-    ends: dict[tuple[str, str], int] = field(default_factory=dict)  # (ip, mac) -> last end, us
+    # Plain dicts, or `store.Table`s of a saved merge state.
+    latest: MutableMapping[str, Row] = field(default_factory=dict)  # ip -> its greatest commit
+    ends: MutableMapping[tuple[str, str], int] = field(default_factory=dict)  # (ip, mac) -> end
 
     def add(self, rows: Iterable[Row]) -> None:
         """Fold events (as rows, see `events.Row`) in."""

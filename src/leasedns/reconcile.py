@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
-from . import journal, mergestate, statics
+from . import journal, mergestate, resolved, statics
 from .config import Config
-from .events import INFINITE_LEASE, Event, Kind, event_of
+from .errors import ConfigError, LeasednsError
+from .events import INFINITE_LEASE, Event, Kind, Row
 from .leases import LeaseFile, newest_per_address, read_leases
-from .merge import Binding, Result, Settings, resolve, stamp_runs
+from .merge import Aggregates, Settings, stamp_runs
 from .names import fqdn, label_for
+from .resolved import Resolved
 
 # A lease file this much older than the newest journal event cannot prove that
 # an address it does not mention is free.
@@ -50,21 +53,55 @@ class Drift:
         return [i.fix for i in self.items if i.fix is not None]
 
 
-def _names_by_mac(events: Iterable[Event]) -> dict[str, str]:
-    """Per MAC the name of its latest named commit: the partner's lease file has no names."""
-    best: dict[str, Event] = {}
-    for e in events:
-        if e.kind is Kind.COMMIT and (e.client_name or e.host_decl):
-            cur = best.get(e.mac)
-            if cur is None or e.key() > cur.key():
-                best[e.mac] = e
-    return {mac: e.host_decl or e.client_name for mac, e in best.items()}
+class Live(NamedTuple):
+    """A live binding as the journals' merge has it."""
+
+    mac: str
+    start_us: int
+    end: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """What compare needs of the journals' merge (see `from_state`)."""
+
+    live: dict[str, Live]  # ip -> its live binding
+    published: dict[str, str]  # ip -> the dynamic name it publishes
+    names_by_mac: dict[str, str]  # MAC -> the name of its latest named commit
+    known_macs: set[str]  # every MAC some journal event speaks of
+    newest_us: int  # the newest journal event
+
+
+def merged_from(res: Resolved, agg: Aggregates) -> Merged:
+    """The `Merged` of an up-to-date resolve outcome and the aggregates it was made from."""
+    latest = agg.latest
+    rows = dict(latest.items())
+    live = {}
+    for ip, o in res.outcome.items():
+        r = rows[ip]
+        live[ip] = Live(r[3], r[0], o[0])
+    published = {ip: name for name, ip in res.winner.items()}
+    # Per MAC its latest named commit: the partner's lease file has no names. Rows of
+    # different addresses never tie, so comparing rows orders them as Event.key() does.
+    best: dict[str, Row] = {}
+    for r in rows.values():
+        if r[4] or r[5]:
+            cur = best.get(r[3])
+            if cur is None or r > cur:
+                best[r[3]] = r
+    ends = dict(agg.ends.items())
+    return Merged(
+        live,
+        published,
+        {mac: r[5] or r[4] for mac, r in best.items()},
+        {r[3] for r in rows.values()} | {k[1] for k in ends},
+        max([r[0] for r in rows.values()] + list(ends.values()), default=0),
+    )
 
 
 def compare(
     files: list[LeaseFile],
-    events: list[Event],
-    result: Result,
+    merged: Merged,
     st: statics.Statics,
     published: set[tuple[str, str]],
     s: Settings,
@@ -74,8 +111,6 @@ def compare(
     force: bool = False,
     guard_fraction: float = 0.5,
     guard_min: int = 10,
-    known_macs: set[str] | None = None,
-    newest_us: int | None = None,
 ) -> Drift:
     """The drift between lease files + dhcpd.conf and the journals' merge (pure).
 
@@ -87,15 +122,16 @@ def compare(
     d = Drift()
     for f in files:
         d.problems.extend(str(p) for p in f.problems)
-    names = _names_by_mac(events)
+    names = merged.names_by_mac
     hostnames: dict[tuple[str, str], str] = {}
     for f in files:
         for lease in f.leases:
             if lease.client_hostname and lease.mac:
                 hostnames[(lease.ip, lease.mac)] = lease.client_hostname
-    macs_in_journals = known_macs if known_macs is not None else {e.mac for e in events}
-    winners: dict[str, Binding] = {b.ip: b for b in result.bindings}
-    name_ip = {name: ip for ip, name in result.published.items()}
+    macs_in_journals = merged.known_macs
+    winners = merged.live
+    dynamic = merged.published
+    name_ip = {name: ip for ip, name in dynamic.items()}
     static_ips = {h.ip for h in st.hosts}
     newest = list(newest_per_address(files))
     seen = set()
@@ -168,7 +204,7 @@ def compare(
                         fix,
                     )
                 )
-        elif w is not None and b.ip in result.published:
+        elif w is not None and b.ip in dynamic:
             ended = b.ends if b.ends is not None else now
             # Only a lease file that changed after the journals' commit can say it ended.
             if max(ended, b.starts or 0) * 1_000_000 >= w.start_us:
@@ -178,16 +214,14 @@ def compare(
                         "stale",
                         b.ip,
                         w.mac,
-                        result.published[b.ip],
+                        dynamic[b.ip],
                         f"the lease file says {b.state} since {ended}",
                         Event(Kind.RELEASE, t, b.ip, w.mac, "", "", None, cfg_peer, "reconcile"),
                     )
                 )
-    if newest_us is None:
-        newest_us = max((e.time_us for e in events), default=0)
-    newest_event = newest_us / 1e6
+    newest_event = merged.newest_us / 1e6
     fresh = files and files_mtime >= newest_event - FRESH_SECS
-    for ip, name in result.published.items():
+    for ip, name in dynamic.items():
         if ip not in seen and fresh:
             w = winners[ip]
             removals.append(
@@ -210,7 +244,7 @@ def compare(
                     ),
                 )
             )
-    live_dynamic = len(result.published)
+    live_dynamic = len(dynamic)
     if not force:
         if not any(f.leases for f in files) and live_dynamic:
             d.held = "the lease files hold no leases at all"
@@ -263,8 +297,6 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
 
     now = int(time.time()) if now is None else now
     if not cfg.lease_files:
-        from .errors import ConfigError
-
         raise ConfigError(
             f"{cfg.path}: dhcpd.leases lists no lease files; reconcile needs this "
             "peer's dhcpd.leases (and a copy of the partner's if you have one)"
@@ -276,43 +308,46 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
             files.append(read_leases(str(p)))
             mtime = max(mtime, os.stat(p).st_mtime)
         except OSError as e:
-            from .errors import LeasednsError
-
             raise LeasednsError(
                 f"{p}: cannot read the lease file: {e.strerror}; check dhcpd.leases in the config"
             ) from None
     st = statics.load(cfg)
     s = Settings.from_config(cfg)
-    # The merge state kept by apply: the aggregates of every journal line, read
-    # incrementally. Names by MAC come from the latest commit of each address.
-    state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir), s)
-    agg = state.aggregates
-    result = resolve(agg, st, s, now, state.verdicts)
-    events = [event_of(r) for r in agg.latest.values()]
-    known_macs = {r[3] for r in agg.latest.values()} | {k[1] for k in agg.ends}
-    newest_us = max([r[0] for r in agg.latest.values()] + list(agg.ends.values()), default=0)
     try:
         published = published_pairs((cfg.tinydns_root / "data").read_bytes())
     except FileNotFoundError:
         published = set()
-    drift = compare(
-        files,
-        events,
-        result,
-        st,
-        published,
-        s,
-        cfg.peer,
-        now,
-        mtime,
-        force,
-        cfg.guard_fraction,
-        cfg.guard_min,
-        known_macs,
-        newest_us,
-    )
+    # The merge state kept by apply, brought up to date as a build would (in memory: reconcile
+    # only reads it, so it runs beside apply and as any user who can read the state).
+    state = None
+    try:
+        try:
+            state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir), s)
+            agg = state.aggregates
+            up = resolved.update(
+                state.resolved, state.touched, agg, st, s, cfg.ttl, now, state.verdicts
+            )
+            merged = merged_from(up.resolved, agg)
+        except sqlite3.Error as e:
+            raise LeasednsError(f"{cfg.state_dir}: merge state: {e}; run leasedns apply") from None
+        drift = compare(
+            files,
+            merged,
+            st,
+            published,
+            s,
+            cfg.peer,
+            now,
+            mtime,
+            force,
+            cfg.guard_fraction,
+            cfg.guard_min,
+        )
+        fixes = stamp_runs(drift.fixes(), agg, cfg.default_lease_secs) if fix else []
+    finally:
+        if state is not None:
+            state.close()
     if fix:
-        fixes = stamp_runs(drift.fixes(), agg, cfg.default_lease_secs)
         if fixes:
             journal.append(cfg.journal_dir / cfg.peer, fixes)
         report = apply.run(cfg, force=force)

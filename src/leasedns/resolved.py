@@ -3,9 +3,8 @@
 A full `merge.resolve` costs time in proportion to the live bindings; most
 builds change a handful of them. `Resolved` keeps, for the aggregates it was
 computed from, per live binding what it asks for (a name, or why it may not
-have one), per dynamic name its winner and rivals, the rendered line of every
-dynamic record (kept in name order), and the ends of the live bindings in a
-heap, so that the next build recomputes only:
+have one) and when it ends, per dynamic name its winner and rivals, and the
+rendered line of every dynamic record, so that the next build recomputes only:
 
 - the addresses whose aggregate entries new journal lines touched, and
 - the addresses whose binding ran out between the saved `now` and the new one,
@@ -20,9 +19,7 @@ the same code run over every address. Output is byte-identical to
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import heapq
 from collections.abc import Iterable, Mapping, MutableMapping, Set
 from dataclasses import dataclass, field
 
@@ -42,54 +39,39 @@ from .merge import (
 from .names import fqdn, label_for, protected_fqdns
 from .render import DYNAMIC_MARK, escape, from_tai64, record_line, render_parts
 from .statics import Statics
+from .store import Table
 
 Outcome = tuple[int | None, str | None, str]  # (end, claimed name or None, refusal reason or "")
 
 
 @dataclass(slots=True)
 class Resolved:
-    """What the last resolve decided, in the form an update needs (see the module doc)."""
+    """What the last resolve decided, in the form an update needs (see the module doc).
+
+    The mappings are plain dicts after a full resolve, or `store.Table`s read
+    from the saved merge state as an update asks for them.
+    """
 
     fingerprint: bytes = b""
     now: int = 0
-    outcome: dict[str, Outcome] = field(default_factory=dict)  # ip -> outcome, live bindings
-    winner: dict[str, str] = field(default_factory=dict)  # dynamic name -> ip publishing it
-    rivals: dict[str, list[str]] = field(default_factory=dict)  # name -> every claimant, if > 1
-    lines: dict[str, str] = field(default_factory=dict)  # name -> its rendered data line
-    names: list[str] = field(default_factory=list)  # the keys of `lines`, sorted
-    heap: list[tuple[int, str]] = field(default_factory=list)  # (end, ip); stale entries skipped
+    outcome: MutableMapping[str, Outcome] = field(default_factory=dict)  # ip -> its outcome
+    winner: MutableMapping[str, str] = field(default_factory=dict)  # name -> ip publishing it
+    rivals: MutableMapping[str, list[str]] = field(default_factory=dict)  # name -> claimants, > 1
+    lines: MutableMapping[str, str] = field(default_factory=dict)  # name -> its data line
     data_digest: bytes = b""  # digest of the data rendered from this outcome
 
-    def as_tuple(self) -> tuple[object, ...]:
-        return (
-            self.fingerprint,
-            self.now,
-            self.outcome,
-            self.winner,
-            self.rivals,
-            self.lines,
-            self.names,
-            self.heap,
-            self.data_digest,
-        )
+    def expiring(self, now: int) -> list[str]:
+        """Addresses whose live binding has run out by `now`."""
+        if isinstance(self.outcome, Table):
+            return self.outcome.expiring("end", now)
+        return [ip for ip, o in self.outcome.items() if o[0] is not None and o[0] <= now]
 
-    @classmethod
-    def from_tuple(cls, t: tuple[object, ...]) -> Resolved:
-        r = cls(*t)  # type: ignore[arg-type]
-        if not (
-            isinstance(r.fingerprint, bytes)
-            and isinstance(r.now, int)
-            and isinstance(r.outcome, dict)
-            and isinstance(r.winner, dict)
-            and isinstance(r.rivals, dict)
-            and isinstance(r.lines, dict)
-            and isinstance(r.names, list)
-            and isinstance(r.heap, list)
-            and isinstance(r.data_digest, bytes)
-            and len(r.names) == len(r.lines) == len(r.winner)
-        ):
-            raise ValueError("inconsistent resolve outcome")
-        return r
+    def sorted_lines(self) -> list[str]:
+        """The dynamic data lines, in name order."""
+        lines = self.lines
+        if isinstance(lines, Table):
+            return lines.ordered_values()
+        return [lines[n] for n in sorted(lines)]
 
 
 def digest(data: bytes) -> bytes:
@@ -175,14 +157,8 @@ class Update:
     lost: list[tuple[str, str, int | None]] = field(default_factory=list)
     before: int | None = None
     dirty: set[str] = field(default_factory=set)
-
-    @property
-    def bindings(self) -> int:
-        return len(self.resolved.outcome)
-
-    @property
-    def dynamic(self) -> int:
-        return len(self.resolved.lines)
+    bindings: int = 0  # live bindings
+    dynamic: int = 0  # dynamic records published
 
 
 def update(
@@ -219,12 +195,7 @@ def update(
         assert saved is not None and touched is not None
         res = saved
         dirty = set(touched)
-        heap, outcome = res.heap, res.outcome
-        while heap and heap[0][0] <= now:
-            end, ip = heapq.heappop(heap)
-            o = outcome.get(ip)
-            if o is not None and o[0] == end:
-                dirty.add(ip)
+        dirty.update(res.expiring(now))
     affected = _apply(res, dirty, judge, now)
     lines = res.lines  # not changed before `_settle`: still what the saved outcome rendered
     prev = {n: _published(lines[n]) for n in affected if n in lines}
@@ -232,12 +203,9 @@ def update(
     for name in sorted(affected):
         _settle(res, name, agg.latest, s, static_ptr, ttl)
     res.now = now
-    if len(res.heap) > 2 * len(res.outcome) + 1000:
-        res.heap = [(o[0], ip) for ip, o in res.outcome.items() if o[0] is not None]
-        heapq.heapify(res.heap)
     data = render_joined(statics, s, ttl, res)
     res.data_digest = digest(data)
-    out = Update(res, data, why, dirty=dirty)
+    out = Update(res, data, why, dirty=dirty, bindings=len(res.outcome), dynamic=len(res.lines))
     if not why:
         out.lost, out.before = _losses(res, affected, prev, agg.latest, now)
     return out
@@ -245,9 +213,9 @@ def update(
 
 def _apply(res: Resolved, dirty: Iterable[str], judge: _Judge, now: int) -> set[str]:
     """Judge the dirty addresses again; returns the names whose claimants may have changed."""
-    outcome, heap = res.outcome, res.heap
+    outcome = res.outcome
     affected: set[str] = set()
-    for ip in dirty:
+    for ip in sorted(dirty):
         old = outcome.get(ip)
         new = judge(ip, now)
         if old is not None and old[1] is not None:
@@ -258,9 +226,7 @@ def _apply(res: Resolved, dirty: Iterable[str], judge: _Judge, now: int) -> set[
                 del outcome[ip]
             continue
         outcome[ip] = new
-        end, name, _ = new
-        if end is not None and (old is None or old[0] != end):
-            heapq.heappush(heap, (end, ip))
+        name = new[1]
         if name is not None:
             affected.add(name)
             _claim(res, name, ip)
@@ -278,7 +244,7 @@ def _claim(res: Resolved, name: str, ip: str) -> None:
     riv = res.rivals.get(name)
     if riv is not None:
         if ip not in riv:
-            riv.append(ip)
+            res.rivals[name] = [*riv, ip]
         return
     w = res.winner.get(name)
     if w is None or w == ip:
@@ -291,7 +257,8 @@ def _unclaim(res: Resolved, name: str, ip: str) -> None:
     riv = res.rivals.get(name)
     if riv is not None:
         if ip in riv:
-            riv.remove(ip)
+            riv = [x for x in riv if x != ip]
+            res.rivals[name] = riv
         if len(riv) == 1:
             del res.rivals[name]
             res.winner[name] = riv[0]
@@ -308,21 +275,19 @@ def _settle(
     """Pick `name`'s winner among its claimants again and render its line."""
     riv = res.rivals.get(name)
     w = _pick(riv, latest, s.conflict_policy) if riv is not None else res.winner.get(name)
-    lines, names = res.lines, res.names
+    lines = res.lines
     if w is None:
         if name in lines:
             del lines[name]
-            i = bisect.bisect_left(names, name)
-            del names[i]
-        res.winner.pop(name, None)
+        if name in res.winner:
+            del res.winner[name]
         return
     res.winner[name] = w
     end = res.outcome[w][0]
     ptr = s.reverse and w not in static_ptr
     line = record_line(Record(name, w, end, ptr, False), ttl)
-    if name not in lines:
-        bisect.insort(names, name)
-    lines[name] = line
+    if lines.get(name) != line:
+        lines[name] = line
 
 
 def _pick(ips: list[str], latest: Mapping[str, Row], policy: ConflictPolicy) -> str:
@@ -368,8 +333,7 @@ def _losses(
 def render_joined(statics: Statics, s: Settings, ttl: int, res: Resolved) -> bytes:
     """`render.render` of the outcome: static part, then the dynamic lines in name order."""
     static_lines = [record_line(r, ttl) for r in static_records(statics, s)]
-    lines = res.lines
-    return render_parts(statics, static_lines, [lines[n] for n in res.names])
+    return render_parts(statics, static_lines, res.sorted_lines())
 
 
 def refusal_of(res: Resolved, ip: str, s: Settings) -> str | None:
