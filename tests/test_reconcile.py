@@ -286,3 +286,50 @@ def test_no_lease_files_configured_is_a_config_error(
     cfg = config.load(str(write_config(tmp_path)))
     assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 2
     assert "dhcpd.leases lists no lease files" in capsys.readouterr().err
+
+
+def test_merged_from_the_state_tables_equals_merged_from_plain_dicts(tmp_path: Path) -> None:
+    from leasedns import mergestate, resolved, statics
+    from leasedns.merge import Aggregates, Settings
+    from leasedns.reconcile import merged_from
+    from leasedns.store import Table
+
+    cfg = setup(tmp_path, "")
+    macs = [f"02:00:00:00:01:{i:02x}" for i in range(12)]
+    for i, mac in enumerate(macs):
+        commit(cfg, f"192.0.2.{10 + i}", mac, f"n{i % 5}" if i % 4 else "", NOW - 200 + i)
+    journal.append(
+        cfg.journal_dir / "peer-a",
+        [
+            Event(
+                Kind.RELEASE, (NOW - 100) * 1_000_000, "192.0.2.11", macs[1], "", "", None, "peer-a"
+            )
+        ],
+    )
+    assert apply.run(cfg).ok
+    # after the build, more events: the tables then also hold changes not yet saved
+    commit(cfg, "192.0.2.12", macs[5], "moved", NOW - 50)
+    commit(cfg, "192.0.2.40", macs[0], "n0", NOW - 40, peer="peer-b")
+    s, st = Settings.from_config(cfg), statics.load(cfg)
+    state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir), s)
+    agg = state.aggregates
+    assert isinstance(agg.latest, Table) and state.resolved is not None
+    up = resolved.update(state.resolved, state.touched, agg, st, s, cfg.ttl, NOW, state.verdicts)
+    got = merged_from(up.resolved, agg)  # first: reading whole tables changes the path
+    plain = merged_from(
+        resolved.Resolved(outcome=dict(up.resolved.outcome), winner=dict(up.resolved.winner)),
+        Aggregates(dict(agg.latest), dict(agg.ends)),
+    )
+    state.close()
+    assert got == plain
+    # latest start wins each name; .11 was released; .12 was taken over by "moved"
+    assert got.published == {
+        "192.0.2.12": "moved.lab.example",
+        "192.0.2.13": "n3.lab.example",
+        "192.0.2.17": "n2.lab.example",
+        "192.0.2.19": "n4.lab.example",
+        "192.0.2.21": "n1.lab.example",
+        "192.0.2.40": "n0.lab.example",
+    }
+    assert got.names_by_mac[macs[0]] == "n0" and got.names_by_mac[macs[5]] == "moved"
+    assert "192.0.2.11" not in got.live and got.live["192.0.2.40"].mac == macs[0]

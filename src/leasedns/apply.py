@@ -130,6 +130,7 @@ def build(
     force: bool = False,
     runner: Runner | None = None,
     state: mergestate.MergeState | None = None,
+    st: statics.Statics | None = None,
 ) -> resolved.Built:
     """Merge every peer's journal with the static input and publish the result.
 
@@ -139,7 +140,8 @@ def build(
     time passed) changed.
     """
     t0 = time.monotonic()
-    st = statics.load(cfg)
+    if st is None:
+        st = statics.load(cfg)
     for p in st.problems:
         log.warning("%s", p)
     report.problems.extend(st.problems)
@@ -252,9 +254,16 @@ def log_refusals(result: resolved.Built, new: list[Event]) -> None:
 
 
 def run(
-    cfg: Config, *, force: bool = False, coalesce: bool = False, runner: Runner | None = None
+    cfg: Config,
+    *,
+    force: bool = False,
+    coalesce: bool = False,
+    runner: Runner | None = None,
+    st: statics.Statics | None = None,
 ) -> Report:
-    """One apply: wait for the build lock, coalesce, ingest the spool, build, record the outcome."""
+    """One apply: wait for the build lock, coalesce, ingest the spool, build, record the outcome.
+
+    `st`: the static input, when the caller has just read it (reconcile)."""
     ensure_dirs(cfg)
     report = Report()
     with build_lock(cfg):
@@ -275,7 +284,7 @@ def run(
                     # the run stamps of new commits and the incremental build.
                     state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir))
                     new += ingest(cfg, report, now_ns, state)
-                    result = build(cfg, now_ns // 1_000_000_000, report, force, runner, state)
+                    result = build(cfg, now_ns // 1_000_000_000, report, force, runner, state, st)
                     log_refusals(result, new)
                     break
                 except sqlite3.Error as e:

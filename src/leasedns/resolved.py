@@ -170,12 +170,14 @@ def update(
     ttl: int,
     now: int,
     verdicts: MutableMapping[str, tuple[str | None, str]],
+    render: bool = True,
 ) -> Update:
     """Bring `saved` (the outcome for the aggregates before `touched` changed) up to `now`.
 
     `touched` holds (at least) every address whose aggregate entries changed
     since `saved` was computed; None when that is not known. `saved` is
-    updated in place when it can be.
+    updated in place when it can be. Without `render`, the outcome is not
+    rendered (`data` is empty) and so must not be saved.
     """
     fp = fingerprint(statics, s, ttl)
     judge = _Judge(agg, statics, s, verdicts)
@@ -203,8 +205,10 @@ def update(
     for name in sorted(affected):
         _settle(res, name, agg.latest, s, static_ptr, ttl)
     res.now = now
-    data = render_joined(statics, s, ttl, res)
-    res.data_digest = digest(data)
+    data = b""
+    if render:
+        data = render_joined(statics, s, ttl, res)
+        res.data_digest = digest(data)
     out = Update(res, data, why, dirty=dirty, bindings=len(res.outcome), dynamic=len(res.lines))
     if not why:
         out.lost, out.before = _losses(res, affected, prev, agg.latest, now)
