@@ -313,3 +313,13 @@ def test_apply_build_without_journals_is_incremental_and_guarded(tmp_path: Path)
     shutil.rmtree(root / "peer-a")  # a lost journal: rebuilt from scratch, so the guard sees it
     with pytest.raises(GuardError, match="refusing to publish: 12 of 13"):
         apply.build(cfg, now, apply.Report(), runner=_no_compile)
+
+
+def test_the_old_marshalled_state_file_is_removed_and_the_build_is_cold(tmp_path: Path) -> None:
+    root = tmp_path / "journal"
+    _write(root, "peer-a", ev(1, "a"))
+    old = tmp_path / mergestate.OLD_STATE_FILE
+    old.write_bytes(b"leasedns merge state\n3/0.1.0/3.11/4\n")
+    assert mergestate.load(tmp_path) is None and not old.exists()
+    state, p = mergestate.refresh(root, None, S)
+    assert p.rebuilt == "no saved merge state" and state.events == 1

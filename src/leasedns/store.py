@@ -37,6 +37,8 @@ ABSENT: Any = object()
 def text_in(s: str) -> str | bytes:
     """A str as SQLite can take it: client names may hold lone surrogates
     (undecodable bytes kept by surrogateescape), which only a BLOB can carry."""
+    if s.isascii():
+        return s
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
