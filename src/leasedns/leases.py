@@ -309,11 +309,12 @@ class _Acc:
         self._pos = 0
         self._line = 0
 
-    def next_chunk(self, text: str, pos: int) -> None:
-        """Move on to `text`, whose first char is at `pos` of the current chunk."""
-        self.line_at(pos)
+    def next_chunk(self, keep: int) -> None:
+        """Count lines up to the last `keep` chars, which start the next chunk, and let go of
+        this chunk's text (the caller sets the next one)."""
+        self.line_at(len(self.text) - keep)
         self._pos = 0
-        self.text = text
+        self.text = ""
 
     def line_at(self, pos: int) -> int:
         if pos < self._pos:  # rare (a problem found after reading ahead): count back
@@ -760,15 +761,24 @@ _CHUNK = 1 << 20
 
 def _read(path: str) -> LeaseFile:
     acc = _Acc("\n", path)
-    rest = "\n"
+    rest = bytearray(b"\n")
+    # One buffer for every chunk, and the last chunk's text let go before the next is decoded:
+    # two chunk-sized objects alive at a time, not four (this is a good part of the peak).
+    buf = bytearray()
     with open(path, "rb") as f:
         while True:
-            data = f.read(_CHUNK)
-            # latin-1 maps each byte to one char: lossless, and a chunk never splits a char
-            text = rest + data.decode("latin-1")
-            acc.next_chunk(text, len(acc.text) - len(rest))
-            done = _parse_chunk(acc, final=not data)
-            if not data:
+            keep = len(rest)
+            if len(buf) < keep + _CHUNK:
+                buf = bytearray(keep + _CHUNK + (64 << 10))
+            buf[:keep] = rest
+            acc.next_chunk(keep)
+            with memoryview(buf) as view:
+                n = f.readinto(view[keep : keep + _CHUNK])
+                # latin-1 maps each byte to one char: lossless, and a chunk never splits a char
+                text = str(view[: keep + n], "latin-1")
+            acc.text = text
+            done = _parse_chunk(acc, final=n == 0)
+            if n == 0:
                 return _finish(acc)
             if done == 1 and len(text) > 4 * _CHUNK:
                 # No block in dhcpd's own layout for megabytes (epoch times, hand-written):
@@ -778,7 +788,7 @@ def _read(path: str) -> LeaseFile:
                 if cut > 3:
                     _parse_region(acc, 1, cut)
                     done = cut
-            rest = text[done - 1 :]  # keep the char before, for the regex's ^
+            rest = buf[done - 1 : keep + n]  # keep the char before, for the regex's ^
 
 
 def read_leases(path: str) -> LeaseFile:
