@@ -5,7 +5,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBS   := tinydns djbdns-utils isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux time
+DEBS   := tinydns djbdns-utils isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux time gcc
+# Python.h of $(PYTHON): Debian's python3 needs python3-dev for the lease parser's C accelerator
+# (pyenv and python.org builds ship their headers).
+HAVE_PYTHON_H := $(PYTHON) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
 
 .PHONY: all venv debs test test-fast demo bench lint fuzz clean
 
@@ -13,10 +16,13 @@ all: test
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# setup.py builds the optional C accelerator (src/leasedns/_leasescan.c) in place; without a
+# compiler the install goes on and the lease parser runs in pure Python. The last line says which.
+$(VENV)/.installed: pyproject.toml setup.py src/leasedns/_leasescan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,dev,bench]'
+	$(BIN)/leasedns --version
 	touch $@
 
 # Debian packages; installed only when something is missing and we are root.
@@ -24,28 +30,30 @@ debs:
 	@missing=""; \
 	for p in tinydns-data:tinydns tinydns-get:djbdns-utils dhcpd:isc-dhcp-server \
 	         dhclient:isc-dhcp-client rsync:rsync ip:iproute2 dhcpd-pools:dhcpd-pools \
-	         setpriv:util-linux /usr/bin/time:time; do \
+	         setpriv:util-linux /usr/bin/time:time gcc:gcc; do \
 	    cmd=$${p%%:*}; pkg=$${p#*:}; \
 	    PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
+	headers=""; $(HAVE_PYTHON_H) 2>/dev/null || headers="python3-dev"; \
+	missing="$$missing$${headers:+ $$headers}"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
 	    echo "make: not root, not installing:$$missing (tests that need them will skip)"; exit 0; fi; \
 	echo "make: installing Debian packages:$$missing"; \
 	export DEBIAN_FRONTEND=noninteractive; \
-	apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBS) >/dev/null
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBS) $$headers >/dev/null
 
-test: venv debs
+test: debs venv
 	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/pytest -q
 
 # Unit tests only: no root, no external programs.
 test-fast: venv
 	$(BIN)/pytest -q -m "not integration and not lab"
 
-demo: venv debs
+demo: debs venv
 	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m leasedns.demo
 
-bench: venv debs
+bench: debs venv
 	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python bench/run.py
 
 lint: venv
@@ -53,4 +61,4 @@ lint: venv
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build src/*.egg-info src/leasedns/*.so .pytest_cache .hypothesis

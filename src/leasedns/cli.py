@@ -28,7 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="say more (twice: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="errors only")
-    p.add_argument("--version", action="version", version=f"leasedns {__version__}")
+    from .leases import PARSER
+
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"leasedns {__version__} (lease parser: {PARSER})",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     a = sub.add_parser("apply", help="journal spooled events, merge all peers, publish data.cdb")

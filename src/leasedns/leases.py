@@ -5,14 +5,16 @@ from __future__ import annotations
 import calendar
 import codecs
 import gc
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from leasedns.errors import ParseError
 
 __all__ = [
+    "PARSER",
     "FailoverState",
     "Lease",
     "LeaseFile",
@@ -207,6 +209,8 @@ _TIME = r"(?:\d ([0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}):([0-9]{2})|never)
 # fixed order, two-space indent, one per line. A block that deviates at all (epoch times, hex
 # uid, comments, hand edits, damage) does not match and goes to the general tokenizer below,
 # which reads the same statements the same way; the tests check that both agree.
+# src/leasedns/_leasescan.c reads exactly this grammar too: change one, change the other
+# (tests/test_leasescan.py compares the C scanner with this path).
 _FAST = re.compile(
     r"^lease ([0-9.]{7,15}) \{\n"
     r"(?:  starts " + _TIME + r")?"
@@ -640,6 +644,45 @@ def _resync(text: str, toks: list[_Tok], i: int) -> int:
     return n
 
 
+# --- the fast path in C ---------------------------------------------------------------------
+
+# leasedns._leasescan.scan reads the blocks _FAST matches, the same way, and builds the Leases
+# itself; it hands every other region back here. It is an optional build: without it (no
+# compiler when installed, or LEASEDNS_PURE_PYTHON=1) the regex path above does the same work.
+_Scan = Callable[
+    [str, int, int, int, dict[str, Lease], str, type[Lease]],
+    tuple[int, int, int, int, int] | None,
+]
+
+
+def _load_scan() -> tuple[_Scan | None, str]:
+    if os.environ.get("LEASEDNS_PURE_PYTHON"):
+        return None, "pure Python (LEASEDNS_PURE_PYTHON is set)"
+    try:
+        from leasedns._leasescan import scan
+    except ImportError:
+        return None, "pure Python (the C accelerator leasedns._leasescan is not built)"
+    return scan, "C accelerator (leasedns._leasescan)"
+
+
+# PARSER says which path runs (`leasedns --version`); tests switch paths through _scan.
+_scan, PARSER = _load_scan()
+
+
+def _scan_chunk(acc: _Acc, scan: _Scan) -> int | None:
+    """_parse_chunk's loop over the fast blocks, done by the C scanner; None if it declines."""
+    text = acc.text
+    pos = 1
+    while True:
+        r = scan(text, pos, acc._pos, acc._line, acc.leases, acc.path, Lease)
+        if r is None:  # text holds a char above U+00FF: not a latin-1 decoded file
+            return None
+        a, b, pos, acc._pos, acc._line = r
+        if a == b:
+            return pos
+        _parse_region(acc, a, b)
+
+
 # --- the entry points -----------------------------------------------------------------------
 
 
@@ -667,6 +710,19 @@ def _parse_chunk(acc: _Acc, final: bool) -> int:
     wrote whole, or the end of the text when `final`. The rest waits for the next chunk, so
     a block cut by a chunk boundary is read whole.
     """
+    text = acc.text
+    done = None if _scan is None else _scan_chunk(acc, _scan)
+    pos = done if done is not None else _match_chunk(acc)
+    if final:
+        if text[pos:].strip():
+            _parse_region(acc, pos, len(text))
+        return len(text)
+    return pos
+
+
+def _match_chunk(acc: _Acc) -> int:
+    """The pure-Python fast path: the lease blocks _FAST matches, other regions to the general
+    parser. Returns the offset after the last block matched."""
     text = acc.text
     # Locals, not globals, in the loop that runs once per lease.
     mins, secs, unquote, as_text = _MINUTES, _SECS, _unquote, _text
@@ -731,10 +787,6 @@ def _parse_chunk(acc: _Acc, final: bool) -> int:
         else:
             add(lease)
         pos = m.end()
-    if final:
-        if text[pos:].strip():
-            _parse_region(acc, pos, len(text))
-        return len(text)
     return pos
 
 

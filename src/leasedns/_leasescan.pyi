@@ -1,0 +1,14 @@
+"""Types of the optional C accelerator (src/leasedns/_leasescan.c)."""
+
+from leasedns.leases import Lease
+
+def scan(
+    text: str,
+    pos: int,
+    line_pos: int,
+    line: int,
+    leases: dict[str, Lease],
+    path: str,
+    lease_type: type[Lease],
+    /,
+) -> tuple[int, int, int, int, int] | None: ...
