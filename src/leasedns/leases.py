@@ -657,12 +657,12 @@ _Scan = Callable[
 
 def _load_scan() -> tuple[_Scan | None, str]:
     if os.environ.get("LEASEDNS_PURE_PYTHON"):
-        return None, "pure Python (LEASEDNS_PURE_PYTHON is set)"
+        return None, "pure Python, LEASEDNS_PURE_PYTHON is set"
     try:
         from leasedns._leasescan import scan
     except ImportError:
-        return None, "pure Python (the C accelerator leasedns._leasescan is not built)"
-    return scan, "C accelerator (leasedns._leasescan)"
+        return None, "pure Python, leasedns._leasescan not built"
+    return scan, "C, leasedns._leasescan"
 
 
 # PARSER says which path runs (`leasedns --version`); tests switch paths through _scan.
