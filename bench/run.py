@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(f"bench_{name}.py (exit {rc})")
         judged = [r for r in got if r.ok is not None]
         if not got or (rc != 0 and not any(r.ok is False for r in judged)):
-            # A bench that reports no rows (bench_parse) or failed without saying why: its
+            # A bench that reports no rows or failed without saying why: its
             # exit status is its verdict.
             rows.append(
                 Row(
