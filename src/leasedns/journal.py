@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import EventError, LeasednsError
-from .events import Event, Row, event_of, row_from_json, row_from_line, to_line
+from .events import INFINITE_LEASE, Event, Row, event_of, row_from_json, row_from_line, to_line
 
 log = logging.getLogger("leasedns.journal")
 
@@ -196,17 +196,15 @@ def fsync_dir(path: Path) -> None:
 def survivors(events: Iterable[Event], now_us: int, keep_us: int) -> list[Event]:
     """The events of one peer's journal that can still matter to the merge (pure).
 
-    An event goes when it is older than the longest lease plus a grace (every
-    lease it could affect has ended) or when a later event of its own peer
-    supersedes it: a commit by a later commit of the same address, a
-    release/expiry by a later one of the same address and MAC. Neither can win
-    or end anything the later one does not.
+    An event goes when a later event of its own peer supersedes it (a commit by
+    a later commit of the same address, a release/expiry by a later one of the
+    same address and MAC: neither can win or end anything the later one does
+    not), or when it is older than the longest lease plus a grace (every lease
+    it could affect has ended), unless it is, or ends, an infinite lease.
     """
-    commits: dict[str, Event] = {}
-    ends: dict[tuple[str, str], Event] = {}
+    commits: dict[str, Event] = {}  # per address its greatest commit
+    ends: dict[tuple[str, str], Event] = {}  # per address and MAC its greatest release/expiry
     for e in set(events):
-        if e.time_us + keep_us < now_us:
-            continue
         if e.kind.value == "commit":
             cur = commits.get(e.ip)
             if cur is None or e.key() > cur.key():
@@ -216,7 +214,20 @@ def survivors(events: Iterable[Event], now_us: int, keep_us: int) -> list[Event]
             cur = ends.get(k)
             if cur is None or e.key() > cur.key():
                 ends[k] = e
-    return sorted([*commits.values(), *ends.values()], key=Event.key)
+    cutoff = now_us - keep_us
+    # An infinite lease (BOOTP, `infinite` lease time) never runs out, so neither its commit
+    # nor the release or expiry that ends it ages out.
+    infinite = {
+        (c.ip, c.mac): c
+        for c in commits.values()
+        if c.lease_secs is not None and c.lease_secs >= INFINITE_LEASE
+    }
+    keep = [c for c in commits.values() if c.time_us >= cutoff or (c.ip, c.mac) in infinite]
+    for k, e in ends.items():
+        c = infinite.get(k)
+        if e.time_us >= cutoff or (c is not None and e.time_us >= c.time_us):
+            keep.append(e)
+    return sorted(keep, key=Event.key)
 
 
 def compact(peer_dir: Path, now_us: int, keep_us: int) -> tuple[int, int]:
