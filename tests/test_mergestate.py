@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -323,3 +324,53 @@ def test_the_old_marshalled_state_file_is_removed_and_the_build_is_cold(tmp_path
     assert mergestate.load(tmp_path) is None and not old.exists()
     state, p = mergestate.refresh(root, None, S)
     assert p.rebuilt == "no saved merge state" and state.events == 1
+
+
+@pytest.mark.parametrize("table", ["latest", "lines"])
+def test_a_damaged_table_found_mid_build_means_a_cold_build_not_a_failure(
+    tmp_path: Path, table: str
+) -> None:
+    """SQLite finds a damaged page only when a build reads it: `latest` while folding new
+    lines in (refresh), `lines` while rendering (apply's retry)."""
+    import sqlite3
+
+    from conftest import write_config
+    from leasedns import apply, config
+
+    cfg = config.load(str(write_config(tmp_path)))
+    apply.ensure_dirs(cfg)
+    _write(cfg.journal_dir, "peer-a", *(ev(100 + i, f"pc{i}", t=i) for i in range(5)))
+    now = int(time.time())
+    assert apply.run(cfg, runner=_no_compile).ok
+    db = sqlite3.connect(cfg.state_dir / mergestate.STATE_FILE)
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    (page,) = db.execute("PRAGMA page_size").fetchone()
+    db.close()
+    with open(cfg.state_dir / mergestate.STATE_FILE, "r+b") as f:
+        f.seek((root - 1) * page)
+        f.write(b"\xa5" * page)  # header and size intact: load() cannot tell
+    assert mergestate.load(cfg.state_dir) is not None
+    journal.append(
+        cfg.journal_dir / "peer-a",
+        [
+            Event(
+                Kind.COMMIT,
+                now * 1_000_000,
+                "192.0.2.200",
+                "02:00:00:00:00:02",
+                "late",
+                "",
+                600,
+                "peer-a",
+            )
+        ],
+    )
+    report = apply.run(cfg, runner=_no_compile)
+    assert report.ok, report.error
+    data = (cfg.tinydns_root / "data").read_bytes()
+    assert b"=late.lab.example:192.0.2.200:" in data
+    assert all(f"=pc{i}.lab.example:192.0.2.{100 + i}:".encode() in data for i in range(5))
+    # the state was rebuilt whole and saved again: the next build is incremental
+    state = mergestate.load(cfg.state_dir)
+    assert state is not None and state.resolved is not None and state.events == 6
+    state.close()

@@ -446,11 +446,11 @@ def save(state_dir: Path, state: MergeState, bindings: Sequence[Binding] = ()) -
     try:
         _save(path, state, bindings)
     except sqlite3.Error as e:
+        # Rolled back: the file still holds the last build's state, and the next build
+        # catches up from there. The state in memory stays readable for this build.
         log.error("%s: cannot save the merge state (%s); the next build catches up", path, e)
         if store.damaged(e):
             drop(state)
-        else:
-            state.close()
 
 
 def _save(path: Path, state: MergeState, bindings: Sequence[Binding]) -> None:
