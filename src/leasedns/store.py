@@ -8,9 +8,11 @@ what it read and what was changed in memory, and writes back only the
 changes (`flush`). Code that needs every key (a full resolve, reconcile)
 iterates, which reads the table whole once.
 
-The database is a cache of what the journals say, never the truth: any
-SQLite error means "throw it away and rebuild from the journals" (see
-`mergestate`). WAL mode lets readers (reconcile, record) see the last
+The database is a cache of what the journals say, never the truth: a
+damaged file is thrown away and rebuilt from the journals; a full disk or an
+I/O error leaves it for the next build (`damaged`, and see `mergestate`).
+SQLite finds damage when it reads a page, so a build can meet it midway.
+WAL mode lets readers (reconcile, record) see the last
 committed build while the next one writes; synchronous=NORMAL keeps it
 consistent (not necessarily current) across a power cut, which is all a
 cache needs.
