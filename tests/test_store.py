@@ -20,7 +20,7 @@ SPEC: Spec[str, tuple[int | None, str]] = Spec(
     ("end", "note"),
     lambda k: (text_in(k),),
     lambda k, v: (text_in(k), v[0], text_in(v[1])),
-    lambda r: (r[0], text_out(r[1])),
+    lambda _k, r: (r[0], text_out(r[1])),
     lambda k: text_out(k[0]),
     index="end",
 )

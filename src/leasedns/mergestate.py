@@ -37,7 +37,7 @@ log = logging.getLogger("leasedns.mergestate")
 
 STATE_FILE = store.DB_FILE
 OLD_STATE_FILE = "merge-state.bin"  # before 0.2: one marshalled blob, removed when seen
-VERSION = 4  # 2: rows carry `since`; 3: the last resolve's outcome; 4: SQLite
+VERSION = 5  # 2: rows carry `since`; 3: the last resolve's outcome; 4, 5: SQLite
 WINDOW = 4096  # fingerprint: hashes of up to this many bytes at the start and before the mark
 # Anything that can change how a line parses or a name is judged invalidates the file.
 STAMP = f"{VERSION}/{__version__}/{sys.version_info[0]}.{sys.version_info[1]}"
@@ -263,8 +263,8 @@ def _fold_segment(
 # --- the tables ------------------------------------------------------------------------------
 
 
-def _row(r: tuple[Any, ...]) -> Row:
-    t, kind, ip, mac, client, host, secs, peer, source, infinite, since = r
+def _row(ip: str, r: tuple[Any, ...]) -> Row:
+    t, kind, mac, client, host, secs, peer, source, infinite, since = r
     return (
         t,
         kind,
@@ -283,9 +283,9 @@ def _row(r: tuple[Any, ...]) -> Row:
 LATEST: Spec[str, Row] = Spec(
     "latest",
     ("ip",),
-    ("t", "kind", "ip2", "mac", "client", "host", "secs", "peer", "source", "infinite", "since"),
+    ("t", "kind", "mac", "client", "host", "secs", "peer", "source", "infinite", "since"),
     lambda ip: (ip,),
-    lambda ip, r: (ip, *r[:2], ip, r[3], text_in(r[4]), text_in(r[5]), *r[6:]),
+    lambda ip, r: (ip, *r[:2], r[3], text_in(r[4]), text_in(r[5]), *r[6:]),
     _row,
     lambda k: k[0],
 )
@@ -295,7 +295,7 @@ ENDS: Spec[tuple[str, str], int] = Spec(
     ("t",),
     lambda k: k,
     lambda k, t: (*k, t),
-    lambda r: r[0],
+    lambda _k, r: r[0],
     lambda k: (k[0], k[1]),
 )
 VERDICTS: Spec[str, tuple[str | None, str]] = Spec(
@@ -304,7 +304,7 @@ VERDICTS: Spec[str, tuple[str | None, str]] = Spec(
     ("label", "note"),
     lambda raw: (text_in(raw),),
     lambda raw, v: (text_in(raw), v[0], text_in(v[1])),
-    lambda r: (r[0], text_out(r[1])),
+    lambda _raw, r: (r[0], text_out(r[1])),
     lambda k: text_out(k[0]),
 )
 OUTCOME: Spec[str, Outcome] = Spec(
@@ -313,7 +313,7 @@ OUTCOME: Spec[str, Outcome] = Spec(
     ("end", "name", "reason"),
     lambda ip: (ip,),
     lambda ip, o: (ip, o[0], o[1], text_in(o[2])),
-    lambda r: (r[0], r[1], text_out(r[2])),
+    lambda _ip, r: (r[0], r[1], text_out(r[2])),
     lambda k: k[0],
     index="end",
 )
@@ -323,7 +323,7 @@ WINNER: Spec[str, str] = Spec(
     ("ip",),
     lambda n: (n,),
     lambda n, ip: (n, ip),
-    lambda r: r[0],
+    lambda _n, r: r[0],
     lambda k: k[0],
 )
 LINES: Spec[str, str] = Spec(
@@ -332,7 +332,7 @@ LINES: Spec[str, str] = Spec(
     ("line",),
     lambda n: (n,),
     lambda n, v: (n, v),
-    lambda r: r[0],
+    lambda _n, r: r[0],
     lambda k: k[0],
 )
 RIVALS: Spec[str, list[str]] = Spec(
@@ -341,7 +341,7 @@ RIVALS: Spec[str, list[str]] = Spec(
     ("ips",),
     lambda n: (n,),
     lambda n, ips: (n, " ".join(ips)),
-    lambda r: r[0].split(" "),
+    lambda _n, r: r[0].split(" "),
     lambda k: k[0],
 )
 _SPECS: tuple[Spec[Any, Any], ...] = (LATEST, ENDS, VERDICTS, OUTCOME, WINNER, LINES, RIVALS)

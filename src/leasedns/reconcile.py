@@ -63,7 +63,7 @@ class Live(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Merged:
-    """What compare needs of the journals' merge (see `from_state`)."""
+    """What compare needs of the journals' merge (see `merged_from`)."""
 
     live: dict[str, Live]  # ip -> its live binding
     published: dict[str, str]  # ip -> the dynamic name it publishes

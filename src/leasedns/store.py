@@ -62,7 +62,7 @@ class Spec(Generic[K, V]):
     values: tuple[str, ...]  # value columns
     key_params: Callable[[K], tuple[Any, ...]]
     row_of: Callable[[K, V], tuple[Any, ...]]  # key columns then value columns
-    decode: Callable[[tuple[Any, ...]], V]  # from the value columns
+    decode: Callable[[K, tuple[Any, ...]], V]  # from the key and the value columns
     key_of: Callable[[tuple[Any, ...]], K]  # from the key columns
     index: str = ""  # a value column to index, if any
 
@@ -102,7 +102,7 @@ class Table(MutableMapping[K, V]):
         v = self._cache.get(k, ABSENT)
         if v is ABSENT and k not in self._cache:
             row = self.db.execute(self._select, self.spec.key_params(k)).fetchone()
-            v = ABSENT if row is None else self.spec.decode(row)
+            v = ABSENT if row is None else self.spec.decode(k, row)
             self._cache[k] = v
         return v
 
@@ -151,7 +151,7 @@ class Table(MutableMapping[K, V]):
             nk = len(spec.keys)
             cols = ", ".join(spec.keys + spec.values)
             out = {
-                spec.key_of(row[:nk]): spec.decode(row[nk:])
+                (k := spec.key_of(row[:nk])): spec.decode(k, row[nk:])
                 for row in self.db.execute(f"SELECT {cols} FROM {spec.name}")
             }
             for k in self._was:
@@ -185,7 +185,7 @@ class Table(MutableMapping[K, V]):
             f"ORDER BY {', '.join(spec.keys)}"
         ).fetchall()
         keys: list[Any] = [spec.key_of(r[:nk]) for r in rows]
-        values = [spec.decode(r[nk:]) for r in rows]
+        values = [spec.decode(k, r[nk:]) for k, r in zip(keys, rows, strict=True)]
         if keys != sorted(keys):  # SQLite puts BLOBs (odd text, see text_in) after all TEXT
             order = sorted(range(len(keys)), key=keys.__getitem__)
             keys, values = [keys[i] for i in order], [values[i] for i in order]
@@ -203,6 +203,26 @@ class Table(MutableMapping[K, V]):
                 keys.insert(i, k)
                 values.insert(i, v)
         return values
+
+    def columns(self, cols: tuple[str, ...]) -> dict[K, tuple[Any, ...]]:
+        """See the module-level `columns`."""
+        spec = self.spec
+        nk = len(spec.keys)
+        pick = [nk + spec.values.index(c) for c in cols]
+        if self._whole is not None:
+            changed: Iterable[tuple[K, Any]] = self._whole.items()
+            out: dict[K, tuple[Any, ...]] = {}
+        else:
+            rows = self.db.execute(f"SELECT {', '.join(spec.keys + cols)} FROM {spec.name}")
+            out = {spec.key_of(r[:nk]): r[nk:] for r in rows}
+            changed = self.changes().items()
+        for k, v in changed:
+            if v is ABSENT:
+                out.pop(k, None)
+            else:
+                row = spec.row_of(k, v)
+                out[k] = tuple(row[i] for i in pick)
+        return out
 
     def expiring(self, column: str, limit: int) -> list[K]:
         """Keys whose (indexed) `column` is <= limit, as changed in memory."""
@@ -254,22 +274,10 @@ class Table(MutableMapping[K, V]):
 def columns(m: Mapping[K, V], spec: Spec[K, V], cols: tuple[str, ...]) -> dict[K, tuple[Any, ...]]:
     """Per key, some value columns as stored (text as `text_in` makes it), from a Table
     (one query, without decoding every row) or a plain dict alike."""
-    nk = len(spec.keys)
-    pick = [nk + spec.values.index(c) for c in cols]
-    if isinstance(m, Table) and m._whole is None and m.spec is spec:
-        rows = m.db.execute(f"SELECT {', '.join(spec.keys + cols)} FROM {spec.name}").fetchall()
-        key_of = spec.key_of
-        out = {key_of(r[:nk]): r[nk:] for r in rows}
-        changed: Iterable[tuple[K, Any]] = m.changes().items()
-    else:
-        out, changed = {}, m.items()
-    for k, v in changed:
-        if v is ABSENT:
-            out.pop(k, None)
-        else:
-            row = spec.row_of(k, v)
-            out[k] = tuple(row[i] for i in pick)
-    return out
+    if isinstance(m, Table) and m.spec is spec:
+        return m.columns(cols)
+    pick = [len(spec.keys) + spec.values.index(c) for c in cols]
+    return {k: tuple(row[i] for i in pick) for k, v in m.items() for row in [spec.row_of(k, v)]}
 
 
 def connect(path: Path, *, create: bool) -> sqlite3.Connection:
