@@ -14,10 +14,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import guard, journal, mergestate, resolved, spool, statics, store
+from . import guard, holdings, journal, mergestate, resolved, spool, statics, store
 from . import sync as syncing
 from .config import Config
-from .errors import EventError, LeasednsError
+from .errors import EventError, GuardError, LeasednsError
 from .events import Event, format_time, make_event
 from .merge import Record, Settings, stamp_runs
 from .publish import Runner, publish, write_atomic
@@ -140,6 +140,12 @@ def build(
     time passed) changed.
     """
     t0 = time.monotonic()
+    held, was = holdings.survey(cfg.journal_dir), holdings.load(cfg.state_dir)
+    lost = holdings.regressions(was or {}, held)
+    if lost:
+        if not force:
+            raise GuardError(holdings.refusal(lost, cfg.journal_dir))
+        log.warning("--force: publishing although %s", "; ".join(lost.values()))
     if st is None:
         st = statics.load(cfg)
     for p in st.problems:
@@ -163,6 +169,8 @@ def build(
         cfg.tinydns_root, data, cfg.tinydns_data, **({"runner": runner} if runner else {})
     )
     report.changed, report.compiled = outcome.changed, outcome.compiled
+    if held != was:
+        holdings.save(cfg.state_dir, held)  # published: what the journals hold is the new floor
     report.compile_secs = round(outcome.compile_secs, 4)
     report.build_secs = round(time.monotonic() - t0, 4)
     return result

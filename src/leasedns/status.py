@@ -7,13 +7,14 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import journal, spool
+from . import holdings, journal, spool
 from . import sync as syncing
 from .apply import load_report
 from .config import Config
 from .events import format_time, parse_time
 
 BACKLOG_WARN_SECS = 300
+TORN_WARN_SECS = 60
 
 
 @dataclass(slots=True)
@@ -29,6 +30,7 @@ class Status:
     last_ok: dict[str, object] = field(default_factory=dict)
     partners: dict[str, dict[str, object]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    critical: list[str] = field(default_factory=list)  # problems that make the level 2
     level: int = 0
 
 
@@ -58,6 +60,12 @@ def gather(cfg: Config, now: float | None = None) -> Status:
             "torn": pj.torn,
         }
         st.problems.extend(pj.problems)
+        if pj.torn and updated is not None and now - updated > TORN_WARN_SECS:
+            # A write in progress ends within milliseconds; this one was cut short.
+            st.problems.append(
+                f"journal {name}: {pj.torn} segment(s) end in a torn line, unchanged for "
+                f"{now - updated:.0f} s (a write cut short); the next append ends it as a bad line"
+            )
         if name == cfg.peer:
             own_last = last
         if last is not None and last / 1e6 > now + cfg.clock_skew_secs:
@@ -65,6 +73,15 @@ def gather(cfg: Config, now: float | None = None) -> Status:
                 f"peer {name}: newest event is {last / 1e6 - now:.0f} s in the "
                 f"future (clock skew over {cfg.clock_skew_secs} s?)"
             )
+    # A journal that lost what the last published build read: apply refuses to build.
+    gone = holdings.regressions(
+        holdings.load(cfg.state_dir) or {}, holdings.survey(cfg.journal_dir)
+    )
+    for name, why in gone.items():
+        empty = {"events": 0, "bytes": 0, "segments": 0, "last_event": "", "problems": 0}
+        st.peers.setdefault(name, {**empty, "updated": "", "torn": 0})
+        st.peers[name]["went_back"] = why
+        st.critical.append(f"journal {name}: {why}; apply refuses to publish until it is back")
     saved_sync = syncing.load(cfg)
     for p in cfg.partners:
         res = dict(saved_sync.get(p.name, {}))
@@ -86,7 +103,7 @@ def gather(cfg: Config, now: float | None = None) -> Status:
 
 def assess(st: Status) -> int:
     """0 ok, 1 warning (backlog, rejected events, journal damage), 2 critical (build failing)."""
-    if st.last_build and not st.last_build.get("ok"):
+    if (st.last_build and not st.last_build.get("ok")) or st.critical:
         return 2
     if any(p.get("ok") is False or p.get("lag_secs") is None for p in st.partners.values()):
         return 1
@@ -110,6 +127,7 @@ def as_text(cfg: Config, st: Status) -> str:
             f"journal {name}: {p['events']} events, {p['bytes']} bytes in {p['segments']} "
             f"segments, last event {p['last_event'] or 'never'}"
             + (f", {p['problems']} bad lines" if p["problems"] else "")
+            + (", LOST what the last build read (see CRITICAL)" if p.get("went_back") else "")
         )
     for name, p in sorted(st.partners.items()):
         if not p.get("time"):
@@ -120,6 +138,8 @@ def as_text(cfg: Config, st: Status) -> str:
             f"sync {name}: {state} at {p.get('time')}, last ok {p.get('last_ok') or 'never'}"
             f", lag {p.get('lag_secs')}s"
         )
+    for problem in st.critical:
+        out.append(f"CRITICAL: {problem}")
     for problem in st.problems[:10]:
         out.append(f"problem: {problem}")
     lb = st.last_build

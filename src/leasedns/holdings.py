@@ -1,0 +1,150 @@
+"""What each peer's journal held at the last published build, and the check that none went back.
+
+A journal only grows, or is compacted; compaction (and rolling to a new
+segment) always writes a segment numbered above every earlier one. So a
+peer's journal that lost its directory or every segment, whose newest
+segment number went down, or whose segments shrank or vanished without a
+newer segment to take their place, has lost events: deleted, truncated, or
+replaced by an older copy (a restored backup). The merge would then simply
+drop that peer's names, and the mass-delete guard, which counts names, misses
+it when the peer held no more than its share. This check refuses such a
+build by its journals alone, until the journal comes back or the operator
+confirms the loss with `leasedns apply --force`.
+
+What was held is kept in `journals.json` in the state directory: per peer the
+size of each segment, as listed (no journal line is read, so the check costs
+a directory listing and a stat per segment).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import journal
+from .publish import write_atomic
+
+log = logging.getLogger("leasedns.holdings")
+
+HOLDINGS_FILE = "journals.json"
+
+Holdings = dict[str, "Holding"]  # peer -> what its journal holds
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """One peer's journal as listed: (segment number, size in bytes), by number."""
+
+    segments: tuple[tuple[int, int], ...]
+
+    @property
+    def newest(self) -> int:
+        return self.segments[-1][0] if self.segments else 0
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _n, size in self.segments)
+
+    def describe(self) -> str:
+        if not self.segments:
+            return "no segments"
+        n = len(self.segments)
+        return (
+            f"{self.bytes} bytes in {n} segment{'s' if n != 1 else ''} up to "
+            f"{journal.segment_name(self.newest)}"
+        )
+
+
+def survey(journal_dir: Path) -> Holdings:
+    """Every peer's journal under `journal_dir` as it is now (a listing and a stat each)."""
+    out: Holdings = {}
+    for peer in journal.peers(journal_dir):
+        segs = []
+        for path in journal.segments(journal_dir / peer):
+            m = journal.SEGMENT_RE.match(path.name)
+            try:
+                size = os.stat(path).st_size
+            except FileNotFoundError:  # compacted away while listed
+                continue
+            if m:
+                segs.append((int(m.group(1)), size))
+        out[peer] = Holding(tuple(sorted(segs)))
+    return out
+
+
+def regressions(before: Mapping[str, Holding], now: Mapping[str, Holding]) -> dict[str, str]:
+    """Per peer whose journal lost what it held before, what went back (pure)."""
+    out: dict[str, str] = {}
+    for peer, was in sorted(before.items()):
+        if not was.segments or not was.bytes:
+            continue  # it held nothing: nothing can be lost
+        cur = now.get(peer)
+        if cur is None:
+            out[peer] = f"its journal directory is gone (it held {was.describe()})"
+            continue
+        if not cur.segments or not cur.bytes:
+            out[peer] = f"its journal is empty (it held {was.describe()})"
+            continue
+        if cur.newest < was.newest:
+            out[peer] = (
+                f"its journal went back to {cur.describe()} (it held {was.describe()}): "
+                "an older copy, restored from a backup or put in place by hand?"
+            )
+            continue
+        sizes = dict(cur.segments)
+        for n, size in was.segments:
+            now_size = sizes.get(n)
+            if now_size is not None and now_size < size:
+                out[peer] = (
+                    f"{journal.segment_name(n)} shrank from {size} to {now_size} bytes "
+                    "(truncated, or replaced by an older copy)"
+                )
+                break
+            if now_size is None and cur.newest == was.newest:
+                # Compaction writes a newer segment before old ones go; none is there.
+                out[peer] = (
+                    f"{journal.segment_name(n)} is gone with no newer segment to replace it "
+                    "(deleted, or renamed)"
+                )
+                break
+    return out
+
+
+def load(state_dir: Path) -> Holdings | None:
+    """What the journals held at the last published build; None when not known."""
+    path = state_dir / HOLDINGS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {
+            str(peer): Holding(tuple(sorted((int(n), int(size)) for n, size in segs)))
+            for peer, segs in data["peers"].items()
+        }
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        log.warning("%s: unreadable (%s); starting again from the journals as they are", path, e)
+        return None
+
+
+def save(state_dir: Path, holdings: Mapping[str, Holding]) -> None:
+    """Keep what the journals hold now, for the next build's check."""
+    data = {"peers": {peer: [list(s) for s in h.segments] for peer, h in sorted(holdings.items())}}
+    try:
+        write_atomic(state_dir / HOLDINGS_FILE, json.dumps(data).encode(), 0o640)
+    except OSError as e:
+        log.error("%s: cannot save: %s", state_dir / HOLDINGS_FILE, e.strerror)
+
+
+def refusal(lost: Mapping[str, str], journal_dir: Path) -> str:
+    """The message of a build refused because journals went back."""
+    what = "; ".join(f"peer {peer} ({journal_dir / peer}): {why}" for peer, why in lost.items())
+    return (
+        f"refusing to publish: {what}. Its names would vanish with no event to explain it; "
+        "the old data keeps serving. Put the journal back (a partner's sync brings its own "
+        "journal again), or if the loss is intended (a peer retired), run "
+        "`leasedns apply --force`."
+    )
