@@ -390,6 +390,8 @@ def test_full_disk_hook_fails_fast_nothing_lost_old_cdb_serves_then_catches_up(
             assert answers(cfg.tinydns_root, f"old{i}", ip_of(i))
         code, text = status_exit(cfg_path)
         assert code == 2, f"status after a failed build must be critical, got {code}: {text}"
+        # No empty temp file is left behind by a write that could not finish.
+        assert sorted(p.name for p in fs.rglob("*.tmp")) == []
 
         filler.unlink()  # space returns
         report = apply.run(cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import gc
 import json
 import logging
@@ -21,7 +22,7 @@ from .errors import EventError, GuardError, LeasednsError
 from .events import Event, format_time, make_event
 from .merge import Record, Settings, stamp_runs
 from .publish import Runner, publish, write_atomic
-from .render import published_dynamic
+from .render import published_dynamic, static_origin
 
 log = logging.getLogger("leasedns.apply")
 
@@ -166,7 +167,11 @@ def build(
     if not force:
         check_guard(result, previous_data, saved_digest, st, now, cfg.guard_fraction, cfg.guard_min)
     outcome = publish(
-        cfg.tinydns_root, data, cfg.tinydns_data, **({"runner": runner} if runner else {})
+        cfg.tinydns_root,
+        data,
+        cfg.tinydns_data,
+        **({"runner": runner} if runner else {}),
+        origin=functools.partial(static_origin, st),
     )
     report.changed, report.compiled = outcome.changed, outcome.compiled
     if held != was:

@@ -73,6 +73,17 @@ def render_parts(
     return "".join(parts).encode("utf-8", "surrogateescape")
 
 
+def static_origin(statics: Statics, line: int) -> str | None:
+    """The static data file:line that line `line` of a rendered `data` file was copied from."""
+    n = line - HEADER.count("\n") - STATIC_MARK.count("\n")
+    for path, text in statics.data_files:
+        count = text.count("\n")
+        if 1 <= n <= count:
+            return f"{path}:{n}"
+        n -= count
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     """A dynamic record as found in a previous data file."""
