@@ -291,3 +291,100 @@ def test_lease_is_immutable():
         pass
     else:
         raise AssertionError("Lease is mutable")
+
+
+# --- what dhcpd reads beyond its own layout (server/confpars.c, parse_lease_declaration) -------
+
+NOW = ts("2024/05/01 13:00:00")
+
+
+def test_no_binding_state_active_while_ends_is_ahead():
+    lf = load("no-binding-state.leases")
+    assert lf.problems == ()
+    by_ip = {x.ip: x for x in lf.leases}
+    assert [(x.ip, x.state, x.ends) for x in lf.leases] == [
+        ("192.0.2.80", "active", ts("2024/05/01 22:00:00")),
+        ("192.0.2.81", "active", ts("2024/05/01 12:00:00")),
+        ("192.0.2.82", "active", None),
+        ("192.0.2.83", "free", None),  # no `ends`: dhcpd's ends is 0, so free
+    ]
+    assert by_ip["192.0.2.80"].next_state is None and by_ip["192.0.2.80"].line == 4
+    # live while ends is ahead, then not, as dhcpd would have it free
+    assert [x.client_hostname for x in live_leases([lf], NOW)] == ["still-on", "forever"]
+    assert [x.ip for x in live_leases([lf], ts("2024/05/01 11:00:00"))] == [
+        "192.0.2.80",
+        "192.0.2.81",
+        "192.0.2.82",
+    ]
+
+
+def test_bare_abandoned_is_a_binding_state_and_the_last_one_wins():
+    lf = load("bare-abandoned.leases")
+    assert lf.problems == ()
+    assert [(x.ip, x.state, x.abandoned) for x in lf.leases] == [
+        ("192.0.2.84", "abandoned", True),
+        ("192.0.2.85", "abandoned", True),  # `binding state active;` then `abandoned;`
+        ("192.0.2.86", "active", False),  # `abandoned;` then `binding state active;`
+    ]
+    assert [x.ip for x in live_leases([lf], NOW)] == ["192.0.2.86"]
+
+
+def test_bootp_and_reserved_are_active():
+    lf = load("bootp.leases")
+    assert lf.problems == ()
+    assert [(x.ip, x.state, x.next_state) for x in lf.leases] == [
+        ("192.0.2.87", "active", "active"),
+        ("192.0.2.88", "active", None),
+    ]
+    assert [x.ip for x in live_leases([lf], NOW)] == ["192.0.2.87", "192.0.2.88"]
+
+
+def test_zone_offset_after_the_time_is_added():
+    lf = load("zone-offset.leases")
+    assert lf.problems == ()
+    (x,) = lf.leases
+    assert x.starts == ts("2024/05/01 11:00:00")
+    assert x.ends == ts("2024/05/01 20:00:00")
+    assert x.cltt == ts("2024/05/01 10:00:00")
+    assert [y.ip for y in live_leases([lf], NOW)] == ["192.0.2.89"]
+
+
+@pytest.mark.parametrize("offset", ["+3600", "36OO", "1 2", "99999999999", "-"])
+def test_zone_offset_that_is_no_number_is_a_problem(offset):
+    text = (
+        f"lease 192.0.2.1 {{\n  starts 3 2024/05/01 10:00:00 {offset};\n  binding state free;\n}}\n"
+    )
+    lf = parse_leases(text, "f")
+    assert lf.leases == ()
+    assert [p.line for p in lf.problems] == [2]
+    assert "lease 192.0.2.1: starts: bad time" in str(lf.problems[0])
+
+
+def test_unquoted_client_hostname_is_kept():
+    lf = load("unquoted-hostname.leases")
+    assert lf.problems == ()
+    assert [(x.ip, x.client_hostname) for x in lf.leases] == [
+        ("192.0.2.90", "host16"),
+        ("192.0.2.91", "host17.example.org."),
+    ]
+
+
+def test_unquoted_client_hostname_that_is_no_host_name_is_a_problem():
+    text = "lease 192.0.2.1 {\n  binding state free;\n  client-hostname a/b;\n}\n"
+    lf = parse_leases(text, "f")
+    assert [(x.ip, x.client_hostname) for x in lf.leases] == [("192.0.2.1", None)]
+    assert [str(p) for p in lf.problems] == [
+        "f:3: lease 192.0.2.1: statement 'client-hostname a/b' not understood; ignored"
+    ]
+
+
+def test_unknown_binding_state_drops_the_block_as_dhcpd_does():
+    lf = load("unknown-binding-state.leases")
+    path = str(DATA / "unknown-binding-state.leases")
+    (x,) = lf.leases
+    assert (x.state, x.client_hostname, x.line) == ("active", "kept", 3)
+    assert [str(p) for p in lf.problems] == [
+        f"{path}:13: lease 192.0.2.92: binding: no binding state 'dormant' "
+        "(dhcpd knows abandoned, active, backup, bootp, expired, free, released, reserved, "
+        "reset); lease skipped"
+    ]

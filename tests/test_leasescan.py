@@ -227,6 +227,22 @@ def test_every_statement_of_the_layout():
         ("binding state active", "binding state abandoned"),
         ("binding state active", "binding state weird-state"),
         ("binding state active", "binding state Active"),
+        ("binding state active", "binding state bootp"),  # read as active, on the fast paths
+        ("binding state active", "binding state reserved"),
+        ("next binding state free", "next binding state bootp"),
+        ("next binding state free", "next binding state nope"),  # dhcpd drops the block
+        ("rewind binding state free", "rewind binding state x"),
+        ("  binding state active;\n", ""),  # dhcpd makes the state up from ends
+        ("  ends 3 2024/05/01 22:00:00;\n", ""),
+        ("  binding state active;\n", "  abandoned;\n"),
+        ("  binding state active;\n", "  binding state active;\n  abandoned;\n"),
+        ("  binding state active;\n", "  abandoned;\n  binding state active;\n"),
+        ("2024/05/01 10:00:00;", "2024/05/01 10:00:00 3600;"),  # a zone offset
+        ("2024/05/01 10:00:00;", "2024/05/01 10:00:00 -3600;"),
+        ("2024/05/01 10:00:00;", "2024/05/01 10:00:00 99999999999;"),
+        ('client-hostname "h7"', "client-hostname h7"),
+        ('client-hostname "h7"', "client-hostname h7.example.org."),
+        ('client-hostname "h7"', "client-hostname h/7"),
         ("02:00:00:00:00:07;", "02:00:00:00:00:0A;"),
         ("02:00:00:00:00:07;", "2:0:0:0:0:7;"),
         ('"\\001\\002', '"\\x41\\t\\r\\n\\b\\q\\777\\8\\"\\\\'),
@@ -422,9 +438,11 @@ def times(draw: st.DrawFn) -> str:
         year = draw(st.sampled_from([1900, 2000, 2023, 2024, 2100, 2400]))
         return f"{draw(_WEEKDAYS)} {year}/02/{draw(st.integers(28, 30))} 12:00:00"
     t = time.gmtime(draw(st.integers(-(2**31), 2**34)))
+    # now and then a zone offset after the time, as dhcpd's parse_date_core reads it
+    offset = draw(st.sampled_from(["", "", "", "", " 3600", " -7200", " 0", " +1", " 1e3"]))
     return (
         f"{(t.tm_wday + 1) % 7} {t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d} "
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}{offset}"
     )
 
 
@@ -438,7 +456,10 @@ def addresses(draw: st.DrawFn) -> str:
 
 
 _STATES = st.sampled_from(
-    ["active", "free", "backup", "expired", "released", "abandoned", "reset", "bootp", "x-y"]
+    [
+        *("active", "free", "backup", "expired", "released", "abandoned", "reset"),
+        *("bootp", "reserved", "Active", "x-y"),
+    ]
 )
 _SET_VALUES = st.one_of(
     _BYTES.map(lambda b: ("q", b)),
@@ -453,7 +474,14 @@ def dhcpd_block(draw: st.DrawFn) -> str:
     for word in ("starts", "ends", "tstp", "tsfp", "atsfp", "cltt"):
         if draw(st.booleans()):
             lines.append(f"  {word} {draw(times())};")
-    lines.append(f"  binding state {draw(_STATES)};")
+    # no binding state (dhcpd makes one up), and the bare `abandoned;` before or after it
+    binding = draw(st.sampled_from(["state"] * 4 + ["none", "abandoned", "before", "after"]))
+    if binding in ("abandoned", "before"):
+        lines.append("  abandoned;")
+    if binding in ("state", "before", "after"):
+        lines.append(f"  binding state {draw(_STATES)};")
+    if binding == "after":
+        lines.append("  abandoned;")
     for word in ("next", "rewind"):
         if draw(st.booleans()):
             lines.append(f"  {word} binding state {draw(_STATES)};")
@@ -478,7 +506,11 @@ def dhcpd_block(draw: st.DrawFn) -> str:
         name = draw(st.sampled_from(["circuit-id", "remote-id", "subscriber-id"]))
         lines.append(f'  option agent.{name} "{_quote(draw(_BYTES), draw)}";')
     if draw(st.booleans()):
-        lines.append(f'  client-hostname "{_quote(draw(_BYTES), draw)}";')
+        if draw(st.integers(0, 4)) == 0:  # unquoted: a host name, or not
+            name = draw(st.sampled_from(["host16", "h-1.example.org", "h.", "a/b", "1.2"]))
+            lines.append(f"  client-hostname {name};")
+        else:
+            lines.append(f'  client-hostname "{_quote(draw(_BYTES), draw)}";')
     for _ in range(draw(st.integers(0, 2))):
         event = draw(st.sampled_from(["expiry", "release", "commit", "expiry or release"]))
         lines += [f"  on {event} {{", '    execute ("/x", "}");', "        more;", "  }"]

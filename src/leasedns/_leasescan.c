@@ -466,25 +466,54 @@ typedef struct {
     int n;
 } Words;
 
-static PyObject *word(Words *w, const uchar *s, Span sp)
+static PyObject *word_at(Words *w, const uchar *p, Py_ssize_t len)
 {
-    Py_ssize_t len = sp.b - sp.a;
     PyObject *o;
     int i;
     for (i = 0; i < w->n; i++) {
         o = w->str[i];
         if (PyUnicode_GET_LENGTH(o) == len &&
-            memcmp(PyUnicode_1BYTE_DATA(o), s + sp.a, (size_t)len) == 0) {
+            memcmp(PyUnicode_1BYTE_DATA(o), p, (size_t)len) == 0) {
             Py_INCREF(o);
             return o;
         }
     }
-    o = PyUnicode_DecodeLatin1((const char *)s + sp.a, len, NULL);
+    o = PyUnicode_DecodeLatin1((const char *)p, len, NULL);
     if (o != NULL && w->n < WORDS) {
         Py_INCREF(o);
         w->str[w->n++] = o;
     }
     return o;
+}
+
+static PyObject *word(Words *w, const uchar *s, Span sp)
+{
+    return word_at(w, s + sp.a, sp.b - sp.a);
+}
+
+/* The binding states dhcpd knows and the state it reads each as (_STATES in leases.py):
+ * `bootp` and `reserved` are active. Any other word makes dhcpd drop the block. */
+static const char *const STATE_WORD[9] = {
+    "abandoned", "active", "backup", "expired", "free", "released", "reset", "bootp", "reserved"};
+static const size_t STATE_LEN[9] = {9, 6, 6, 7, 4, 8, 5, 5, 8};
+static const char *const STATE_AS[9] = {
+    "abandoned", "active", "backup", "expired", "free", "released", "reset", "active", "active"};
+
+/* The state text[sp] is read as, or NULL when dhcpd knows no such state. */
+static const char *state_as(const uchar *s, Span sp)
+{
+    size_t len = (size_t)(sp.b - sp.a);
+    int i;
+    for (i = 0; i < 9; i++)
+        if (STATE_LEN[i] == len && memcmp(s + sp.a, STATE_WORD[i], len) == 0)
+            return STATE_AS[i];
+    return NULL;
+}
+
+/* A state that state_as() found, as a str shared through w. */
+static PyObject *state_str(Words *w, const char *state)
+{
+    return word_at(w, (const uchar *)state, (Py_ssize_t)strlen(state));
 }
 
 static PyObject *none(void)
@@ -571,18 +600,23 @@ static PyObject *options(const uchar *s, const Block *b, Words *w)
 }
 
 /* The Lease of a matched block. Returns 1 with *out set, 0 when a value is impossible (a date
- * like 2024/02/30, an address like 1.2.3.999: the general parser says what is wrong), -1 on
- * error (an exception is set). */
+ * like 2024/02/30, an address like 1.2.3.999, a binding state dhcpd does not know: the general
+ * parser says what is wrong), -1 on error (an exception is set). */
 static int make_lease(const uchar *s, Py_ssize_t n, const Block *b, PyTypeObject *type,
                       PyObject *path, Py_ssize_t line, Words *w, PyObject **out)
 {
     PyObject *f[NFIELDS] = {NULL};
     PyObject *lease;
     long long secs[6];
+    const char *state, *next = NULL, *rewind = NULL;
     Pool pool;
     int i, j;
 
     if (!valid_ipv4(s, b->ip.a, b->ip.b))
+        return 0;
+    if ((state = state_as(s, b->state)) == NULL ||
+        (b->next.a != ABSENT && (next = state_as(s, b->next)) == NULL) ||
+        (b->rewind.a != ABSENT && (rewind = state_as(s, b->rewind)) == NULL))
         return 0;
     for (i = 0; i < 6; i++)
         if (b->time[i] >= 0 && !time_value(s + b->time[i], &secs[i]))
@@ -610,9 +644,9 @@ static int make_lease(const uchar *s, Py_ssize_t n, const Block *b, PyTypeObject
         else if ((*slot = PyLong_FromLongLong(secs[i])) == NULL)
             goto error;
     }
-    if ((f[F_STATE] = word(w, s, b->state)) == NULL ||
-        (f[F_NEXT] = b->next.a == ABSENT ? none() : word(w, s, b->next)) == NULL ||
-        (f[F_REWIND] = b->rewind.a == ABSENT ? none() : word(w, s, b->rewind)) == NULL ||
+    if ((f[F_STATE] = state_str(w, state)) == NULL ||
+        (f[F_NEXT] = next == NULL ? none() : state_str(w, next)) == NULL ||
+        (f[F_REWIND] = rewind == NULL ? none() : state_str(w, rewind)) == NULL ||
         (f[F_MAC] = b->mac.a == ABSENT ? none() : raw_str(s, b->mac, &pool)) == NULL ||
         (f[F_UID] = b->uid.a == ABSENT ? none() : unquote(s, b->uid, b->uid_esc)) == NULL ||
         (f[F_SETS] = set_vars(s, n, b, w, &pool)) == NULL ||
@@ -621,9 +655,7 @@ static int make_lease(const uchar *s, Py_ssize_t n, const Block *b, PyTypeObject
             NULL ||
         (f[F_LINE] = PyLong_FromSsize_t(line)) == NULL)
         goto error;
-    f[F_ABANDONED] = b->state.b - b->state.a == 9 && memcmp(s + b->state.a, "abandoned", 9) == 0
-                         ? Py_True
-                         : Py_False;
+    f[F_ABANDONED] = strcmp(state, "abandoned") == 0 ? Py_True : Py_False;
     Py_INCREF(f[F_ABANDONED]);
     f[F_PATH] = path;
     Py_INCREF(path);

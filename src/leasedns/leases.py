@@ -33,6 +33,10 @@ class Lease(NamedTuple):
     100,000 of these, and a frozen dataclass's __init__ (one object.__setattr__ per field)
     alone costs more than the whole rest of the parse. It is just as immutable.
     Times are unix seconds (UTC); None means absent or `never`.
+    `state` is the binding state as dhcpd reads it (parse_lease_declaration): `bootp` and
+    `reserved` are `active`; a bare `abandoned;` is `abandoned`; a block with neither is
+    `active` when it has an `ends` (live until then, like any active lease: dhcpd calls it
+    active while ends is in the future, else free) and `free` when it has none.
     """
 
     ip: str
@@ -50,7 +54,7 @@ class Lease(NamedTuple):
     client_hostname: str | None  # decoded as UTF-8 with surrogateescape
     set_vars: tuple[tuple[str, str], ...]  # quoted values decoded, others as written
     options: tuple[tuple[str, str], ...]  # ("agent.circuit-id", "..."), as written
-    abandoned: bool
+    abandoned: bool  # state == "abandoned"
     path: str
     line: int
 
@@ -128,18 +132,29 @@ _MINUTES = _MinuteSeconds()
 _SECS = _Seconds()
 _DATE_RE = re.compile(r"\d{4}/\d\d?/\d\d?\Z")
 _HMS_RE = re.compile(r"(\d\d?:\d\d?):(\d\d?)\Z")
+_OFFSET_RE = re.compile(r"-?[0-9]{1,10}\Z")
 
 
 def _time_value(words: list[str]) -> int | None:
-    """Convert the words of a time statement (`W Y/M/D H:M:S`, `epoch N`, `never`)."""
+    """Convert the words of a time statement (`W Y/M/D H:M:S [OFFSET]`, `epoch N`, `never`).
+
+    OFFSET is what dhcpd's parse_date_core reads after the time: seconds it adds to it (an
+    int there, so at most 10 digits; dhcpd itself writes none)."""
     if words == ["never"]:
         return None
     if len(words) == 2 and words[0] == "epoch" and words[1].isdigit():
         return int(words[1])
-    hms = _HMS_RE.match(words[2]) if len(words) == 3 else None
-    if hms and words[0].isdigit() and _DATE_RE.match(words[1]):
+    hms = _HMS_RE.match(words[2]) if len(words) in (3, 4) else None
+    offset = words[3] if len(words) == 4 else "0"
+    if (
+        hms
+        and words[0].isdigit()
+        and _DATE_RE.match(words[1])
+        and _OFFSET_RE.match(offset)
+        and abs(int(offset)) < 2**31
+    ):
         # the caches raise ValueError for 2024/02/30 and the like
-        return _MINUTES[f"{words[1]} {hms.group(1)}"] + _SECS[hms.group(2)]
+        return _MINUTES[f"{words[1]} {hms.group(1)}"] + _SECS[hms.group(2)] + int(offset)
     raise ValueError(
         f"bad time {' '.join(words)!r}; expected 'W YYYY/MM/DD HH:MM:SS', 'epoch N' or 'never'"
     )
@@ -233,9 +248,15 @@ _FAST = re.compile(
     r"\}\n?",
     re.M,
 )
-# Interned so 100,000 leases share a handful of strings instead of holding one each.
+# The binding states dhcpd knows (parse_lease_declaration), each to the state it reads it as:
+# `bootp` and `reserved` are kept "for compatibleness with older versions" and are active.
+# A block with any other word there is dropped by dhcpd, so by both paths here too. The
+# values are interned: 100,000 leases share a handful of strings instead of holding one each.
+# src/leasedns/_leasescan.c has the same table (STATE_WORD).
 _STATES = {
-    s: s for s in ("free", "active", "expired", "released", "abandoned", "reset", "backup", "bootp")
+    **{s: s for s in ("abandoned", "active", "backup", "expired", "free", "released", "reset")},
+    "bootp": "active",
+    "reserved": "active",
 }
 _SET_ITEM = re.compile(r'  set ([^ ]+) = ("' + _QBODY + r'"|[^;]*);\n')
 _OPTION_ITEM = re.compile(r"  option ([^ ]+) ([^;\n]*);\n")
@@ -436,6 +457,18 @@ def _value_text(t: _Tok) -> str:
     return _text(t.text[1:-1]) if t.kind == "s" else t.text
 
 
+def _binding_state(word: str) -> str:
+    """The state dhcpd reads for `binding state WORD` (its keywords ignore case)."""
+    state = _STATES.get(word.lower())
+    if state is None:
+        raise ValueError(f"no binding state {word!r} (dhcpd knows {', '.join(sorted(_STATES))})")
+    return state
+
+
+# client-hostname without quotes: parse_host_name's dotted names (letters, digits, - and _).
+_HOST_NAME = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?\Z")
+
+
 def _lease(acc: _Acc, ip: str, stmts: list[Stmt], pos: int) -> Lease:
     line = acc.line_at(pos)
     times: dict[str, int | None] = {}
@@ -444,29 +477,30 @@ def _lease(acc: _Acc, ip: str, stmts: list[Stmt], pos: int) -> Lease:
     uid: bytes | None = None
     sets: list[tuple[str, str]] = []
     options: list[tuple[str, str]] = []
-    abandoned = False
     for st in stmts:
         w = st[0].text
         try:
             if w in _TIME_WORDS:
                 times[w] = _time_value(_words(st, 1))
             elif w == "binding" and len(st) == 3 and st[1].text == "state":
-                state = st[2].text
+                state = _binding_state(st[2].text)
             elif (
                 w in ("next", "rewind")
                 and len(st) == 4
                 and _words(st, 1)[:2] == ["binding", "state"]
             ):
                 if w == "next":
-                    next_state = st[3].text
+                    next_state = _binding_state(st[3].text)
                 else:
-                    rewind_state = st[3].text
+                    rewind_state = _binding_state(st[3].text)
             elif w == "hardware" and len(st) == 3:
                 mac = _mac(st[2].text)
             elif w == "uid" and len(st) == 2:
                 uid = _string_or_hex(st[1])
             elif w == "client-hostname" and len(st) == 2 and st[1].kind == "s":
                 hostname = _text(st[1].text[1:-1])
+            elif w == "client-hostname" and len(st) == 2 and _HOST_NAME.match(st[1].text):
+                hostname = st[1].text
             elif w == "set" and len(st) == 4 and st[2].text == "=":
                 sets.append((st[1].text, _value_text(st[3])))
             elif w == "option" and len(st) >= 3:
@@ -474,7 +508,7 @@ def _lease(acc: _Acc, ip: str, stmts: list[Stmt], pos: int) -> Lease:
             elif w == "vendor-class-identifier" and len(st) == 2:
                 options.append((w, _value_text(st[1])))
             elif w == "abandoned" and len(st) == 1:
-                abandoned = True
+                state = "abandoned"  # dhcpd's older form of `binding state abandoned;`
             elif w in (
                 "on",
                 "reserved",
@@ -495,7 +529,9 @@ def _lease(acc: _Acc, ip: str, stmts: list[Stmt], pos: int) -> Lease:
         except ValueError as e:
             raise _Damage(st[0].pos, f"lease {ip}: {w}: {e}; lease skipped") from None
     if state is None:
-        raise _Damage(pos, f"lease {ip}: no 'binding state'; lease skipped")
+        # dhcpd makes one up: active if ends is ahead (live_leases checks that against now),
+        # else free; without `ends` its ends is 0, so free.
+        state = "active" if "ends" in times else "free"
     return Lease(
         ip,
         times.get("starts"),
@@ -512,7 +548,7 @@ def _lease(acc: _Acc, ip: str, stmts: list[Stmt], pos: int) -> Lease:
         hostname,
         tuple(sets),
         tuple(options),
-        abandoned or state == "abandoned",
+        state == "abandoned",
         acc.path,
         line,
     )
@@ -766,9 +802,9 @@ def _match_chunk(acc: _Acc) -> int:
                 mins[tp_m] + secs[tp_s] if tp_m else None,
                 mins[tf_m] + secs[tf_s] if tf_m else None,
                 mins[at_m] + secs[at_s] if at_m else None,
-                states.get(state, state),
-                nxt and states.get(nxt, nxt),
-                rew and states.get(rew, rew),
+                states[state],  # KeyError: a state dhcpd does not know
+                nxt and states[nxt],
+                rew and states[rew],
                 mac,
                 None if uid is None else unquote(uid),
                 None if host is None else as_text(host),
@@ -780,9 +816,9 @@ def _match_chunk(acc: _Acc) -> int:
             )
             if not _IPV4.match(ip):
                 raise ValueError(ip)
-        except ValueError:
-            # a date like 2024/02/30 or an address like 1.2.3.999: let the general parser
-            # read the block and say what is wrong with it
+        except (KeyError, ValueError):
+            # a date like 2024/02/30, an address like 1.2.3.999, an unknown binding state:
+            # let the general parser read the block and say what is wrong with it
             _parse_region(acc, start, m.end())
         else:
             add(lease)
