@@ -16,6 +16,12 @@ from .errors import EventError
 MAX_NAME_BYTES = 1024  # DHCP options hold at most 255; longer is hostile and is cut here
 INFINITE_LEASE = 0xFFFFFFFF
 SOURCES = ("hook", "record", "reconcile")
+# Every time leasedns keeps (journal lines, event files, --time) lies in this window
+# (UTC unix microseconds, the end excluded): a clock or a line outside it is wrong, and
+# every time in it formats and parses the same everywhere.
+MIN_TIME_US = 0  # 1970-01-01T00:00:00Z
+MAX_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
+TIME_WINDOW = "1970-01-01T00:00:00Z .. 2100-01-01T00:00:00Z"
 
 
 class Kind(enum.Enum):
@@ -81,7 +87,7 @@ _KINDS = {k.value: k for k in Kind}
 def normalise_mac(raw: str) -> str:
     """`2:0:0:0:1:A` (as dhcpd's binary-to-ascii writes it) -> `02:00:00:00:01:0a`."""
     if not _MAC_RE.match(raw):
-        raise EventError(f"MAC {raw!r} is not six hex octets like 02:00:5e:00:53:01")
+        raise EventError(f"MAC {_short(raw)} is not six hex octets like 02:00:5e:00:53:01")
     return ":".join(f"{int(p, 16):02x}" for p in re.split("[:-]", raw))
 
 
@@ -110,7 +116,7 @@ def normalise_ip(raw: str) -> str:
     try:
         return str(ipaddress.IPv4Address(raw))
     except ValueError:
-        raise EventError(f"IP {raw!r} is not an IPv4 address") from None
+        raise EventError(f"IP {_short(raw)} is not an IPv4 address") from None
 
 
 def _text(raw: bytes | str) -> str:
@@ -145,6 +151,10 @@ def make_event(args: Sequence[bytes | str], time_us: int, peer: str, source: str
         if not _SECS_RE.match(secs_s) or int(secs_s) > INFINITE_LEASE:
             raise EventError(f"lease length {secs_s[:40]!r} is not a number of seconds")
         secs = int(secs_s)
+    if not MIN_TIME_US <= time_us < MAX_TIME_US:
+        raise EventError(
+            f"event time {format_time(time_us)} is outside {TIME_WINDOW}; is the clock set?"
+        )
     return Event(kind, time_us, ip, mac, name, host, secs, peer, source)
 
 
@@ -189,41 +199,135 @@ def row_from_line(line: str, peer: str) -> Row:
     return row_from_json(d, peer)
 
 
+_SOURCE_SET = frozenset(SOURCES)
+# A source this version does not know is accepted when it looks like one: a partner
+# running a newer leasedns may add a source, and the source is only a label.
+_SOURCE_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
+_TIME_CHARS = 64  # longer is no ISO 8601 time (checked before `datetime` sees it)
+
+
 def row_from_json(d: object, peer: str) -> Row:
-    """Validate one decoded journal line; fast when its fields are already canonical."""
+    """Validate one decoded journal line; fast when its fields are already canonical.
+
+    Every field is checked for its type and range, so that what passes compares,
+    stores and formats like an event `make_event` made: kind one of `Kind`; time
+    and since in `TIME_WINDOW`, since not after time; ip a dotted quad; mac six
+    octets; name and host strings of at most MAX_NAME_BYTES characters; secs
+    null or 0..INFINITE_LEASE; src a short lower-case token; peer, when present,
+    the peer whose directory holds the line. Anything else is an `EventError`
+    saying what is wrong (`_problem`).
+    """
     try:
-        k = d["kind"]  # type: ignore[index]
-        if type(k) is not str or k not in _KIND_VALUES:
-            k = Kind(k).value
-        time_us = parse_time(d["time"])  # type: ignore[index]
-        ip, mac = d["ip"], d["mac"]  # type: ignore[index]
+        k, t, ip, mac = d["kind"], d["time"], d["ip"], d["mac"]  # type: ignore[index]
         name, host, secs = d["name"], d["host"], d["secs"]  # type: ignore[index]
-        src = d.get("src", "hook")  # type: ignore[attr-defined]
-        since_s = d.get("since")  # type: ignore[attr-defined]
-        since = time_us if since_s is None else parse_time(since_s)
-    except (ValueError, KeyError, TypeError) as e:
-        raise EventError(f"not a journal event: {e}") from None
-    if not (
-        isinstance(ip, str)
-        and isinstance(mac, str)
-        and isinstance(name, str)
-        and isinstance(host, str)
-        and (secs is None or isinstance(secs, int))
-    ):
-        raise EventError("not a journal event: a field has the wrong type")
-    return (
-        time_us,
-        k,
-        canonical_ip(ip),
-        canonical_mac(mac),
-        name,
-        host,
-        -1 if secs is None else secs,
-        peer,
-        src,
-        secs is None,
-        since,
-    )
+        get = d.get  # type: ignore[attr-defined]
+        src, since_s = get("src", "hook"), get("since")
+        # The cheap checks in one pass; the rest fail in parse_time (ValueError, TypeError),
+        # canonical_ip and canonical_mac (EventError, TypeError). An unhashable value (a
+        # JSON array or object) raises TypeError at `in`. `_problem` then says what is wrong.
+        if (
+            k in _KIND_VALUES
+            and type(name) is str
+            and len(name) <= MAX_NAME_BYTES
+            and type(host) is str
+            and len(host) <= MAX_NAME_BYTES
+            and (secs is None or (type(secs) is int and 0 <= secs <= INFINITE_LEASE))
+            and (src in _SOURCE_SET or (type(src) is str and bool(_SOURCE_RE.fullmatch(src))))
+            and get("peer", peer) == peer
+        ):
+            time_us = parse_time(t)
+            since = time_us if since_s is None else parse_time(since_s)
+            if since <= time_us:
+                return (
+                    time_us,
+                    k,
+                    canonical_ip(ip),
+                    canonical_mac(mac),
+                    name,
+                    host,
+                    -1 if secs is None else secs,
+                    peer,
+                    src,
+                    secs is None,
+                    since,
+                )
+    except (KeyError, TypeError, AttributeError, ValueError):
+        pass
+    raise EventError(_problem(d, peer))
+
+
+_FIELDS = ("kind", "time", "ip", "mac", "name", "host", "secs")
+
+
+def _problem(d: object, peer: str) -> str:
+    """What is wrong with a decoded journal line `row_from_json` did not take."""
+    if type(d) is not dict:
+        return f"not a journal event: a JSON {_json_type(d)}, not an object"
+    for f in _FIELDS:
+        if f not in d:
+            return f"not a journal event: no {f!r} field"
+    k = d["kind"]
+    if type(k) is not str or k not in _KIND_VALUES:
+        return f"kind {_short(k)} is not commit, release or expiry"
+    times: dict[str, int] = {}
+    for f in ("time", "since"):
+        v = d.get(f)
+        if f == "since" and v is None:
+            continue
+        if type(v) is not str:
+            return f"{f} {_short(v)} is not a string"
+        if len(v) > _TIME_CHARS:
+            return f"{f} {_short(v)} is not an ISO 8601 time"
+        try:
+            times[f] = parse_time(v)
+        except ValueError as e:
+            return f"{f}: {e}"
+    if times.get("since", times["time"]) > times["time"]:
+        return f"since {d['since']} is after the event's time {d['time']}"
+    for f in ("ip", "mac"):
+        if type(d[f]) is not str:
+            return f"{f} {_short(d[f])} is not a string"
+    for f in ("name", "host"):
+        v = d[f]
+        if type(v) is not str:
+            return f"{f} {_short(v)} is not a string"
+        if len(v) > MAX_NAME_BYTES:
+            return f"{f} is {len(v)} characters long; at most {MAX_NAME_BYTES}"
+    secs = d["secs"]
+    if secs is not None and (type(secs) is not int or not 0 <= secs <= INFINITE_LEASE):
+        return f"secs {_short(secs)} is not a lease length (null or 0..{INFINITE_LEASE} seconds)"
+    src = d.get("src", "hook")
+    if type(src) is not str or (src not in _SOURCE_SET and not _SOURCE_RE.fullmatch(src)):
+        return f"src {_short(src)} is not a source like hook, record or reconcile"
+    p = d.get("peer", peer)
+    if p != peer:
+        return (
+            f"the line says peer {_short(p)} but is in the journal of {peer!r} "
+            "(a moved or forged journal?)"
+        )
+    return "not a journal event"  # not reached: every check of row_from_json is above
+
+
+def _json_type(v: object) -> str:
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, str):
+        return "string"
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    return "number"
+
+
+def _short(v: object) -> str:
+    """`repr` of a value for a message, at most about 60 characters whatever its size."""
+    if isinstance(v, str) and len(v) > 40:
+        return f"{v[:40]!r}... ({len(v)} characters)"
+    if isinstance(v, (list, dict)):
+        return f"(a JSON {'array' if isinstance(v, list) else 'object'})"
+    r = repr(v)
+    return r if len(r) <= 60 else f"{r[:60]}..."
 
 
 def row_of(e: Event) -> Row:
@@ -263,19 +367,29 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def format_time(time_us: int) -> str:
-    """UTC ISO 8601 with microseconds and a Z."""
+    """UTC ISO 8601 with microseconds and a Z; never raises (shows any int).
+
+    A time outside what `datetime` can show (years 1..9999) comes out as
+    `invalid-time(<microseconds>)`; only `TIME_WINDOW` is ever kept, but a time
+    is often shown to say what is wrong with it.
+    """
     s, us = divmod(time_us, 1_000_000)
-    return datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{us:06d}Z"
+    try:
+        return datetime.fromtimestamp(s, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{us:06d}Z"
+    except (OverflowError, OSError, ValueError):
+        return f"invalid-time({time_us})"
 
 
 _MINUTES: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" -> unix microseconds
 
 
 def parse_time(text: str) -> int:
-    """Inverse of `format_time`; accepts any ISO 8601 time with a zone.
+    """Inverse of `format_time`; accepts any ISO 8601 time with a zone in `TIME_WINDOW`.
 
     `format_time`'s own form is parsed by slicing, with the minute it starts
-    with looked up in a small cache; anything else goes to `datetime`.
+    with looked up in a small cache; anything else goes to `datetime`. Raises
+    ValueError for anything else. (The window's ends are whole minutes, so the
+    check of the minute covers every second in it.)
     """
     if (
         type(text) is str
@@ -288,7 +402,10 @@ def parse_time(text: str) -> int:
         if ss.isascii() and ss.isdigit() and us.isascii() and us.isdigit() and ss < "60":
             base = _MINUTES.get(text[:16])
             if base is None:
-                base = _parse_time(text[:16] + ":00.000000Z")
+                try:
+                    base = _parse_time(text[:16] + ":00.000000Z")
+                except ValueError:
+                    return _parse_time(text)  # fails too, in its own words
                 if len(_MINUTES) >= 65536:
                     _MINUTES.clear()
                 _MINUTES[text[:16]] = base
@@ -299,6 +416,9 @@ def parse_time(text: str) -> int:
 def _parse_time(text: str) -> int:
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
-        raise ValueError(f"time {text!r} has no zone")
+        raise ValueError(f"{text!r} has no zone")
     delta = dt - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    us = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if not MIN_TIME_US <= us < MAX_TIME_US:
+        raise ValueError(f"{text!r} is outside {TIME_WINDOW}")
+    return us
