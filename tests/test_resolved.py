@@ -48,6 +48,7 @@ SETTINGS = (
         name_policy=NamePolicy.STRICT,
         conflict_policy=ConflictPolicy.FIRST,
         default_lease_secs=20,
+        clock_skew_secs=5,  # more events held back, and a change of skew on the way
     ),
 )
 
@@ -148,7 +149,7 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
                 _apply_step(root, state_dir, step, {})
             now += step_secs
             # the incremental path, as apply._merge_incremental runs it
-            state, _ = mergestate.refresh(root, mergestate.load(state_dir), s)
+            state, _ = mergestate.refresh(root, mergestate.load(state_dir), s, now)
             saved = state.resolved
             saved_digest = saved.data_digest if saved is not None else b""
             up = resolved.update(
@@ -190,7 +191,7 @@ def _ev(ip: int, name: str, t: int, secs: int = 600, mac: int = 1) -> Event:
 
 
 def _build(root: Path, state_dir: Path, statics: Statics, s: Settings, now: int) -> resolved.Update:
-    state, _ = mergestate.refresh(root, mergestate.load(state_dir), s)
+    state, _ = mergestate.refresh(root, mergestate.load(state_dir), s, now)
     up = resolved.update(
         state.resolved, state.touched, state.aggregates, statics, s, TTL, now, state.verdicts
     )

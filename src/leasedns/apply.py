@@ -52,6 +52,9 @@ class Report:
     compacted: str = ""
     synced: str = ""
     problems: list[str] = field(default_factory=list)
+    state_saved: bool = True  # the merge state was kept (else the next build catches up)
+    held_back: int = 0  # events dated past now + clock_skew_secs, not in effect yet
+    held_until: str = ""  # the earliest of them
 
 
 def ensure_dirs(cfg: Config) -> Path:
@@ -158,7 +161,9 @@ def build(
     except FileNotFoundError:
         previous_data = None
     with gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
-        result, report.events, saved_digest = _merge_incremental(cfg, settings, st, now, state)
+        result, report.events, saved_digest = _merge_incremental(
+            cfg, settings, st, now, state, report
+        )
     up = result.update
     data = up.data
     report.dynamic = up.dynamic
@@ -218,12 +223,16 @@ def _merge_incremental(
     st: statics.Statics,
     now: int,
     state: mergestate.MergeState | None = None,
+    report: Report | None = None,
 ) -> tuple[resolved.Built, int, bytes]:
     """Merge from the saved aggregates plus the new journal lines and the saved resolve's
-    outcome; keep both again. Also returns the digest of the data the saved outcome rendered."""
+    outcome; keep both again. Also returns the digest of the data the saved outcome rendered.
+
+    `report` learns whether the state was saved and which events wait for their time."""
+    owner = mergestate.owner_of(cfg)
     if state is None:
-        state = mergestate.load(cfg.state_dir)
-    state, progress = mergestate.refresh(cfg.journal_dir, state, settings)
+        state = mergestate.load(cfg.state_dir, owner)
+    state, progress = mergestate.refresh(cfg.journal_dir, state, settings, now)
     if progress.rebuilt:
         log.info(
             "merge state rebuilt from every journal line (%d events): %s",
@@ -240,12 +249,33 @@ def _merge_incremental(
     state.resolved, state.touched = up.resolved, set()
     # Saved before the guard and publishing: it describes the journals, whatever is done
     # with the result.
-    mergestate.save(cfg.state_dir, state)
+    failed = mergestate.save(cfg.state_dir, state, owner=owner)
+    if report is not None:
+        _state_report(report, state, failed, cfg.clock_skew_secs)
     return (
         resolved.Built(up, state.aggregates, st, settings, now, state.verdicts),
         state.events,
         saved_digest,
     )
+
+
+def _state_report(report: Report, state: mergestate.MergeState, failed: str, skew: int) -> None:
+    """Tell (report, so status warns) a merge state not saved and events held back."""
+    if failed:
+        report.state_saved = False
+        report.problems.append(
+            f"merge state not saved ({failed}); the next build catches up from the last "
+            "one saved, or from every journal line (check the state directory's disk)"
+        )
+        return
+    n, first = mergestate.held_back(state)
+    if n and first is not None:
+        report.held_back, report.held_until = n, format_time(first)
+        report.problems.append(
+            f"{n} journal event(s) dated more than {skew} s ahead are held back until their "
+            f"time, the first {report.held_until} (a peer's clock ahead, or record --time?)"
+        )
+        log.warning("%s", report.problems[-1])
 
 
 @contextmanager
@@ -295,7 +325,12 @@ def run(
                 try:
                     # The merge state (aggregates of every journal line so far) serves both
                     # the run stamps of new commits and the incremental build.
-                    state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir))
+                    state, _ = mergestate.refresh(
+                        cfg.journal_dir,
+                        mergestate.load(cfg.state_dir, mergestate.owner_of(cfg)),
+                        Settings.from_config(cfg),
+                        now_ns // 1_000_000_000,
+                    )
                     new += ingest(cfg, report, now_ns, state)
                     result = build(cfg, now_ns // 1_000_000_000, report, force, runner, state, st)
                     log_refusals(result, new)
@@ -307,6 +342,7 @@ def run(
                     log.warning("merge state unreadable (%s); rebuilding it", e)
                     mergestate.drop(state)
                     mergestate.discard(cfg.state_dir)
+                    state = None
             report.ingested = len(new)
             report.ok = True
             assert state is not None
@@ -357,9 +393,10 @@ def maybe_compact(cfg: Config, report: Report, state: mergestate.MergeState, now
         return
     own = journal.read_peer(cfg.journal_dir / cfg.peer)
     keep_us = (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
-    survivors = len(journal.survivors(own.events, now_us, keep_us))
+    skew_us = cfg.clock_skew_secs * 1_000_000
+    survivors = len(journal.survivors(own.events, now_us, keep_us, skew_us))
     if survivors * 2 <= len(own.events):
-        before, after = journal.compact(cfg.journal_dir / cfg.peer, now_us, keep_us)
+        before, after = journal.compact(cfg.journal_dir / cfg.peer, now_us, keep_us, skew_us)
         report.compacted = f"{before} -> {after} events"
         looked_at = after
     else:
@@ -373,7 +410,11 @@ def record(
     """Validate one event given as the hook's six arguments and journal it durably."""
     peer_dir = ensure_dirs(cfg)
     ev = make_event(args, time.time_ns() // 1000 if time_us is None else time_us, cfg.peer, source)
-    state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir))
+    state, _ = mergestate.refresh(
+        cfg.journal_dir,
+        mergestate.load(cfg.state_dir, mergestate.owner_of(cfg)),
+        Settings.from_config(cfg),
+    )
     (ev,) = stamp_runs([ev], state.aggregates, cfg.default_lease_secs)
     journal.append(peer_dir, [ev])
     return ev

@@ -21,6 +21,9 @@ log = logging.getLogger("leasedns.journal")
 
 SEGMENT_RE = re.compile(r"^events-(\d{8})\.jsonl$")
 LOCK = ".lock"
+# An append starts a new segment once the last one holds this much: a build reads a
+# changed segment again up to what it had read (see `mergestate`), so this bounds that.
+ROLL_BYTES = 1 << 20
 PEER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -154,6 +157,8 @@ def append(peer_dir: Path, events: Iterable[Event]) -> int:
     with locked(peer_dir):
         segs = segments(peer_dir)
         target = segs[-1] if segs else peer_dir / segment_name(1)
+        if segs and _roll(target):
+            target = peer_dir / segment_name(int(SEGMENT_RE.match(target.name).group(1)) + 1)  # type: ignore[union-attr]
         created = not target.exists()
         fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         try:
@@ -177,6 +182,25 @@ def append(peer_dir: Path, events: Iterable[Event]) -> int:
     return data.count(b"\n") - data.startswith(b"\n")
 
 
+def _roll(last: Path) -> bool:
+    """Whether the next append goes to a new segment: the last one is full. A torn line
+    at its end is ended first, so it stays one bad line, as an append to it would make it."""
+    try:
+        fd = os.open(last, os.O_RDWR | os.O_APPEND)
+    except FileNotFoundError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        if size < ROLL_BYTES:
+            return False
+        if os.pread(fd, 1, size - 1) != b"\n":
+            _write_all(fd, b"\n")
+            os.fsync(fd)
+        return True
+    finally:
+        os.close(fd)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -193,8 +217,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def survivors(events: Iterable[Event], now_us: int, keep_us: int) -> list[Event]:
+def survivors(
+    events: Iterable[Event], now_us: int, keep_us: int, skew_us: int = 30_000_000
+) -> list[Event]:
     """The events of one peer's journal that can still matter to the merge (pure).
+
+    Events dated more than `skew_us` after now are not in effect yet (see
+    `merge.Settings.clock_skew_secs`): they are kept, and supersede nothing.
 
     An event goes when a later event of its own peer supersedes it (a commit by
     a later commit of the same address, a release/expiry by a later one of the
@@ -204,7 +233,9 @@ def survivors(events: Iterable[Event], now_us: int, keep_us: int) -> list[Event]
     """
     commits: dict[str, Event] = {}  # per address its greatest commit
     ends: dict[tuple[str, str], Event] = {}  # per address and MAC its greatest release/expiry
-    for e in set(events):
+    events = set(events)
+    ahead = {e for e in events if e.time_us > now_us + skew_us}
+    for e in events - ahead:
         if e.kind.value == "commit":
             cur = commits.get(e.ip)
             if cur is None or e.key() > cur.key():
@@ -227,10 +258,13 @@ def survivors(events: Iterable[Event], now_us: int, keep_us: int) -> list[Event]
         c = infinite.get(k)
         if e.time_us >= cutoff or (c is not None and e.time_us >= c.time_us):
             keep.append(e)
+    keep.extend(ahead)
     return sorted(keep, key=Event.key)
 
 
-def compact(peer_dir: Path, now_us: int, keep_us: int) -> tuple[int, int]:
+def compact(
+    peer_dir: Path, now_us: int, keep_us: int, skew_us: int = 30_000_000
+) -> tuple[int, int]:
     """Rewrite the owner's journal as one segment of its survivors; returns (before, after).
 
     Crash-safe: the new segment is written under a temporary name, fsynced and
@@ -245,7 +279,7 @@ def compact(peer_dir: Path, now_us: int, keep_us: int) -> tuple[int, int]:
         pj = PeerJournal(peer_dir.name)
         for seg in old:
             parse_segment(seg.read_bytes(), str(seg), pj.peer, pj)
-        keep = survivors(pj.events, now_us, keep_us)
+        keep = survivors(pj.events, now_us, keep_us, skew_us)
         last = int(SEGMENT_RE.match(old[-1].name).group(1))  # type: ignore[union-attr]
         target = peer_dir / segment_name(last + 1)
         tmp = peer_dir / f".{target.name}.tmp"

@@ -24,6 +24,9 @@ class Settings:
     protected: frozenset[str] = frozenset()
     reverse: bool = True
     default_lease_secs: int = 3600
+    # An event dated more than this after "now" is held back until then (a peer's clock
+    # running ahead, a mistyped `record --time`): it takes effect when its time comes.
+    clock_skew_secs: int = 30
 
     @classmethod
     def from_config(cls, cfg: Config) -> Settings:
@@ -35,7 +38,12 @@ class Settings:
             cfg.protected,
             cfg.reverse,
             cfg.default_lease_secs,
+            cfg.clock_skew_secs,
         )
+
+    def horizon(self, now: int) -> int:
+        """The latest event time (microseconds) in effect at `now` (unix seconds)."""
+        return (now + self.clock_skew_secs) * 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +212,12 @@ def winners(events: Iterable[Event]) -> tuple[dict[str, Event], set[str]]:
 
 
 def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> Result:
-    """Apply DESIGN.md's merge rules. `now` is unix seconds; output depends on nothing else."""
-    return resolve(aggregate(events), statics, s, now)
+    """Apply DESIGN.md's merge rules. `now` is unix seconds; output depends on nothing else.
+
+    Events dated after `s.horizon(now)` are not in effect yet (see Settings.clock_skew_secs).
+    """
+    horizon = s.horizon(now)
+    return resolve(aggregate(e for e in events if e.time_us <= horizon), statics, s, now)
 
 
 def resolve(

@@ -2,32 +2,46 @@
 
 The aggregates (`merge.Aggregates`) are maxima over the set of events, so the
 lines a segment gained since the last build can simply be folded in. What was
-already folded in is remembered per segment file as a byte count plus a
-fingerprint of the bytes before it; a segment that vanished, shrank or no
-longer starts with those bytes (rewritten, compacted, replaced), a peer
-directory that disappeared, or a state file that is missing, damaged or from
-another version all mean: rebuild from every journal line, exactly as a cold
-build does. That keeps the mass-delete guard honest when a journal is lost.
+already folded in is remembered per segment file as a byte count, a digest
+of every byte before it and the file's identity as last seen (inode, size,
+modification and change times). A file whose identity is unchanged is
+unchanged (a write moves its change time, which no one can set back); any
+other is read up to the mark again and must match the digest. A segment that
+vanished, shrank or no longer starts with those bytes (rewritten, compacted,
+replaced, changed anywhere), a peer directory that disappeared, the clock
+gone back, or a state file that is missing, damaged, from another version or
+made for another peer or journal directory all mean: rebuild from every
+journal line, exactly as a cold build does. That keeps the mass-delete guard
+honest when a journal is lost. Journal segments roll over at a size
+(`journal.ROLL_BYTES`), so reading a changed one again stays cheap.
+
+Events dated more than the clock skew after "now" are not folded in: they
+wait in `pending` until their time comes (`merge.Settings.clock_skew_secs`;
+a full merge leaves them out alike).
 
 The state lives in an SQLite file (`store`), read and written per key, so a
 build costs time in proportion to what changed, not to the bindings held.
-It is a cache, never the truth: deleting it costs one cold build.
+It is a cache, never the truth: every row read is checked (see `store`), and
+deleting the file costs one cold build.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import sqlite3
 import sys
+import time
 from collections.abc import MutableMapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import __version__, journal, store
+from .config import Config
 from .events import Row
 from .merge import Aggregates, Binding, Settings
 from .resolved import Outcome, Resolved
@@ -37,12 +51,15 @@ log = logging.getLogger("leasedns.mergestate")
 
 STATE_FILE = store.DB_FILE
 OLD_STATE_FILE = "merge-state.bin"  # before 0.2: one marshalled blob, removed when seen
-VERSION = 5  # 2: rows carry `since`; 3: the last resolve's outcome; 4, 5: SQLite
-WINDOW = 4096  # fingerprint: hashes of up to this many bytes at the start and before the mark
+# 2: rows carry `since`; 3: the last resolve's outcome; 4, 5: SQLite; 6: checked rows,
+# whole-prefix fingerprints, events held back
+VERSION = 6
+CHUNK = 1 << 20
 # Anything that can change how a line parses or a name is judged invalidates the file.
 STAMP = f"{VERSION}/{__version__}/{sys.version_info[0]}.{sys.version_info[1]}"
 
 Verdicts = MutableMapping[str, tuple[str | None, str]]  # raw client name -> (label or None, note)
+Stat = tuple[int, int, int, int]  # inode, size, mtime and ctime in ns
 
 
 @dataclass(slots=True)
@@ -51,8 +68,9 @@ class Mark:
 
     consumed: int  # bytes: complete lines only, so always at a line boundary
     lines: int  # newlines in those bytes (for path:line in problems)
-    events: int  # events parsed from them
-    fingerprint: bytes
+    events: int  # events parsed from them (held back or not)
+    fingerprint: bytes  # digest of those bytes
+    stat: Stat = (0, 0, 0, 0)  # the file as last seen
 
 
 @dataclass(slots=True)
@@ -68,6 +86,9 @@ class MergeState:
     # Addresses whose aggregate entries lines folded in since `resolved` may have changed
     # (not saved: a state is saved with its outcome up to date, or without one).
     touched: set[str] = field(default_factory=set)
+    # Events dated past the horizon when read, waiting for their time (row -> True).
+    pending: MutableMapping[Row, bool] = field(default_factory=dict)
+    newest: int = 0  # microseconds: the latest event folded in
     # The database this state was read from (its tables back the mappings above that are
     # `store.Table`s; plain dicts are a cold build's and replace their table on save).
     db: sqlite3.Connection | None = None
@@ -94,40 +115,63 @@ class Progress:
     new_bytes: int = 0
     torn: int = 0
     problems: list[str] = field(default_factory=list)
+    due: int = 0  # held-back events folded in now that their time came
 
 
 class _Rebuild(Exception):
     """A saved mark no longer holds: fold every line in again."""
 
 
-def fingerprint(f: BinaryIO, consumed: int) -> bytes:
-    """Proof that a file still starts with the `consumed` bytes seen before (pure but for reads)."""
-    if consumed == 0:
-        return b""
+def owner_of(cfg: Config) -> str:
+    """Whose state a file holds: a copy from a partner or another setup is not this one's."""
+    return f"peer {cfg.peer}, journals {cfg.journal_dir}, clock skew {cfg.clock_skew_secs} s"
+
+
+def stat_of(f: BinaryIO) -> Stat:
+    st = os.fstat(f.fileno())
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def prefix_hash(f: BinaryIO, consumed: int) -> Any:
+    """A digest object fed with the first `consumed` bytes of a file (pure but for reads)."""
     h = hashlib.blake2b(digest_size=16)
     f.seek(0)
-    h.update(f.read(min(consumed, WINDOW)))
-    if consumed > WINDOW:
-        start = max(WINDOW, consumed - WINDOW)
-        f.seek(start)
-        h.update(f.read(consumed - start))
-    h.update(consumed.to_bytes(8, "big"))
-    return h.digest()
+    left = consumed
+    while left > 0:
+        chunk = f.read(min(left, CHUNK))
+        if not chunk:
+            break
+        h.update(chunk)
+        left -= len(chunk)
+    return h
+
+
+def fingerprint(f: BinaryIO, consumed: int) -> bytes:
+    """Proof that a file still starts with the `consumed` bytes seen before."""
+    return bytes(prefix_hash(f, consumed).digest())
 
 
 def refresh(
-    journal_dir: Path, state: MergeState | None, settings: Settings | None = None
+    journal_dir: Path,
+    state: MergeState | None,
+    settings: Settings | None = None,
+    now: int | None = None,
 ) -> tuple[MergeState, Progress]:
-    """Bring `state` up to date with the journals (a cold read when it is None or stale).
+    """Bring `state` up to date with the journals at `now` (a cold read when it is None or
+    stale); events dated past `settings.horizon(now)` wait in `state.pending`.
 
     `state` is updated in place when it can be; the state to keep is returned.
     With `settings`, cached name verdicts made for another domain or policy go.
     """
     progress = Progress()
+    horizon = (settings or Settings("")).horizon(int(time.time()) if now is None else now)
     old = state
-    if state is not None:
+    if state is not None and state.newest > horizon:
+        progress.rebuilt = "the clock went back (an event in effect then is not yet now)"
+        state = None
+    elif state is not None:
         try:
-            _fold(journal_dir, state, progress, incremental=True)
+            _fold(journal_dir, state, progress, horizon, incremental=True)
         except _Rebuild as e:
             progress.rebuilt = str(e)
             state = None
@@ -151,7 +195,7 @@ def refresh(
             )
             progress = Progress(rebuilt=progress.rebuilt, changed=True)
             try:
-                _fold(journal_dir, state, progress, incremental=False, strict=attempt < 2)
+                _fold(journal_dir, state, progress, horizon, incremental=False, strict=attempt < 2)
                 break
             except _Rebuild:  # a segment vanished while read: compacted meanwhile; again
                 continue
@@ -170,11 +214,13 @@ def _fold(
     journal_dir: Path,
     state: MergeState,
     progress: Progress,
+    horizon: int,
     *,
     incremental: bool,
     strict: bool = True,
 ) -> None:
-    """Fold every journal line past the marks into the aggregates.
+    """Fold every journal line past the marks into the aggregates (or into `pending`, when
+    dated past `horizon`), and the pending events up to `horizon`.
 
     Raises _Rebuild (before changing anything, when `incremental`) if a mark no
     longer holds; in a cold read (not `incremental`) if a listed segment
@@ -185,7 +231,7 @@ def _fold(
         gone = sorted(set(state.marks) - set(peers))
         if gone:
             raise _Rebuild(f"journal directory of {', '.join(gone)} is gone")
-    todo: list[tuple[str, Path, Mark | None, BinaryIO]] = []
+    todo: list[tuple[str, Path, Mark | None, BinaryIO, Stat, Any]] = []
     try:
         # First check every mark, then read: a stale mark must leave the state untouched.
         for peer in peers:
@@ -204,27 +250,38 @@ def _fold(
                     if not incremental and not strict:
                         continue  # as journal.read_peer does
                     raise _Rebuild(f"{seg}: vanished while read") from None
-                todo.append((peer, seg, marks.get(seg.name), f))
                 mark = marks.get(seg.name)
-                if mark is not None:
-                    size = os.fstat(f.fileno()).st_size
-                    if size < mark.consumed:
-                        raise _Rebuild(f"{seg}: shrank from {mark.consumed} to {size} bytes")
-                    if fingerprint(f, mark.consumed) != mark.fingerprint:
-                        raise _Rebuild(f"{seg}: no longer starts with the lines read before")
-        for peer, seg, mark, fh in todo:
-            _fold_segment(state, peer, seg, mark, fh, progress)
+                stat, hasher = stat_of(f), None
+                todo.append((peer, seg, mark, f, stat, hasher))
+                if mark is not None and stat != mark.stat:  # changed since: read it again
+                    if stat[1] < mark.consumed:
+                        raise _Rebuild(f"{seg}: shrank from {mark.consumed} to {stat[1]} bytes")
+                    hasher = prefix_hash(f, mark.consumed)
+                    if hasher.digest() != mark.fingerprint:
+                        raise _Rebuild(f"{seg}: no longer holds the lines read before")
+                    todo[-1] = (peer, seg, mark, f, stat, hasher)
+        for peer, seg, mark, fh, stat, hasher in todo:
+            _fold_segment(state, peer, seg, mark, fh, stat, hasher, horizon, progress)
     finally:
-        for _, _, _, fh in todo:
-            fh.close()
+        for item in todo:
+            item[3].close()
+    _fold_due(state, horizon, progress)
 
 
 def _fold_segment(
-    state: MergeState, peer: str, seg: Path, mark: Mark | None, f: BinaryIO, progress: Progress
+    state: MergeState,
+    peer: str,
+    seg: Path,
+    mark: Mark | None,
+    f: BinaryIO,
+    stat: Stat,
+    hasher: Any,
+    horizon: int,
+    progress: Progress,
 ) -> None:
     """Parse a segment's complete lines past its mark; a torn last line waits for its end."""
     if mark is None:
-        mark = Mark(0, 0, 0, b"")
+        mark, hasher = Mark(0, 0, 0, fingerprint(f, 0)), prefix_hash(f, 0)
     f.seek(mark.consumed)
     data = f.read()
     end = data.rfind(b"\n") + 1
@@ -243,21 +300,63 @@ def _fold_segment(
             progress.problems,
             mark.lines + 1,
         )
-        state.aggregates.add(rows)
-        state.touched.update(r[2] for r in rows)
-        consumed = mark.consumed + end
+        later = [r for r in rows if r[0] > horizon]
+        if later:
+            rows = [r for r in rows if r[0] <= horizon]
+            for r in later:
+                state.pending[r] = True
+        _add(state, rows)
+        if hasher is None:  # grew after it was looked at
+            hasher = prefix_hash(f, mark.consumed)
+        hasher.update(memoryview(data)[:end])
         mark = Mark(
-            consumed,
+            mark.consumed + end,
             mark.lines + data.count(b"\n", 0, end),
-            mark.events + len(rows),
-            fingerprint(f, consumed),
+            mark.events + len(rows) + len(later),
+            hasher.digest(),
+            stat,
         )
-        progress.new_events += len(rows)
+        progress.new_events += len(rows) + len(later)
         progress.new_bytes += end
+    elif mark.stat != stat:
+        mark = replace(mark, stat=stat)  # read again and still the same: no need next time
     marks = state.marks.setdefault(peer, {})
     if marks.get(seg.name) != mark:
         marks[seg.name] = mark
         progress.changed = True
+
+
+def _fold_due(state: MergeState, horizon: int, progress: Progress) -> None:
+    """Fold in the held-back events whose time has come."""
+    pending = state.pending
+    if isinstance(pending, store.Table):
+        due = pending.keys_upto(horizon)
+    else:
+        due = sorted(r for r in pending if r[0] <= horizon)
+    if not due:
+        return
+    for r in due:
+        del pending[r]
+    _add(state, due)
+    progress.due += len(due)
+    progress.changed = True
+
+
+def _add(state: MergeState, rows: list[Row]) -> None:
+    if rows:
+        state.aggregates.add(rows)
+        state.touched.update(r[2] for r in rows)
+        state.newest = max(state.newest, max(r[0] for r in rows))
+
+
+def held_back(state: MergeState) -> tuple[int, int | None]:
+    """How many events wait for their time, and the earliest time (microseconds)."""
+    pending = state.pending
+    if isinstance(pending, store.Table):
+        n = len(pending)
+        first = pending.first() if n else None
+        return n, None if first is None else first[0]
+    return len(pending), min((r[0] for r in pending), default=None)
 
 
 # --- the tables ------------------------------------------------------------------------------
@@ -285,7 +384,8 @@ LATEST: Spec[str, Row] = Spec(
     ("ip",),
     ("t", "kind", "mac", "client", "host", "secs", "peer", "source", "infinite", "since"),
     lambda ip: (ip,),
-    lambda ip, r: (ip, *r[:2], r[3], text_in(r[4]), text_in(r[5]), *r[6:]),
+    # as SQLite gives it back (a bool comes back an int), so that the check value holds
+    lambda ip, r: (ip, *r[:2], r[3], text_in(r[4]), text_in(r[5]), *r[6:9], int(r[9]), r[10]),
     _row,
     lambda k: k[0],
 )
@@ -344,20 +444,102 @@ RIVALS: Spec[str, list[str]] = Spec(
     lambda _n, r: r[0].split(" "),
     lambda k: k[0],
 )
-_SPECS: tuple[Spec[Any, Any], ...] = (LATEST, ENDS, VERDICTS, OUTCOME, WINNER, LINES, RIVALS)
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS marks (peer TEXT, segment TEXT, consumed INTEGER, "
-    "lines INTEGER, events INTEGER, fingerprint BLOB, PRIMARY KEY (peer, segment)) WITHOUT ROWID",
-    *(ddl for spec in _SPECS for ddl in spec.ddl()),
-]
 
 
-def load(state_dir: Path) -> MergeState | None:
+def _pending_params(r: Row) -> tuple[Any, ...]:
+    return (*r[:4], text_in(r[4]), text_in(r[5]), *r[6:9], int(r[9]), r[10])
+
+
+def _pending_row(k: tuple[Any, ...]) -> Row:
+    return (*k[:4], text_out(k[4]), text_out(k[5]), *k[6:9], bool(k[9]), k[10])
+
+
+PENDING: Spec[Row, bool] = Spec(
+    "pending",
+    ("t", "kind", "ip", "mac", "client", "host", "secs", "peer", "source", "infinite", "since"),
+    (),
+    _pending_params,
+    lambda r, _v: _pending_params(r),
+    lambda _r, _v: True,
+    _pending_row,
+)
+_SPECS: tuple[Spec[Any, Any], ...] = (
+    LATEST,
+    ENDS,
+    VERDICTS,
+    OUTCOME,
+    WINNER,
+    LINES,
+    RIVALS,
+    PENDING,
+)
+_META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value, chk) WITHOUT ROWID"
+_META_SEED = store.seed_of("meta")
+_META_KEYS = ("stamp", "owner", "domain", "name_policy", "newest", "marks", "resolved")
+_RESOLVED_KEYS = ("fingerprint", "now", "data_digest")
+
+
+def _read_meta(db: sqlite3.Connection) -> dict[str, Any]:
+    """The meta rows, each checked; every key a state needs must be there."""
+    meta = {}
+    for key, value, chk in db.execute("SELECT key, value, chk FROM meta"):
+        if store.check(_META_SEED, (key, value)) != chk:
+            raise store.Damaged(f"table meta: row {str(key)[:40]!r} fails its check value")
+        meta[key] = value
+    if meta.get("stamp") != STAMP:
+        raise ValueError(f"written by another version ({str(meta.get('stamp'))[:40]})")
+    wanted = _META_KEYS + (_RESOLVED_KEYS if meta.get("resolved") else ())
+    missing = [k for k in wanted if k not in meta]
+    if missing:
+        raise store.Damaged(f"table meta: {', '.join(missing)} missing")
+    return meta
+
+
+def _write_meta(db: sqlite3.Connection, meta: dict[str, Any]) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO meta VALUES (?, ?, ?)",
+        [(k, v, store.check(_META_SEED, (k, v))) for k, v in meta.items()],
+    )
+
+
+def _marks_out(marks: dict[str, dict[str, Mark]]) -> str:
+    return json.dumps(
+        {
+            peer: {
+                seg: [m.consumed, m.lines, m.events, m.fingerprint.hex(), *m.stat]
+                for seg, m in segs.items()
+            }
+            for peer, segs in marks.items()
+        },
+        sort_keys=True,
+    )
+
+
+def _marks_in(text: str) -> dict[str, dict[str, Mark]]:
+    out: dict[str, dict[str, Mark]] = {}
+    for peer, segs in json.loads(text).items():
+        for seg, (consumed, lines, events, fp, *stat) in segs.items():
+            nums = [consumed, lines, events, *stat]
+            if len(stat) != 4 or not all(type(x) is int for x in nums):
+                raise ValueError(f"a mark of {peer}/{seg} is not what a mark holds")
+            out.setdefault(peer, {})[seg] = Mark(
+                consumed,
+                lines,
+                events,
+                bytes.fromhex(fp),
+                tuple(stat),
+            )
+    return out
+
+
+def load(state_dir: Path, owner: str | None = None) -> MergeState | None:
     """The saved state, or None (logged) when there is none usable.
 
+    With `owner` (see `owner_of`), a state made for another peer, journal
+    directory or clock skew (a file copied from a partner) is thrown away.
     The state's tables are read as they are used, in one read transaction
-    begun here: what a build reads is one consistent snapshot.
+    begun here: what a build reads is one consistent snapshot, and every row
+    of it is checked as it is read (`store.Damaged` then).
     """
     path = state_dir / STATE_FILE
     old = state_dir / OLD_STATE_FILE
@@ -371,22 +553,21 @@ def load(state_dir: Path) -> MergeState | None:
         if path.stat().st_size % page:
             raise ValueError("its size is not a whole number of pages (cut short or extended)")
         db.execute("BEGIN")
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        if meta.get("stamp") != STAMP:
-            raise ValueError(f"written by another version ({meta.get('stamp')})")
-        marks: dict[str, dict[str, Mark]] = {}
-        for peer, seg, consumed, lines, events, fp in db.execute("SELECT * FROM marks"):
-            marks.setdefault(peer, {})[seg] = Mark(consumed, lines, events, bytes(fp))
+        meta = _read_meta(db)
+        if owner is not None and meta["owner"] != owner:
+            raise ValueError(f"it was made for {str(meta['owner'])[:200]}, not {owner}")
         state = MergeState(
             Aggregates(Table(db, LATEST), Table(db, ENDS)),
-            marks,
+            _marks_in(meta["marks"]),
             (str(meta["domain"]), str(meta["name_policy"])),
             Table(db, VERDICTS),
             None,
+            pending=Table(db, PENDING),
+            newest=int(meta["newest"]),
             db=db,
             path=path,
         )
-        if meta.get("resolved"):
+        if meta["resolved"]:
             state.resolved = Resolved(
                 bytes(meta["fingerprint"]),
                 int(meta["now"]),
@@ -399,12 +580,16 @@ def load(state_dir: Path) -> MergeState | None:
         return state
     except FileNotFoundError:
         return None
-    except sqlite3.OperationalError as e:  # disk full, I/O error: build without it this time
-        log.warning("%s: cannot read the merge state (%s); building from the journals", path, e)
+    except sqlite3.Error as e:
         if db is not None:
             db.close()
+        if not store.damaged(e):  # disk full, I/O error: build without it this time
+            log.warning("%s: cannot read the merge state (%s); building from the journals", path, e)
+            return None
+        log.warning("%s: merge state damaged (%s); rebuilding it from the journals", path, e)
+        discard(state_dir)
         return None
-    except (sqlite3.Error, ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError) as e:
         log.warning("%s: merge state unusable (%s); rebuilding it from the journals", path, e)
         if db is not None:
             db.close()
@@ -435,52 +620,54 @@ def _put(db: sqlite3.Connection, spec: Spec[Any, Any], m: MutableMapping[Any, An
         Table(db, spec).replace(dict(m.items()))
 
 
-def save(state_dir: Path, state: MergeState, bindings: Sequence[Binding] = ()) -> None:
-    """Keep the state for the next build, in one transaction (a failure only costs a cold
-    build later).
+def save(
+    state_dir: Path, state: MergeState, bindings: Sequence[Binding] = (), owner: str = ""
+) -> str:
+    """Keep the state for the next build, in one transaction; returns "" or why it could not
+    (then the next build catches up from the last state saved, or builds cold).
 
     Cached verdicts for names no live binding asks for go once they outnumber
     the live `bindings`.
     """
     path = state_dir / STATE_FILE
     try:
-        _save(path, state, bindings)
-    except sqlite3.Error as e:
+        _save(path, state, bindings, owner)
+    except (sqlite3.Error, OSError) as e:
         # Rolled back: the file still holds the last build's state, and the next build
         # catches up from there. The state in memory stays readable for this build.
         log.error("%s: cannot save the merge state (%s); the next build catches up", path, e)
         if store.damaged(e):
             drop(state)
+        return str(e) or type(e).__name__
+    return ""
 
 
-def _save(path: Path, state: MergeState, bindings: Sequence[Binding]) -> None:
+def _save(path: Path, state: MergeState, bindings: Sequence[Binding], owner: str) -> None:
     if state.db is None:
         state.db, state.path = store.connect(path, create=True), path
     db = state.db
     if not db.in_transaction:
         db.execute("BEGIN IMMEDIATE")
     try:
-        for ddl in _SCHEMA:
-            db.execute(ddl)
+        db.execute(_META)
+        for spec in _SPECS:
+            store.create(db, spec)
         agg = state.aggregates
         _prune(db, agg)
         _put(db, LATEST, agg.latest)
         _put(db, ENDS, agg.ends)
         _gc_verdicts(state, bindings)
         _put(db, VERDICTS, state.verdicts)
-        marks = [
-            (p, s, m.consumed, m.lines, m.events, m.fingerprint)
-            for p, segs in state.marks.items()
-            for s, m in segs.items()
-        ]
-        db.execute("DELETE FROM marks")
-        db.executemany("INSERT INTO marks VALUES (?, ?, ?, ?, ?, ?)", marks)
+        _put(db, PENDING, state.pending)
         res = None if state.touched else state.resolved
         meta: dict[str, object] = {
             "stamp": STAMP,
+            "owner": owner,
             "domain": state.verdict_key[0],
             "name_policy": state.verdict_key[1],
-            "resolved": res is not None,
+            "newest": state.newest,
+            "marks": _marks_out(state.marks),
+            "resolved": int(res is not None),
         }
         if res is not None:
             _put(db, OUTCOME, res.outcome)
@@ -488,7 +675,7 @@ def _save(path: Path, state: MergeState, bindings: Sequence[Binding]) -> None:
             _put(db, RIVALS, res.rivals)
             _put(db, LINES, res.lines)
             meta.update(fingerprint=res.fingerprint, now=res.now, data_digest=res.data_digest)
-        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta.items())
+        _write_meta(db, meta)
         db.execute("COMMIT")
         # Into the database file now, as far as no reader still needs the old pages.
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -496,20 +683,22 @@ def _save(path: Path, state: MergeState, bindings: Sequence[Binding]) -> None:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
-    if isinstance(agg.ends, Table):
-        agg.ends.forget()  # rows _prune deleted may still be cached
 
 
 def _prune(db: sqlite3.Connection, agg: Aggregates) -> None:
     """Forget releases/expiries that can never end a binding again (see Aggregates.prune)."""
-    latest = agg.latest
-    if not isinstance(latest, Table) or latest.db is not db:
+    latest, ends = agg.latest, agg.ends
+    if not isinstance(latest, Table) or latest.db is not db or not isinstance(ends, Table):
         agg.prune()
         return
-    if isinstance(agg.ends, Table):
-        agg.ends.flush()
     changed = [(ip, r[0]) for ip, r in latest.changes().items() if r is not store.ABSENT]
-    db.executemany("DELETE FROM ends WHERE ip = ? AND t < ?", changed)
+    ends.flush()
+    for ip, t in changed:
+        # candidates only: each is checked as the table reads it before it goes
+        for (mac,) in db.execute("SELECT mac FROM ends WHERE ip = ? AND t < ?", (ip, t)).fetchall():
+            k = (ip, mac)
+            if type(mac) is str and ends.get(k, t) < t:
+                del ends[k]
 
 
 def _gc_verdicts(state: MergeState, bindings: Sequence[Binding]) -> None:

@@ -97,6 +97,16 @@ def gather(cfg: Config, now: float | None = None) -> Status:
     saved = load_report(cfg)
     st.last_build = dict(saved.get("last") or {})  # type: ignore[call-overload]
     st.last_ok = dict(saved.get("last_ok") or {})  # type: ignore[call-overload]
+    if st.last_build.get("state_saved") is False:
+        st.problems.append(
+            "the last build could not save the merge state; the next one catches up or builds "
+            "cold (see the state directory's disk)"
+        )
+    if st.last_build.get("held_back"):
+        st.problems.append(
+            f"{st.last_build['held_back']} journal event(s) dated ahead of the clock are held "
+            f"back until their time, the first {st.last_build.get('held_until')}"
+        )
     st.level = assess(st)
     return st
 

@@ -8,10 +8,21 @@ what it read and what was changed in memory, and writes back only the
 changes (`flush`). Code that needs every key (a full resolve, reconcile)
 iterates, which reads the table whole once.
 
-The database is a cache of what the journals say, never the truth: a
-damaged file is thrown away and rebuilt from the journals; a full disk or an
-I/O error leaves it for the next build (`damaged`, and see `mergestate`).
-SQLite finds damage when it reads a page, so a build can meet it midway.
+The database is a cache of what the journals say, never the truth, and
+nothing read from it is trusted blindly. Every row carries a check value
+(CRC-32 over the table's name and the row as stored) and the key of the row
+after it, so that
+
+- a row found is the row written (a flipped bit, a row of another table, a
+  type changed: `Damaged`);
+- a key not found is proven absent by the row before it, whose "next" lies
+  beyond it (a page lost, swapped or pointing elsewhere cannot hide a row);
+- a whole read sees every row: the chain from the table's first row (a
+  sentinel holding the row count) through every "next" to the last.
+
+A damaged file is thrown away and rebuilt from the journals; a full disk or
+an I/O error leaves it for the next build (`damaged`, and see `mergestate`).
+Damage can be met midway through a build, when a page is first read.
 WAL mode lets readers (reconcile, record) see the last
 committed build while the next one writes; synchronous=NORMAL keeps it
 consistent (not necessarily current) across a power cut, which is all a
@@ -23,7 +34,8 @@ from __future__ import annotations
 import bisect
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +46,15 @@ V = TypeVar("V")
 
 DB_FILE = "merge-state.sqlite"
 ABSENT: Any = object()
+# SQLite's primary result codes that say "not now" rather than "not this file": permission,
+# busy, locked, out of memory, read-only, interrupted, I/O error, disk full, cannot open,
+# locking protocol.
+TEMPORARY = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 14, 15})
+
+
+class Damaged(sqlite3.DatabaseError):
+    """What a table gave back is not what was written: the file is damaged (thrown away and
+    rebuilt from the journals, like a file SQLite itself finds malformed)."""
 
 
 def text_in(s: str) -> str | bytes:
@@ -53,6 +74,44 @@ def text_out(v: str | bytes) -> str:
     return v if type(v) is str else bytes(v).decode("utf-8", "surrogateescape")  # type: ignore[arg-type]
 
 
+def seed_of(table: str) -> int:
+    return zlib.crc32(table.encode())
+
+
+def check(seed: int, stored: tuple[Any, ...]) -> int:
+    """The check value of a row as stored (repr tells every SQLite type apart)."""
+    return zlib.crc32(repr(stored).encode(), seed)
+
+
+def _rank(v: Any) -> tuple[int, Any]:
+    t = type(v)
+    if t is str:
+        return (2, v)
+    if t is int or t is float:
+        return (1, v)
+    if v is None:
+        return (0, 0)
+    return (3, bytes(v))
+
+
+def order(params: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
+    """A key as stored, comparable in SQLite's order: NULL, numbers, TEXT (by UTF-8 bytes,
+    which is code point order), BLOBs."""
+    return tuple(map(_rank, params))
+
+
+def _same(k: Any) -> Any:
+    return k
+
+
+def _pair(k: Any, _v: Any) -> Any:
+    return k
+
+
+def _true(_k: Any, _r: Any) -> bool:
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Spec(Generic[K, V]):
     """How one mapping is laid out as a table."""
@@ -64,45 +123,158 @@ class Spec(Generic[K, V]):
     row_of: Callable[[K, V], tuple[Any, ...]]  # key columns then value columns
     decode: Callable[[K, tuple[Any, ...]], V]  # from the key and the value columns
     key_of: Callable[[tuple[Any, ...]], K]  # from the key columns
-    index: str = ""  # a value column to index, if any
+    index: str = ""  # a value column to find keys by (`Table.expiring`), if any
+
+    @property
+    def nexts(self) -> tuple[str, ...]:
+        """Columns holding the key of the next row (NULL in the last)."""
+        return tuple(f"next_{k}" for k in self.keys)
+
+    def by_index(self) -> Spec[tuple[Any, ...], bool]:
+        """The companion table that orders the keys by the `index` column."""
+        return Spec(
+            f"{self.name}_by_{self.index}",
+            (self.index, *self.keys),
+            (),
+            _same,
+            _pair,
+            _true,
+            tuple,
+        )
 
     def ddl(self) -> list[str]:
-        cols = ", ".join(self.keys + self.values)
+        cols = ", ".join(self.keys + self.values + self.nexts + ("n", "chk"))
         out = [
             f"CREATE TABLE IF NOT EXISTS {self.name} ({cols}, "
             f"PRIMARY KEY ({', '.join(self.keys)})) WITHOUT ROWID"
         ]
         if self.index:
-            out.append(
-                f"CREATE INDEX IF NOT EXISTS {self.name}_{self.index} ON {self.name} ({self.index})"
-            )
+            out.extend(self.by_index().ddl())
         return out
 
 
 class Table(MutableMapping[K, V]):
-    """A mapping over one table of an open transaction; changes stay in memory until `flush`."""
+    """A mapping over one table of an open transaction; changes stay in memory until `flush`.
+
+    Rows as stored are (keys, values, next key, n): n is NULL but in the
+    sentinel, the first row (its key all zeros: numbers sort before text),
+    where it counts the other rows.
+    """
 
     def __init__(self, db: sqlite3.Connection, spec: Spec[K, V]) -> None:
         self.db, self.spec = db, spec
+        nk, nv = len(spec.keys), len(spec.values)
+        self._a, self._b = nk + nv, nk + nv + nk  # where the next key starts, where n is
+        self._seed = seed_of(spec.name)
+        self._sentinel: tuple[Any, ...] = (0,) * nk
+        self._end: tuple[Any, ...] = (None,) * nk
         self._cache: dict[K, V] = {}  # read or changed; ABSENT for "not there"
         self._was: dict[K, bool] = {}  # changed keys: were they in the database?
+        self._raw: dict[K, tuple[Any, ...] | None] = {}  # rows as read (checked) since a flush
+        keys = ", ".join(spec.keys)
+        cols = ", ".join(spec.keys + spec.values + spec.nexts + ("n", "chk"))
         where = " AND ".join(f"{k} = ?" for k in spec.keys)
-        self._select = f"SELECT {', '.join(spec.values)} FROM {spec.name} WHERE {where}"
+        qs = ", ".join("?" * nk)
+        self._select = f"SELECT {cols} FROM {spec.name} WHERE {where}"
+        self._before = (
+            f"SELECT {cols} FROM {spec.name} WHERE ({keys}) < ({qs}) "
+            f"ORDER BY {', '.join(k + ' DESC' for k in spec.keys)} LIMIT 1"
+        )
+        self._all = f"SELECT {cols} FROM {spec.name} ORDER BY {keys}"
         self._delete = f"DELETE FROM {spec.name} WHERE {where}"
-        cols = spec.keys + spec.values
         self._upsert = (
-            f"INSERT OR REPLACE INTO {spec.name} ({', '.join(cols)}) "
-            f"VALUES ({', '.join('?' * len(cols))})"
+            f"INSERT OR REPLACE INTO {spec.name} ({cols}) VALUES ({', '.join('?' * (self._b + 2))})"
         )
         self._whole: dict[K, V] | None = None
+        self._index: Table[tuple[Any, ...], bool] | None = None
+        self._ix = -1
+        if spec.index:
+            self._index = Table(db, spec.by_index())
+            self._ix = nk + spec.values.index(spec.index)
+
+    # --- reading, checked ------------------------------------------------------------------
+
+    def _damaged(self, what: str) -> Damaged:
+        return Damaged(f"table {self.spec.name}: {what}")
+
+    def _checked(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        stored = row[:-1]
+        if check(self._seed, stored) != row[-1]:
+            raise self._damaged(f"a row fails its check value ({str(stored)[:80]})")
+        return stored
+
+    def _stored(self, kp: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The checked row of a key as stored, or None when it is proven absent."""
+        row = self.db.execute(self._select, kp).fetchone()
+        if row is None:
+            self._absent(kp)
+            return None
+        stored = self._checked(row)
+        if stored[: len(kp)] != kp:
+            raise self._damaged(f"looking up {kp} found {stored[: len(kp)]}")
+        return stored
+
+    def _pred(self, kp: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The checked row before a key (the sentinel at least)."""
+        row = self.db.execute(self._before, kp).fetchone()
+        if row is None:
+            raise self._damaged("its first row is missing")
+        return self._checked(row)
+
+    def _absent(self, kp: tuple[Any, ...]) -> None:
+        """Prove that a key not found is not there: the row before it links past it."""
+        p = self._pred(kp)
+        nxt = p[self._a : self._b]
+        if not order(p[: len(kp)]) < order(kp) or (
+            nxt[0] is not None and not order(kp) < order(nxt)
+        ):
+            raise self._damaged(f"{kp} was not found, but the row before it says otherwise")
+
+    def _decode(self, k: K, stored: tuple[Any, ...]) -> V:
+        try:
+            return self.spec.decode(k, stored[len(self.spec.keys) : self._a])
+        except (TypeError, ValueError, AttributeError, IndexError, UnicodeError) as e:
+            raise self._damaged(f"a row does not decode ({e})") from None
+
+    def _scan(self, limit: Any = ABSENT) -> list[tuple[Any, ...]]:
+        """Every row as stored but the sentinel, in key order, checked along the chain of keys.
+
+        With `limit`: only the rows whose first key column is <= limit (a prefix of the
+        chain, so the rest is not read)."""
+        seed, nk, a, b = self._seed, len(self.spec.keys), self._a, self._b
+        expect = self._sentinel
+        out: list[tuple[Any, ...]] = []
+        lim = None if limit is ABSENT else _rank(limit)
+        cur = self.db.execute(self._all)
+        try:
+            for row in cur:
+                stored = row[:-1]
+                if check(seed, stored) != row[-1]:
+                    raise self._damaged(f"a row fails its check value ({str(stored)[:80]})")
+                if stored[:nk] != expect:
+                    raise self._damaged(f"rows out of their chain at {str(stored[:nk])[:80]}")
+                if lim is not None and out and _rank(stored[0]) > lim:
+                    return out[1:]
+                out.append(stored)
+                expect = stored[a:b]
+        finally:
+            cur.close()
+        if not out:
+            raise self._damaged("its first row is missing")
+        if expect != self._end:
+            raise self._damaged("its chain of rows ends early")
+        if lim is None and out[0][b] != len(out) - 1:
+            raise self._damaged(f"it counts {out[0][b]} rows but holds {len(out) - 1}")
+        return out[1:]
 
     def _get(self, k: K) -> Any:
         if self._whole is not None:
             return self._whole.get(k, ABSENT)
         v = self._cache.get(k, ABSENT)
         if v is ABSENT and k not in self._cache:
-            row = self.db.execute(self._select, self.spec.key_params(k)).fetchone()
-            v = ABSENT if row is None else self.spec.decode(k, row)
+            stored = self._stored(self.spec.key_params(k))
+            self._raw[k] = stored
+            v = ABSENT if stored is None else self._decode(k, stored)
             self._cache[k] = v
         return v
 
@@ -135,25 +307,30 @@ class Table(MutableMapping[K, V]):
         if self._whole is not None:
             del self._whole[k]
 
+    def _count(self) -> int:
+        s = self._stored(self._sentinel)
+        n = None if s is None else s[self._b]
+        if type(n) is not int:
+            raise self._damaged("its row count is missing")
+        return n
+
     def __len__(self) -> int:
         if self._whole is not None:
             return len(self._whole)
-        (n,) = self.db.execute(f"SELECT count(*) FROM {self.spec.name}").fetchone()
+        n = self._count()
         for k, was in self._was.items():
             now = self._cache[k] is not ABSENT
             n += now - was
-        return int(n)
+        return n
 
     def whole(self) -> dict[K, V]:
         """Every key and value (read once, then kept up to date by changes)."""
         if self._whole is None:
-            spec = self.spec
-            nk = len(spec.keys)
-            cols = ", ".join(spec.keys + spec.values)
-            out = {
-                (k := spec.key_of(row[:nk])): spec.decode(k, row[nk:])
-                for row in self.db.execute(f"SELECT {cols} FROM {spec.name}")
-            }
+            key_of, nk = self.spec.key_of, len(self.spec.keys)
+            out = {}
+            for stored in self._scan():
+                k = key_of(stored[:nk])
+                out[k] = self._decode(k, stored)
             for k in self._was:
                 v = self._cache[k]
                 if v is ABSENT:
@@ -180,15 +357,12 @@ class Table(MutableMapping[K, V]):
         """Every value in key order (as Python sorts the keys)."""
         spec = self.spec
         nk = len(spec.keys)
-        rows = self.db.execute(
-            f"SELECT {', '.join(spec.keys + spec.values)} FROM {spec.name} "
-            f"ORDER BY {', '.join(spec.keys)}"
-        ).fetchall()
+        rows = self._scan()
         keys: list[Any] = [spec.key_of(r[:nk]) for r in rows]
-        values = [spec.decode(k, r[nk:]) for k, r in zip(keys, rows, strict=True)]
+        values = [self._decode(k, r) for k, r in zip(keys, rows, strict=True)]
         if keys != sorted(keys):  # SQLite puts BLOBs (odd text, see text_in) after all TEXT
-            order = sorted(range(len(keys)), key=keys.__getitem__)
-            keys, values = [keys[i] for i in order], [values[i] for i in order]
+            order_ = sorted(range(len(keys)), key=keys.__getitem__)
+            keys, values = [keys[i] for i in order_], [values[i] for i in order_]
         changed: list[Any] = sorted(self._was)  # type: ignore[type-var,unused-ignore]
         for k in changed:
             i = bisect.bisect_left(keys, k)
@@ -210,11 +384,10 @@ class Table(MutableMapping[K, V]):
         nk = len(spec.keys)
         pick = [nk + spec.values.index(c) for c in cols]
         if self._whole is not None:
-            changed: Iterable[tuple[K, Any]] = self._whole.items()
+            changed: Any = self._whole.items()
             out: dict[K, tuple[Any, ...]] = {}
         else:
-            rows = self.db.execute(f"SELECT {', '.join(spec.keys + cols)} FROM {spec.name}")
-            out = {spec.key_of(r[:nk]): r[nk:] for r in rows}
+            out = {spec.key_of(r[:nk]): tuple(r[i] for i in pick) for r in self._scan()}
             changed = self.changes().items()
         for k, v in changed:
             if v is ABSENT:
@@ -224,21 +397,44 @@ class Table(MutableMapping[K, V]):
                 out[k] = tuple(row[i] for i in pick)
         return out
 
+    def upto(self, limit: Any) -> list[tuple[Any, ...]]:
+        """Keys as stored whose first column is <= limit, in order (as in the database: the
+        changes in memory are not among them)."""
+        nk = len(self.spec.keys)
+        return [r[:nk] for r in self._scan(limit)]
+
+    def keys_upto(self, limit: Any) -> list[K]:
+        """Keys whose first key column is <= limit, as changed in memory, in key order."""
+        spec = self.spec
+        out = {spec.key_of(kp) for kp in self.upto(limit)} - set(self._was)
+        lim = _rank(limit)
+        for k in self._was:
+            if self._cache[k] is not ABSENT and _rank(spec.key_params(k)[0]) <= lim:
+                out.add(k)
+        return sorted(out)  # type: ignore[type-var]
+
+    def first(self) -> K | None:
+        """The first key as in the database (changes in memory aside), or None when empty."""
+        s = self._stored(self._sentinel)
+        if s is None:
+            raise self._damaged("its first row is missing")
+        nxt = s[self._a : self._b]
+        if nxt[0] is None:
+            return None
+        if self._stored(nxt) is None:
+            raise self._damaged(f"its first key {nxt} is missing")
+        return self.spec.key_of(nxt)
+
     def expiring(self, column: str, limit: int) -> list[K]:
         """Keys whose (indexed) `column` is <= limit, as changed in memory."""
         spec = self.spec
-        nk = len(spec.keys)
-        rows = self.db.execute(
-            f"SELECT {', '.join(spec.keys)} FROM {spec.name} "
-            f"WHERE {column} IS NOT NULL AND {column} <= ?",
-            (limit,),
-        ).fetchall()
-        out = {spec.key_of(r[:nk]) for r in rows} - set(self._was)
-        i = spec.values.index(column)
+        assert self._index is not None and column == spec.index
+        out = {spec.key_of(r[1:]) for r in self._index.upto(limit)} - set(self._was)
+        i = len(spec.keys) + spec.values.index(column)
         for k in self._was:
             v = self._cache[k]
             if v is not ABSENT:
-                x = spec.row_of(k, v)[nk + i]
+                x = spec.row_of(k, v)[i]
                 if x is not None and x <= limit:
                     out.add(k)
         return list(out)
@@ -247,28 +443,125 @@ class Table(MutableMapping[K, V]):
         """Drop what was read (the database changed under it); unflushed changes must not exist."""
         assert not self._was
         self._cache.clear()
+        self._raw.clear()
         self._whole = None
+        if self._index is not None:
+            self._index.forget()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _write(self, stored: tuple[Any, ...]) -> None:
+        self.db.execute(self._upsert, (*stored, check(self._seed, stored)))
 
     def flush(self) -> None:
-        """Write the changes into the (open) transaction."""
-        gone = [self.spec.key_params(k) for k in self._was if self._cache[k] is ABSENT]
-        put = [self.spec.row_of(k, v) for k in self._was if (v := self._cache[k]) is not ABSENT]
-        if gone:
-            self.db.executemany(self._delete, gone)
+        """Write the changes into the (open) transaction, keeping the chain of keys."""
+        if not self._was:
+            return
+        spec, a, b = self.spec, self._a, self._b
+        key_params, row_of = spec.key_params, spec.row_of
+        moved: list[tuple[Any, Any, tuple[Any, ...]]] = []  # index: (old, new, key)
+        put, come, go = [], [], []
+        for k, was in self._was.items():
+            v = self._cache[k]
+            if v is ABSENT:
+                if was:
+                    go.append(k)
+            elif was:  # a value changed in place: the chain stays as it is
+                kp = key_params(k)
+                old = self._raw.get(k) or self._stored(kp)
+                if old is None:
+                    raise self._damaged(f"{kp} vanished while changed")
+                stored = (*row_of(k, v), *old[a:b], None)
+                put.append((*stored, check(self._seed, stored)))
+                if self._ix >= 0:
+                    moved.append((old[self._ix], stored[self._ix], kp))
+            else:
+                come.append(k)
         if put:
             self.db.executemany(self._upsert, put)
+        for k in come:  # after its predecessor, which now links to it
+            kp = key_params(k)
+            p = self._pred(kp)
+            nxt = p[a:b]
+            if nxt[0] is not None and not order(kp) < order(nxt):
+                raise self._damaged(f"{kp} is new, but the row before it links to it")
+            stored = (*row_of(k, self._cache[k]), *nxt, None)
+            self._write(stored)
+            self._write((*p[:a], *kp, p[b]))
+            if self._ix >= 0:
+                moved.append((None, stored[self._ix], kp))
+        for k in go:  # its predecessor links past it
+            kp = key_params(k)
+            old = self._stored(kp)
+            p = self._pred(kp)
+            if old is None or p[a:b] != kp:
+                raise self._damaged(f"{kp} goes, but the chain does not lead to it")
+            self._write((*p[:a], *old[a:b], p[b]))
+            self.db.execute(self._delete, kp)
+            if self._ix >= 0:
+                moved.append((old[self._ix], None, kp))
+        if len(come) != len(go):
+            s = self._stored(self._sentinel)
+            if s is None or type(s[b]) is not int:
+                raise self._damaged("its row count is missing")
+            self._write((*s[:b], s[b] + len(come) - len(go)))
         self._was.clear()
+        self._raw.clear()
+        if self._index is not None:
+            ix = self._index
+            for old_x, new_x, kp in moved:
+                if old_x == new_x and type(old_x) is type(new_x):
+                    continue
+                if old_x is not None:
+                    del ix[(old_x, *kp)]
+                if new_x is not None:
+                    ix[(new_x, *kp)] = True
+            ix.flush()
 
-    def replace(self, everything: dict[K, V]) -> None:
+    def replace(self, everything: Mapping[K, V]) -> None:
         """Make the table hold exactly `everything` (a cold build's result)."""
-        self.db.execute(f"DELETE FROM {self.spec.name}")
-        row_of = self.spec.row_of
+        spec = self.spec
+        self.db.execute(f"DELETE FROM {spec.name}")
+        key_params, row_of = spec.key_params, spec.row_of
         # in key order: appending to a B-tree is twice as fast as inserting all over it
-        keys: list[Any] = sorted(everything)  # type: ignore[type-var,unused-ignore]
-        self.db.executemany(self._upsert, [row_of(k, everything[k]) for k in keys])
+        try:
+            keys: list[Any] = sorted(everything)  # type: ignore[type-var,unused-ignore]
+        except TypeError:  # text and BLOBs in one key column
+            keys = list(everything)
+        kps = [key_params(k) for k in keys]
+        if not all(type(x) is str for kp in kps for x in kp):  # SQLite's order, then
+            pairs = sorted(zip(kps, keys, strict=True), key=lambda p: order(p[0]))
+            kps, keys = [p[0] for p in pairs], [p[1] for p in pairs]
+        seed, nv = self._seed, len(spec.values)
+        head = (*self._sentinel, *(None,) * nv, *(kps[0] if kps else self._end), len(kps))
+        rows = [(*head, check(seed, head))]
+        nexts = kps[1:]
+        if kps:
+            nexts.append(self._end)
+        for k, nxt in zip(keys, nexts, strict=True):
+            stored = (*row_of(k, everything[k]), *nxt, None)
+            rows.append((*stored, check(seed, stored)))
+        self.db.executemany(self._upsert, rows)
         self._cache.clear()
         self._was.clear()
+        self._raw.clear()
         self._whole = None
+        if self._index is not None:
+            ix = self._ix
+            self._index.replace(
+                {(r[ix], *r[: len(spec.keys)]): True for r in rows[1:] if r[ix] is not None}
+            )
+
+
+def create(db: sqlite3.Connection, spec: Spec[Any, Any]) -> None:
+    """Create a table (and its companion) with its sentinel, unless it exists."""
+    (there,) = db.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (spec.name,)
+    ).fetchone()
+    if not there:
+        for ddl in spec.ddl():
+            db.execute(ddl)
+        Table(db, spec).replace({})
 
 
 def columns(m: Mapping[K, V], spec: Spec[K, V], cols: tuple[str, ...]) -> dict[K, tuple[Any, ...]]:
@@ -291,15 +584,27 @@ def connect(path: Path, *, create: bool) -> sqlite3.Connection:
     try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cell_size_check=ON")  # more damage found as SQLite reads a page
     except BaseException:
         db.close()
         raise
     return db
 
 
-def damaged(e: sqlite3.Error) -> bool:
-    """The file is damaged (throw it away), rather than unreachable for now (disk full, I/O)."""
-    return isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError)
+def damaged(e: BaseException) -> bool:
+    """The file is damaged (throw it away), rather than unreachable for now (disk full, I/O
+    error, locked, out of memory: leave it for the next build).
+
+    By SQLite's result code: malformed, not a database, a schema that is not ours ("no such
+    table"), and errors raised without a code (text that does not decode as UTF-8) all are
+    damage, as is what `Table` finds (`Damaged`).
+    """
+    if isinstance(e, Damaged):
+        return True
+    if not isinstance(e, sqlite3.DatabaseError):
+        return False
+    code = getattr(e, "sqlite_errorcode", None)
+    return code is None or (code & 0xFF) not in TEMPORARY
 
 
 def discard(path: Path) -> None:
