@@ -14,7 +14,7 @@ import pytest
 from conftest import HOOK, tool, write_config
 from leasedns import apply, config, journal, spool
 from leasedns.cli import main
-from leasedns.events import Kind, format_time
+from leasedns.events import Kind, format_time, make_event, parse_time
 
 pytestmark = pytest.mark.integration
 
@@ -259,27 +259,12 @@ def test_record_show_and_status_commands(
     out = capsys.readouterr().out
     assert out.startswith("leasedns OK: peer peer-a")
     assert "journal peer-a: 2 events" in out and "last build" in out
-    # an event from a clock far ahead is a warning
-    assert (
-        main(
-            [
-                "-c",
-                c,
-                "record",
-                "commit",
-                "192.0.2.102",
-                "2:0:0:0:0:3",
-                "future",
-                "",
-                "600",
-                "--time",
-                "2099-01-01T00:00:00Z",
-                "--no-apply",
-            ]
-        )
-        == 0
-    )
-    capsys.readouterr()
+    # record refuses a time far ahead; a partner's event from a clock far ahead is a warning
+    future = ["commit", "192.0.2.102", "2:0:0:0:0:3", "future", "", "600"]
+    assert main(["-c", c, "record", *future, "--time", "2099-01-01T00:00:00Z"]) == 2
+    assert "at most build.clock_skew_secs (30 s) ahead of now" in capsys.readouterr().err
+    ahead = parse_time("2099-01-01T00:00:00Z")
+    journal.append(cfg.journal_dir / "peer-b", [make_event(future, ahead, "peer-b")])
     assert main(["-c", c, "status"]) == 1
     assert "in the future (clock skew over 30 s?)" in capsys.readouterr().out
 

@@ -19,7 +19,7 @@ from . import guard, holdings, journal, mergestate, resolved, spool, statics, st
 from . import sync as syncing
 from .config import Config
 from .errors import EventError, GuardError, LeasednsError
-from .events import Event, format_time, make_event
+from .events import MAX_TIME_US, MIN_TIME_US, Event, format_time, make_event
 from .merge import Record, Settings, stamp_runs
 from .publish import Runner, publish, write_atomic
 from .render import published_dynamic, static_origin
@@ -348,8 +348,11 @@ def run(
             assert state is not None
             maybe_compact(cfg, report, state, now_ns // 1000)
         except (LeasednsError, OSError) as e:
-            report.error = str(e)
-            log.error("%s", e)
+            report.error = str(e) or f"{e.__class__.__name__} (no message)"
+            log.error("%s", report.error)
+        except Exception as e:  # a bug: leave a trace in the report (status) and the log
+            report.error = f"{e.__class__.__name__}: {e} (a bug; please report it with the log)"
+            log.exception("apply failed: %s", report.error)
         finally:
             if state is not None:
                 state.close()
@@ -409,6 +412,8 @@ def record(
 ) -> Event:
     """Validate one event given as the hook's six arguments and journal it durably."""
     peer_dir = ensure_dirs(cfg)
+    if time_us is not None:
+        check_record_time(cfg, time_us, time.time_ns() // 1000)
     ev = make_event(args, time.time_ns() // 1000 if time_us is None else time_us, cfg.peer, source)
     state, _ = mergestate.refresh(
         cfg.journal_dir,
@@ -418,6 +423,24 @@ def record(
     (ev,) = stamp_runs([ev], state.aggregates, cfg.default_lease_secs)
     journal.append(peer_dir, [ev])
     return ev
+
+
+def check_record_time(cfg: Config, time_us: int, now_us: int) -> None:
+    """Refuse an event time given by hand that no lease event can have (EventError).
+
+    Ahead of now by more than the clock skew allowed, it would hold its name
+    until that time; older than the longest lease plus the compaction grace, it
+    could only ever be compacted away; outside 1970..2100 it cannot be kept.
+    """
+    lo = max(MIN_TIME_US, now_us - (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000)
+    hi = min(MAX_TIME_US - 1, now_us + cfg.clock_skew_secs * 1_000_000)
+    if not lo <= time_us <= hi:
+        raise EventError(
+            f"time {format_time(time_us)} is outside {format_time(lo)} .. {format_time(hi)}: "
+            f"at most build.clock_skew_secs ({cfg.clock_skew_secs} s) ahead of now and "
+            f"journal.max_lease_secs + journal.compact_grace_secs "
+            f"({cfg.max_lease_secs + cfg.compact_grace_secs} s) before it"
+        )
 
 
 def save_report(cfg: Config, report: Report) -> None:

@@ -50,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("client_name", nargs="?", default="")
     r.add_argument("host_decl", nargs="?", default="")
     r.add_argument("lease_secs", nargs="?", default="")
-    r.add_argument("--time", help="event time, ISO 8601 with zone (default: now)")
+    r.add_argument(
+        "--time",
+        help="event time, ISO 8601 with zone (default: now); at most build.clock_skew_secs "
+        "ahead, journal.max_lease_secs + journal.compact_grace_secs back",
+    )
     r.add_argument("--no-apply", action="store_true", help="journal only, do not build")
 
     s = sub.add_parser("show", help="merged bindings: name, address, peer, when")

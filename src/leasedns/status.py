@@ -88,15 +88,19 @@ def gather(cfg: Config, now: float | None = None) -> Status:
         last_ok = str(res.get("last_ok") or "")
         lag = 0.0
         if own_last is not None:
-            synced_us = parse_time(last_ok) if last_ok else 0
+            try:
+                synced_us = parse_time(last_ok) if last_ok else 0
+            except ValueError:  # a damaged sync state: as if never synced
+                synced_us, last_ok = 0, ""
             lag = max(0.0, (own_last - synced_us) / 1e6) if synced_us < own_last else 0.0
         res["lag_secs"] = round(lag, 1) if last_ok else None
         st.partners[p.name] = res
         if res and not res.get("ok"):
             st.problems.append(f"sync to {p.name} failing: {res.get('error')}")
     saved = load_report(cfg)
-    st.last_build = dict(saved.get("last") or {})  # type: ignore[call-overload]
-    st.last_ok = dict(saved.get("last_ok") or {})  # type: ignore[call-overload]
+    lb, lb_ok = saved.get("last"), saved.get("last_ok")  # a damaged file: neither
+    st.last_build = dict(lb) if isinstance(lb, dict) else {}
+    st.last_ok = dict(lb_ok) if isinstance(lb_ok, dict) else {}
     if st.last_build.get("state_saved") is False:
         st.problems.append(
             "the last build could not save the merge state; the next one catches up or builds "
@@ -154,7 +158,8 @@ def as_text(cfg: Config, st: Status) -> str:
         out.append(f"problem: {problem}")
     lb = st.last_build
     if lb:
-        state = "ok" if lb.get("ok") else f"FAILED: {lb.get('error')}"
+        reason = lb.get("error") or "no reason recorded (see the log)"
+        state = "ok" if lb.get("ok") else f"FAILED: {reason}"
         out.append(
             f"last build {lb.get('time')}: {state}; {lb.get('records')} records "
             f"({lb.get('dynamic')} dynamic), {lb.get('refused')} names refused, "
