@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from leasedns import config
+from leasedns import config, journal
 from leasedns.config import ConflictPolicy, NamePolicy
 from leasedns.errors import ConfigError
 
@@ -62,7 +62,9 @@ def test_good_config_with_defaults() -> None:
         ),
         (
             "peer: a b\ndomain: x.example\n",
-            "x.yaml:1: peer must be a short name of letters, digits, '-', '_' or '.'",
+            "x.yaml:1: peer: 'a b' is not a plain name (at most 63 letters, digits, '-' or '_', "
+            "starting with a letter or digit; it names a journal directory); "
+            "use letters, digits and '-'",
         ),
         ("peer: a\n  domain: [\n", "x.yaml:2: not valid YAML: mapping values are not allowed here"),
         ("", "x.yaml:1: the config is empty; at least `peer:` and `domain:` are needed"),
@@ -115,3 +117,74 @@ def test_line_numbers_count_newlines_as_an_editor_does() -> None:
     with pytest.raises(ConfigError) as info:
         config.parse("peer: a\r\ndomain: x.example\r\nttl: -1\r\n", "x.yaml")
     assert str(info.value).startswith("x.yaml:3: ttl must be")
+
+
+@pytest.mark.parametrize("name", [".", "..", ".hidden", "a/b", "-a", "a.b", "a\\n", "x" * 64])
+def test_a_peer_name_is_a_plain_label_everywhere(name: str) -> None:
+    """`..` or `.` would make sync overwrite or delete the partner's journal root."""
+    quoted = '"' + name + '"'
+    for text, line, where in (
+        (f"domain: x.example\npeer: {quoted}\n", 2, "peer"),
+        (
+            f"peer: a\ndomain: x.example\nsync:\n  partners:\n    - name: {quoted}\n",
+            5,
+            "sync.partners[].name",
+        ),
+        (
+            f"peer: a\ndomain: x.example\ncheck:\n  servers:\n    {quoted}: 192.0.2.1\n",
+            5,
+            "check.servers",
+        ),
+    ):
+        with pytest.raises(ConfigError) as info:
+            config.parse(text, "x.yaml")
+        assert str(info.value).startswith(f"x.yaml:{line}: {where}: ")
+        assert "is not a plain name" in str(info.value)
+        assert not journal.valid_peer(name)
+
+
+def test_plain_peer_names_are_accepted() -> None:
+    for name in ("a", "peer-a", "dhcp_b", "DHCP1", "x" * 63):
+        assert config.parse(f"peer: {name}\ndomain: x.example\n").peer == name
+        assert journal.valid_peer(name)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "peer: a\ndomain: x.example\npeer: b\n",
+            "x.yaml:3: duplicate key 'peer' (first at line 1)",
+        ),
+        (
+            "peer: a\ndomain: x.example\nbuild:\n  guard_min: 1\n  guard_min: 2\n",
+            "x.yaml:5: duplicate key 'guard_min' (first at line 4)",
+        ),
+        (
+            "peer: a\ndomain: x.example\ncheck:\n  servers:\n    b: 192.0.2.1\n    b: 192.0.2.2\n",
+            "x.yaml:6: duplicate key 'b' (first at line 5)",
+        ),
+        (
+            "peer: a\ndomain: x.example\nsync:\n  partners:\n    - name: b\n      name: c\n",
+            "x.yaml:6: duplicate key 'name' (first at line 5)",
+        ),
+        (
+            "peer: a\ndomain: x.example\nsync:\n  partners:\n    - name: b\n    - name: b\n",
+            "x.yaml:6: partner 'b' is listed twice",
+        ),
+    ],
+)
+def test_duplicate_keys_are_errors_not_last_wins(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, "x.yaml")
+    assert str(info.value) == message
+
+
+def test_a_number_in_exponent_form_is_a_number() -> None:
+    c = config.parse("peer: a\ndomain: x.example\nbuild:\n  guard_fraction: 5e-1\n")
+    assert c.guard_fraction == 0.5
+    c = config.parse("peer: a\ndomain: x.example\nbuild:\n  coalesce_secs: 2E+0\n")
+    assert c.coalesce_secs == 2.0
+    for bad in ("half", "'5e-1'", "5e", "0x1p-1", ".nan"):
+        with pytest.raises(ConfigError, match=r"x\.yaml:4: guard_fraction must be a number"):
+            config.parse(f"peer: a\ndomain: x.example\nbuild:\n  guard_fraction: {bad}\n", "x.yaml")

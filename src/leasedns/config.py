@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import dns.name
 import yaml
 
 from .errors import ConfigError
+from .journal import PEER_RULE, valid_peer
 
 DEFAULT_PATH = "/etc/leasedns/leasedns.yaml"
 DEFAULT_STATE = "/var/lib/leasedns"
@@ -78,6 +80,7 @@ class Config:
     rsync: str = "rsync"
     rsync_args: tuple[str, ...] = ()
     sync_timeout_secs: int = 60
+    sync_resync_secs: int = 300  # apply pushes again when the last good push is older
     check_servers: tuple[tuple[str, str], ...] = ()  # (peer name, tinydns address)
 
 
@@ -121,8 +124,7 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
     top = r.mapping(root, "", _TOP_KEYS)
 
     peer = r.text(top, "peer", required=True)
-    if not _is_plain_name(peer):
-        r.fail(top["peer"], "peer must be a short name of letters, digits, '-', '_' or '.'")
+    r.peer_name(top["peer"], "peer", peer)
     state = Path(r.text(top, "state_dir", DEFAULT_STATE))
     domain = r.text(top, "domain", required=True).strip(".").lower()
     _check_domain(r, top["domain"], domain)
@@ -136,7 +138,9 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         {"coalesce_secs", "guard_fraction", "guard_min", "clock_skew_secs"},
     )
     jour = r.mapping(top.get("journal"), "journal", {"max_lease_secs", "compact_grace_secs"})
-    sync = r.mapping(top.get("sync"), "sync", {"partners", "rsync", "rsync_args", "timeout_secs"})
+    sync = r.mapping(
+        top.get("sync"), "sync", {"partners", "rsync", "rsync_args", "timeout_secs", "resync_secs"}
+    )
     check = r.mapping(top.get("check"), "check", {"servers"})
     order = tuple(r.text_list(dhcpd, "static_name", ["ddns-hostname", "host-name", "declaration"]))
     for item in order:
@@ -177,6 +181,7 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         rsync=r.text(sync, "rsync", "rsync"),
         rsync_args=tuple(r.text_list(sync, "rsync_args", [])),
         sync_timeout_secs=r.number(sync, "timeout_secs", 60, 1, 3600),
+        sync_resync_secs=r.number(sync, "resync_secs", 300, 1, 2**31 - 1),
         check_servers=tuple(_servers(r, check.get("servers"))),
     )
 
@@ -187,12 +192,19 @@ def _partners(r: _Reader, node: yaml.Node | None, me: str) -> list[Partner]:
     if not isinstance(node, yaml.SequenceNode):
         r.fail(node, "sync.partners must be a list of {name, rsync_target, notify}")
     out = []
+    seen: set[str] = set()
     assert isinstance(node, yaml.SequenceNode)
     for item in node.value:
         m = r.mapping(item, "sync.partners[]", {"name", "rsync_target", "notify"})
-        name = r.text(m, "name", required=True) if m else ""
-        if not m or not _is_plain_name(name) or name == me:
+        if not m or "name" not in m:
             r.fail(item, "each partner needs a `name:` (a peer name other than this peer's)")
+        name = r.text(m, "name", required=True)
+        r.peer_name(m["name"], "sync.partners[].name", name)
+        if name == me:
+            r.fail(item, "each partner needs a `name:` (a peer name other than this peer's)")
+        if name in seen:
+            r.fail(m["name"], f"partner {name!r} is listed twice")
+        seen.add(name)
         out.append(
             Partner(name, r.text(m, "rsync_target", ""), tuple(r.text_list(m, "notify", [])))
         )
@@ -206,7 +218,9 @@ def _servers(r: _Reader, node: yaml.Node | None) -> list[tuple[str, str]]:
         r.fail(node, "check.servers must map peer names to tinydns addresses")
     out = []
     assert isinstance(node, yaml.MappingNode)
+    r.mapping(node, "check.servers", None)  # duplicate keys
     for k, v in node.value:
+        r.peer_name(k, "check.servers", str(k.value))
         try:
             ip = str(ipaddress.ip_address(str(v.value)))
         except ValueError:
@@ -235,10 +249,6 @@ _TOP_KEYS = {
 }
 
 
-def _is_plain_name(s: str) -> bool:
-    return bool(s) and len(s) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_.") for c in s)
-
-
 def _check_domain(r: _Reader, node: yaml.Node, domain: str) -> None:
     try:
         dns.name.from_text(domain)
@@ -250,6 +260,9 @@ def _check_domain(r: _Reader, node: yaml.Node, domain: str) -> None:
 
 def _network(value: str) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(value, strict=False)
+
+
+_EXP_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
 
 
 def _line_of(text: str, index: int) -> int:
@@ -268,22 +281,39 @@ class _Reader:
         line = _line_of(self.source, node.start_mark.index) if node is not None else 1
         raise ConfigError(f"{self.path}:{line}: {problem}")
 
-    def mapping(self, node: yaml.Node | None, where: str, keys: set[str]) -> dict[str, yaml.Node]:
+    def mapping(
+        self, node: yaml.Node | None, where: str, keys: set[str] | None
+    ) -> dict[str, yaml.Node]:
+        """The keys of a mapping node (any key when `keys` is None); unknown and
+        duplicate keys are errors (YAML would silently keep the last)."""
         if node is None or (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")):
             return {}
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, f"{where or 'the config'} must be a mapping of keys to values")
         out: dict[str, yaml.Node] = {}
+        first: dict[str, yaml.Node] = {}
         assert isinstance(node, yaml.MappingNode)
         for knode, vnode in node.value:
             key = str(knode.value)
-            if key not in keys:
+            if key in first:
+                line = _line_of(self.source, first[key].start_mark.index)
+                self.fail(knode, f"duplicate key {key!r} (first at line {line})")
+            first[key] = knode
+            if keys is not None and key not in keys:
                 known = ", ".join(sorted(keys))
                 self.fail(
                     knode, f"unknown key {(where + '.' if where else '') + key!r}; known: {known}"
                 )
             out[key] = vnode
         return out
+
+    def peer_name(self, node: yaml.Node, where: str, name: str) -> None:
+        if not valid_peer(name):
+            self.fail(
+                node,
+                f"{where}: {name!r} is not a plain name ({PEER_RULE}; it names a journal "
+                "directory); use letters, digits and '-'",
+            )
 
     def _scalar(self, m: dict[str, yaml.Node], key: str) -> Any:
         node = m[key]
@@ -324,6 +354,9 @@ class _Reader:
         if key not in m:
             return default
         v = self._scalar(m, key)
+        plain = getattr(m[key], "style", None) is None  # not quoted
+        if isinstance(v, str) and plain and _EXP_FLOAT.fullmatch(v):
+            v = float(v)  # YAML 1.1 reads 5e-1 (no dot in the mantissa) as a string
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
             self.fail(m[key], f"{key} must be a number from {lo} to {hi}")
         return float(v)

@@ -24,7 +24,16 @@ LOCK = ".lock"
 # An append starts a new segment once the last one holds this much: a build reads a
 # changed segment again up to what it had read (see `mergestate`), so this bounds that.
 ROLL_BYTES = 1 << 20
-PEER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# A peer name is a plain label: it names a directory in every peer's journal root and in
+# the partners' inboxes, so it may not be `.`, `..`, hidden, or hold a path separator.
+PEER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # whole name: use fullmatch
+PEER_RULE = "at most 63 letters, digits, '-' or '_', starting with a letter or digit"
+OWNER = ".owner"  # the installation id of the leasedns that writes this journal directory
+
+
+def valid_peer(name: str) -> bool:
+    """True for a peer name config, journal readers and sync all accept (see PEER_RE)."""
+    return PEER_RE.fullmatch(name) is not None
 
 
 def segment_name(n: int) -> str:
@@ -127,7 +136,7 @@ def read_peer(peer_dir: Path) -> PeerJournal:
 def peers(root: Path) -> list[str]:
     """Peer names that have a journal directory under root."""
     try:
-        return sorted(n for n in os.listdir(root) if PEER_RE.match(n) and (root / n).is_dir())
+        return sorted(n for n in os.listdir(root) if valid_peer(n) and (root / n).is_dir())
     except FileNotFoundError:
         return []
 
@@ -149,12 +158,58 @@ def locked(peer_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def append(peer_dir: Path, events: Iterable[Event]) -> int:
-    """Append events durably (written and fsynced before returning); returns the count."""
+def read_owner(peer_dir: Path) -> str | None:
+    """The installation id recorded in a journal directory (None: none recorded)."""
+    try:
+        text = (peer_dir / OWNER).read_text(encoding="ascii", errors="replace").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return text[:200] or None
+
+
+class OwnerError(LeasednsError):
+    """A journal directory belongs to another leasedns installation."""
+
+
+def owner_problem(peer_dir: Path, owner: str, found: str | None) -> str:
+    """The message for a journal directory written by another installation."""
+    return (
+        f"{peer_dir}: this journal belongs to leasedns installation {found}, not to this one "
+        f"({owner}): another leasedns installation writes journal/{peer_dir.name}; give each "
+        f"its own `peer:` (if this peer was reinstalled on purpose, remove {peer_dir / OWNER})"
+    )
+
+
+def claim(peer_dir: Path, owner: str) -> None:
+    """Record `owner` as the writer of `peer_dir` (once); OwnerError if another is recorded."""
+    found = read_owner(peer_dir)
+    if found is None:
+        peer_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        tmp = peer_dir / f".{OWNER}.{os.getpid()}.tmp"
+        tmp.write_text(owner + "\n", encoding="ascii")
+        try:
+            with contextlib.suppress(FileExistsError):  # another process claimed it first
+                os.link(tmp, peer_dir / OWNER)
+        finally:
+            tmp.unlink()
+        fsync_dir(peer_dir)
+        found = read_owner(peer_dir)
+    if found != owner:
+        raise OwnerError(owner_problem(peer_dir, owner, found))
+
+
+def append(peer_dir: Path, events: Iterable[Event], owner: str | None = None) -> int:
+    """Append events durably (written and fsynced before returning); returns the count.
+
+    With `owner` (this installation's id), the directory must be this
+    installation's own (see `claim`): OwnerError otherwise, nothing written.
+    """
     data = "".join(to_line(e) for e in events).encode("utf-8", "surrogateescape")
     if not data:
         return 0
     with locked(peer_dir):
+        if owner is not None:
+            claim(peer_dir, owner)
         segs = segments(peer_dir)
         target = segs[-1] if segs else peer_dir / segment_name(1)
         if segs and _roll(target):
