@@ -388,3 +388,23 @@ def test_unknown_binding_state_drops_the_block_as_dhcpd_does():
         "(dhcpd knows abandoned, active, backup, bootp, expired, free, released, reserved, "
         "reset); lease skipped"
     ]
+
+
+def test_leases_command_shows_a_block_without_binding_state_and_exits_0():
+    """`leasedns leases` said "no 'binding state'" and exited 1 on such a file."""
+    import argparse
+    import io
+    import json
+
+    from leasedns import cmd_leases
+
+    ap = argparse.ArgumentParser()
+    cmd_leases.add_parser(ap.add_subparsers())
+    args = ap.parse_args(["leases", "--json", str(DATA / "no-binding-state.leases")])
+    out, err = io.StringIO(), io.StringIO()
+    assert cmd_leases.run(args, out, err, now=NOW) == 0
+    assert err.getvalue() == ""
+    assert [(x["ip"], x["state"]) for x in map(json.loads, out.getvalue().splitlines())] == [
+        ("192.0.2.80", "active"),
+        ("192.0.2.82", "active"),
+    ]

@@ -3,8 +3,8 @@
  * scan() reads lease blocks laid out exactly as dhcpd's write_lease() writes them -- the
  * grammar of _FAST in leases.py, nothing more -- and puts a Lease for each straight into the
  * caller's dict. Everything else (a gap that is not blank, a block whose date or address is
- * impossible) goes back to Python's general parser, at the same places the regex path hands
- * it over, so both paths give the same LeaseFile. The text is a latin-1 str (one char per
+ * impossible or whose binding state dhcpd does not know) goes back to Python's general parser,
+ * at the same places the regex path hands it over, so both paths give the same LeaseFile. The text is a latin-1 str (one char per
  * file byte) and may hold anything: every read is bounds-checked against its length, and no
  * buffer has a fixed size.
  */
