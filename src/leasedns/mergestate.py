@@ -434,6 +434,7 @@ LINES: Spec[str, str] = Spec(
     lambda n, v: (n, v),
     lambda _n, r: r[0],
     lambda k: k[0],
+    bulk=True,  # read whole by every build, to render the data
 )
 RIVALS: Spec[str, list[str]] = Spec(
     "rivals",
@@ -691,13 +692,18 @@ def _prune(db: sqlite3.Connection, agg: Aggregates) -> None:
     if not isinstance(latest, Table) or latest.db is not db or not isinstance(ends, Table):
         agg.prune()
         return
-    changed = [(ip, r[0]) for ip, r in latest.changes().items() if r is not store.ABSENT]
+    changed = {ip: r[0] for ip, r in latest.changes().items() if r is not store.ABSENT}
     ends.flush()
-    for ip, t in changed:
-        # candidates only: each is checked as the table reads it before it goes
-        for (mac,) in db.execute("SELECT mac FROM ends WHERE ip = ? AND t < ?", (ip, t)).fetchall():
-            k = (ip, mac)
-            if type(mac) is str and ends.get(k, t) < t:
+    ips = sorted(changed)
+    for i in range(0, len(ips), 500):
+        chunk = ips[i : i + 500]
+        rows = db.execute(
+            f"SELECT ip, mac FROM ends WHERE ip IN ({', '.join('?' * len(chunk))})", chunk
+        ).fetchall()
+        for ip, mac in rows:
+            # candidates only: each is checked as the table reads it before it goes
+            k, t = (ip, mac), changed.get(ip)
+            if t is not None and type(mac) is str and ends.get(k, t) < t:
                 del ends[k]
 
 
