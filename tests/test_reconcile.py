@@ -333,3 +333,24 @@ def test_merged_from_the_state_tables_equals_merged_from_plain_dicts(tmp_path: P
     }
     assert got.names_by_mac[macs[0]] == "n0" and got.names_by_mac[macs[5]] == "moved"
     assert "192.0.2.11" not in got.live and got.live["192.0.2.40"].mac == macs[0]
+
+
+def test_lease_times_the_journal_cannot_hold_are_reported_not_journaled(tmp_path: Path) -> None:
+    y9999 = 253_402_300_799  # 9999-12-31T23:59:59Z
+    cfg = setup(
+        tmp_path,
+        block("192.0.2.60", "02:00:00:00:00:60", -86_400, NOW + 600, name="old-clock")
+        + block("192.0.2.61", "02:00:00:00:00:61", NOW - 60, y9999, name="ends-far")
+        + block("192.0.2.62", "02:00:00:00:00:62", y9999 - 60, y9999, name="starts-far"),
+    )
+    drift = run(cfg, fix=True)
+    problems = [p for p in drift.problems if "not journaled" in p]
+    assert len(problems) == 2
+    assert any("lease 192.0.2.60" in p and "1969-12-31" in p for p in problems)
+    assert any("lease 192.0.2.62" in p and "9999-12-31" in p for p in problems)
+    pj = journal.read_peer(cfg.journal_dir / cfg.peer)
+    assert pj.problems == []  # every journaled fix reads back
+    (fix,) = pj.events
+    assert (fix.ip, fix.client_name, fix.lease_secs) == ("192.0.2.61", "ends-far", 2**32 - 1)
+    run(cfg, fix=True)  # nothing new to fix: the journal does not grow
+    assert len(journal.read_peer(cfg.journal_dir / cfg.peer).events) == 1

@@ -11,7 +11,7 @@ from typing import NamedTuple
 from . import journal, mergestate, resolved, statics, store
 from .config import Config
 from .errors import ConfigError, LeasednsError
-from .events import INFINITE_LEASE, Event, Kind
+from .events import INFINITE_LEASE, MAX_TIME_US, MIN_TIME_US, Event, Kind, format_time
 from .leases import LeaseFile, newest_per_address, read_leases
 from .merge import Aggregates, Settings, stamp_runs
 from .names import fqdn, label_for
@@ -156,8 +156,21 @@ def compare(
             ):
                 continue  # in sync: the common case, so checked before anything else
             raw = hostnames.get((b.ip, b.mac)) or names.get(b.mac, "")
-            secs = INFINITE_LEASE if b.ends is None else max(1, b.ends - (b.starts or now))
             start_us = (b.starts or now) * 1_000_000
+            if not MIN_TIME_US <= start_us < MAX_TIME_US:
+                # The journal reader refuses such a time: journaling it would lose the fix.
+                d.problems.append(
+                    f"lease {b.ip} ({b.mac}): starts at {format_time(start_us)}, outside "
+                    f"{format_time(MIN_TIME_US)} .. {format_time(MAX_TIME_US)}; not journaled "
+                    "(is the clock of the dhcpd that wrote it set?)"
+                )
+                continue
+            # An end past what a lease length can hold is as good as never.
+            secs = (
+                INFINITE_LEASE
+                if b.ends is None
+                else min(INFINITE_LEASE, max(1, b.ends - (b.starts or now)))
+            )
             fix = Event(Kind.COMMIT, start_us, b.ip, b.mac, raw, "", secs, cfg_peer, "reconcile")
             label = label_for(raw, s.domain, s.name_policy).label if raw else None
             name = fqdn(label, s.domain) if label else raw
@@ -213,7 +226,8 @@ def compare(
             ended = b.ends if b.ends is not None else now
             # Only a lease file that changed after the journals' commit can say it ended.
             if max(ended, b.starts or 0) * 1_000_000 >= w.start_us:
-                t = max(ended * 1_000_000, w.start_us)
+                # dated when the lease ended, but never later than now (a journalable time)
+                t = max(min(ended, now) * 1_000_000, w.start_us)
                 removals.append(
                     Item(
                         "stale",
