@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import HOOK, tool, write_config
-from leasedns import apply, config, journal
+from leasedns import apply, config, inbox, journal
 from leasedns import sync as syncing
 from leasedns.cli import main
 from leasedns.events import Event, Kind
@@ -171,7 +171,11 @@ def test_sync_transfers_about_the_new_events_only(tmp_path: Path) -> None:
     journal.append(peer_dir, batch)
     (first,) = syncing.run(a)
     assert first.ok and first.bytes_sent > 2_000_000
-    size = (peer_dir / journal.segment_name(1)).stat().st_size
+
+    def held() -> int:
+        return sum(p.stat().st_size for p in journal.segments(peer_dir))
+
+    size = held()
     journal.append(
         peer_dir,
         [
@@ -189,11 +193,14 @@ def test_sync_transfers_about_the_new_events_only(tmp_path: Path) -> None:
         ],
     )
     (second,) = syncing.run(a)
-    new_bytes = (peer_dir / journal.segment_name(1)).stat().st_size - size
+    new_bytes = held() - size
     assert second.ok and second.bytes_sent < 3 * new_bytes
-    assert (b.journal_dir / "peer-a" / journal.segment_name(1)).read_bytes() == (
-        peer_dir / journal.segment_name(1)
-    ).read_bytes()
+    # The copy lands in b's inbox; b's next apply takes it as its copy of a's journal.
+    inbox.receive(b)
+    segs = journal.segments(peer_dir)
+    assert [p.name for p in journal.segments(b.journal_dir / "peer-a")] == [p.name for p in segs]
+    for seg in segs:
+        assert (b.journal_dir / "peer-a" / seg.name).read_bytes() == seg.read_bytes()
 
 
 def test_a_partner_never_reads_a_half_transferred_segment(tmp_path: Path) -> None:
@@ -203,12 +210,16 @@ def test_a_partner_never_reads_a_half_transferred_segment(tmp_path: Path) -> Non
         a.journal_dir / "peer-a",
         [Event(Kind.COMMIT, 1, "192.0.2.1", "02:00:00:00:00:01", "x", "", 60, "peer-a")],
     )
-    target = b.journal_dir / "peer-a"
+    target = b.journal_dir / ".incoming-peer-a" / "peer-a"  # a's sync writes b's inbox
     target.mkdir(parents=True)
     (target / ".events-00000001.jsonl.Xy12ab").write_bytes(b'{"kind":"com')  # rsync's temp file
     assert journal.read_peer(target).events == []
+    assert inbox.receive(b).adopted == []
+    assert journal.read_peer(b.journal_dir / "peer-a").events == []
     assert syncing.run(a)[0].ok
     assert len(journal.read_peer(target).events) == 1
+    assert inbox.receive(b).adopted == ["peer-a"]
+    assert len(journal.read_peer(b.journal_dir / "peer-a").events) == 1
 
 
 # Convergence as a property: any interleaving of events, duplicates and sync rounds.
@@ -255,10 +266,12 @@ def test_any_interleaving_converges(tmp_path_factory: pytest.TempPathFactory, st
             written[peer].append(e)
         elif kind == "dup" and written[peer]:
             journal.append(cfg.journal_dir / peer, [written[peer][arg % len(written[peer])]])
-        elif kind == "sync":
+        elif kind == "sync":  # a push, and the partner's next apply takes it from its inbox
             assert syncing.run(cfg)[0].ok
+            assert inbox.receive(b if cfg is a else a).refused == []
     for cfg in (a, b):  # the link is up at the end: one sync each way
         assert syncing.run(cfg)[0].ok
+        assert inbox.receive(b if cfg is a else a).refused == []
     s = Settings(domain="lab.example", protected=frozenset({"www"}))
     out = []
     for cfg in (a, b):

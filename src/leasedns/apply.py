@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import guard, holdings, journal, mergestate, resolved, spool, statics, store
+from . import guard, holdings, identity, inbox, journal, mergestate, resolved, spool, statics, store
 from . import sync as syncing
 from .config import Config
 from .errors import EventError, GuardError, LeasednsError
@@ -55,6 +55,9 @@ class Report:
     state_saved: bool = True  # the merge state was kept (else the next build catches up)
     held_back: int = 0  # events dated past now + clock_skew_secs, not in effect yet
     held_until: str = ""  # the earliest of them
+    adopted: str = ""  # partners whose pushed copy was taken from the inbox
+    inbox_refused: list[str] = field(default_factory=list)  # copies refused (would lose events)
+    recovered: int = 0  # own events appended again from a partner's copy (restored backup)
 
 
 def ensure_dirs(cfg: Config) -> Path:
@@ -120,8 +123,8 @@ def ingest(
         done.append(item.path)
     if good and state is not None:
         good = stamp_runs(good, state.aggregates, cfg.default_lease_secs)
-    if good:
-        journal.append(peer_dir, good)  # durable before the spool files go
+    if good:  # durable before the spool files go; refused in another installation's directory
+        journal.append(peer_dir, good, owner=identity.installation_id(cfg.state_dir))
         spool.remove(done)
     report.ingested = len(good)
     return good
@@ -321,6 +324,7 @@ def run(
         new: list[Event] = []
         state = None
         try:
+            receive(cfg, report, now_ns // 1000)
             for attempt in (1, 2):
                 try:
                     # The merge state (aggregates of every journal line so far) serves both
@@ -357,7 +361,9 @@ def run(
             if state is not None:
                 state.close()
             save_report(cfg, report)
-    if cfg.partners and (report.ingested or syncing.needs_retry(cfg)):
+    if cfg.partners and (
+        report.ingested or report.recovered or report.inbox_refused or syncing.needs_retry(cfg)
+    ):
         # After the build, outside its lock: a slow or failing partner never
         # delays or breaks publishing here.
         results = syncing.run(cfg, wait=False)
@@ -374,6 +380,19 @@ def run(
         "compiled" if report.compiled else "unchanged" if report.ok else "FAILED",
     )
     return report
+
+
+def receive(cfg: Config, report: Report, now_us: int) -> None:
+    """Take what partners pushed into the inbox (see inbox.py), before the build reads it.
+
+    A refused copy, or own events recovered from a partner's copy, also make this
+    apply sync: the partner gets this peer's copy to recover from, or the events."""
+    journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
+    got = inbox.receive(cfg, now_us)
+    report.adopted = ", ".join(got.adopted)
+    report.inbox_refused = got.refused
+    report.recovered = got.recovered
+    report.problems.extend(got.refused + got.problems)
 
 
 COMPACT_MIN_EVENTS = 1000
@@ -421,7 +440,7 @@ def record(
         Settings.from_config(cfg),
     )
     (ev,) = stamp_runs([ev], state.aggregates, cfg.default_lease_secs)
-    journal.append(peer_dir, [ev])
+    journal.append(peer_dir, [ev], owner=identity.installation_id(cfg.state_dir))
     return ev
 
 

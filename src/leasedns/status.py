@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import holdings, journal, spool
+from . import holdings, inbox, journal, spool
 from . import sync as syncing
 from .apply import load_report
 from .config import Config
@@ -93,10 +93,22 @@ def gather(cfg: Config, now: float | None = None) -> Status:
             except ValueError:  # a damaged sync state: as if never synced
                 synced_us, last_ok = 0, ""
             lag = max(0.0, (own_last - synced_us) / 1e6) if synced_us < own_last else 0.0
+        never = not res.get("time")
         res["lag_secs"] = round(lag, 1) if last_ok else None
         st.partners[p.name] = res
-        if res and not res.get("ok"):
-            st.problems.append(f"sync to {p.name} failing: {res.get('error')}")
+        if never:
+            st.problems.append(
+                f"sync to {p.name}: never synced yet (apply syncs when it is due; "
+                "or run `leasedns sync`)"
+            )
+        elif not res.get("ok"):
+            st.problems.append(
+                f"sync to {p.name} failing: {res.get('error') or 'no reason recorded'}"
+            )
+    # Copies a partner pushed that would have lost events here, and own events recovered.
+    refused, recovered = inbox.status_problems(cfg.state_dir, int(now * 1e6))
+    st.critical.extend(refused)
+    st.problems.extend(recovered)
     saved = load_report(cfg)
     lb, lb_ok = saved.get("last"), saved.get("last_ok")  # a damaged file: neither
     st.last_build = dict(lb) if isinstance(lb, dict) else {}
@@ -147,10 +159,11 @@ def as_text(cfg: Config, st: Status) -> str:
         if not p.get("time"):
             out.append(f"sync {name}: never synced")
             continue
-        state = "ok" if p.get("ok") else f"FAILED: {p.get('error')}"
+        state = "ok" if p.get("ok") else f"FAILED: {p.get('error') or 'no reason recorded'}"
+        lag = p.get("lag_secs")
         out.append(
             f"sync {name}: {state} at {p.get('time')}, last ok {p.get('last_ok') or 'never'}"
-            f", lag {p.get('lag_secs')}s"
+            + (f", lag {lag}s" if lag is not None else "")
         )
     for problem in st.critical:
         out.append(f"CRITICAL: {problem}")

@@ -1,4 +1,11 @@
-"""`leasedns sync`: push this peer's journal to each partner with rsync, then wake the partner."""
+"""`leasedns sync`: push this peer's journals to each partner's inbox with rsync, then wake it.
+
+The partner does not take the copy as it comes: its apply adopts it from the
+inbox (`.incoming-<this peer>/` in its journal root) only if it loses none of
+the events the partner already holds (see inbox.py), and learns from the copy
+of its own journal what this peer holds of it (a restored backup gets its
+lost events back).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from . import identity, journal
 from .config import Config, Partner
+from .errors import LeasednsError
 from .events import format_time
 from .publish import write_atomic
 
@@ -22,6 +31,7 @@ log = logging.getLogger("leasedns.sync")
 SYNC_STATE = "sync.json"
 SYNC_LOCK = "sync.lock"
 SYNC_DUE = "sync-due"
+INBOX_PREFIX = ".incoming-"  # <journal root>/.incoming-<sender>/: what a partner pushed
 Runner = Callable[..., "subprocess.CompletedProcess[Any]"]
 
 
@@ -37,25 +47,36 @@ class PartnerResult:
     notified: bool = False
     bytes_sent: int = 0
     last_ok: str = ""
+    last_ok_us: int = 0  # when the last good push started
+    signature: str = ""  # this peer's journal (segment names and sizes) as last pushed
+
+
+def inbox_name(sender: str) -> str:
+    """The directory of a partner's journal root that `sender`'s sync writes."""
+    return INBOX_PREFIX + sender
 
 
 def rsync_command(cfg: Config, p: Partner) -> list[str]:
-    """rsync of journal/<self>/ into the partner's journal root, atomically per file.
+    """rsync of this peer's journal root (its own journal and its copies of the partners')
+    into its inbox in the partner's journal root, atomically per file.
 
     rsync writes each file under a temporary name and renames it into place, so
     the partner reads either the old or the new segment, never half of one;
     `--delete-after` removes compacted-away segments only once the compacted
     one has arrived; `--no-whole-file` keeps the delta algorithm on for local
-    targets too, so an appended journal costs about its new bytes.
+    targets too, so an appended journal costs about its new bytes. The inbox
+    is one level below the partner's journal root, so rsync creates it itself.
     """
-    src = str(cfg.journal_dir / cfg.peer) + "/"
-    dst = p.rsync_target.rstrip("/") + f"/{cfg.peer}/"
+    src = str(cfg.journal_dir) + "/"
+    dst = p.rsync_target.rstrip("/") + f"/{inbox_name(cfg.peer)}/"
     return [
         cfg.rsync,
         "-rt",
         "--no-whole-file",
         "--delete-after",
+        f"--exclude=/{INBOX_PREFIX}*",
         "--exclude=.lock",
+        "--exclude=.*.tmp",
         "--chmod=D750,F640",
         f"--timeout={cfg.sync_timeout_secs}",
         "--stats",
@@ -135,16 +156,29 @@ def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
     """One push + notify to every partner."""
     previous = load(cfg)
     results = []
+    try:
+        # The copy says which installation wrote it: the partner refuses another one's.
+        journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
+        refused = ""
+    except LeasednsError as e:
+        refused = str(e)
     for p in cfg.partners:
-        res = PartnerResult(p.name, time=format_time(time.time_ns() // 1000))
-        res.last_ok = str(previous.get(p.name, {}).get("last_ok", ""))
+        now_us = time.time_ns() // 1000
+        res = PartnerResult(p.name, time=format_time(now_us))
+        before = previous.get(p.name, {})
+        res.last_ok = str(before.get("last_ok", ""))
+        res.last_ok_us = _int(before.get("last_ok_us"))
+        res.signature = str(before.get("signature", ""))
+        sig = signature(cfg)  # taken before the push: a later append is pushed next time
         try:
+            if refused:
+                raise OSError(f"not pushed: {refused}")
             if p.rsync_target:
                 _push(cfg, p, res, runner)
             if p.notify:
                 _notify(cfg, p, res, runner)
             res.ok = True
-            res.last_ok = res.time
+            res.last_ok, res.last_ok_us, res.signature = res.time, now_us, sig
         except (OSError, subprocess.SubprocessError) as e:
             res.error = str(e)
             log.error("sync to %s: %s (the local build is unaffected; retried next run)", p.name, e)
@@ -153,19 +187,59 @@ def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
     return results
 
 
-def needs_retry(cfg: Config) -> bool:
-    """A partner whose last sync failed: the next apply syncs even without new events."""
+def _int(v: object) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def signature(cfg: Config) -> str:
+    """This peer's journal as listed (segment names and sizes): changes with every append."""
+    segs = []
+    for path in journal.segments(cfg.journal_dir / cfg.peer):
+        try:
+            segs.append(f"{path.name}:{path.stat().st_size}")
+        except FileNotFoundError:  # compacted away while listed
+            continue
+    return " ".join(segs)
+
+
+def due(cfg: Config, now_us: int | None = None) -> str:
+    """Why apply should sync now even without new events ('' when no partner needs it).
+
+    A partner is due when its last sync failed, when this peer's journal
+    changed since the last good push, or (with an rsync target) when the last
+    good push is older than `sync.resync_secs`: the partner's copy may have
+    been lost or refused since, and the one-minute timer then repairs it.
+    """
+    now_us = time.time_ns() // 1000 if now_us is None else now_us
     state = load(cfg)
-    return any(state.get(p.name, {}).get("ok") is False for p in cfg.partners)
+    sig = None
+    for p in cfg.partners:
+        res = state.get(p.name)
+        if not isinstance(res, dict) or not res.get("ok"):
+            return f"{p.name}: last sync failed or none yet"
+        sig = signature(cfg) if sig is None else sig
+        if res.get("signature") != sig:
+            return f"{p.name}: this peer's journal changed since the last push"
+        age = now_us - _int(res.get("last_ok_us"))
+        if p.rsync_target and age > cfg.sync_resync_secs * 1_000_000:
+            return f"{p.name}: last push {age // 1_000_000} s ago"
+    return ""
+
+
+def needs_retry(cfg: Config) -> bool:
+    """A partner whose copy may be stale: the next apply syncs even without new events."""
+    return bool(due(cfg))
 
 
 def load(cfg: Config) -> dict[str, dict[str, Any]]:
-    """The saved result per partner."""
+    """The saved result per partner (a damaged entry is left out: as if never synced)."""
     try:
         data = json.loads((cfg.state_dir / SYNC_STATE).read_text())
-        return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): v for k, v in data.items() if isinstance(v, dict)}
 
 
 def save(cfg: Config, results: list[PartnerResult]) -> None:

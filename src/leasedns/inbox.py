@@ -1,0 +1,399 @@
+"""Adopt what partners pushed, never losing an event this peer already holds.
+
+A partner's `leasedns sync` pushes its whole journal root into this peer's
+journal root under `.incoming-<partner>/` (a name no peer can have, so
+journal readers skip it). Before each build, apply looks at each inbox:
+
+- `.incoming-S/S/` is S's own journal. It replaces this peer's copy
+  `journal/S/` when it holds every event that copy holds, except events
+  compaction may drop (`journal.survivors`: superseded by a later event of
+  the copy, or aged out). Pure growth is recognised by the segment files
+  alone (every held segment still there and starting with the same bytes).
+  A copy that would lose events (S restored from an old backup, a journal
+  put back by hand) is refused: kept aside in `state_dir/refused/`, logged,
+  and a CRITICAL problem for `status` until an acceptable copy arrives. The
+  copy must come from the installation that wrote the one held (the `.owner`
+  of the journal directory): another installation under S's name is refused.
+- `.incoming-S/<this peer>/` is S's copy of this peer's journal. Events it
+  holds that this peer's journal lacks, and that compaction here would not
+  have dropped, are this peer's own events lost here (a restored backup):
+  they are appended to the journal again, and reported.
+
+Adopting a copy replaces `journal/S/` segment by segment: each new or
+changed segment is linked (or copied) from the inbox under a temporary name,
+then renamed into place; segments the copy no longer has go last. A reader
+sees the old segments, old and new, or the new ones, never less.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import identity, journal
+from .config import Config
+from .errors import LeasednsError
+from .events import Event, format_time
+from .publish import write_atomic
+from .sync import INBOX_PREFIX
+
+log = logging.getLogger("leasedns.inbox")
+
+INBOX_STATE = "inbox.json"
+REFUSED_DIR = "refused"
+RECOVERED_SHOWN_SECS = 86400  # `status` warns about recovered events for a day
+EXAMPLES = 3
+
+Listing = dict[str, list[int]]  # segment (or .owner) -> [size, mtime_ns]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one look at the inboxes did."""
+
+    adopted: list[str] = field(default_factory=list)  # partners whose copy was taken
+    refused: list[str] = field(default_factory=list)  # problems found this time
+    recovered: int = 0  # own events appended again from a partner's copy
+    problems: list[str] = field(default_factory=list)  # could not look (I/O)
+
+
+def senders(journal_dir: Path) -> list[str]:
+    """The names whose inbox is in `journal_dir` (valid peer names only)."""
+    try:
+        names = os.listdir(journal_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(
+        n[len(INBOX_PREFIX) :]
+        for n in names
+        if n.startswith(INBOX_PREFIX) and journal.valid_peer(n[len(INBOX_PREFIX) :])
+    )
+
+
+def listing(peer_dir: Path) -> Listing:
+    """Segments (and the owner file) of a journal directory: size and mtime of each."""
+    out: Listing = {}
+    for path in [*journal.segments(peer_dir), peer_dir / journal.OWNER]:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        out[path.name] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def receive(cfg: Config, now_us: int | None = None) -> Outcome:
+    """Look at every inbox; adopt, refuse or recover (call under the build lock)."""
+    now_us = time.time_ns() // 1000 if now_us is None else now_us
+    out = Outcome()
+    senders_now = senders(cfg.journal_dir)
+    state = load(cfg.state_dir)
+    seen: dict[str, Any] = state.setdefault("seen", {})
+    refused: dict[str, Any] = state.setdefault("refused", {})
+    before = json.dumps(state, sort_keys=True)
+    me = identity.installation_id(cfg.state_dir)
+    for key in list(refused):  # an inbox removed by hand takes its refusal along
+        sender, _, name = key.partition("/")
+        if not (cfg.journal_dir / (INBOX_PREFIX + sender) / name).is_dir():
+            del refused[key]
+    for sender in senders_now:
+        box = cfg.journal_dir / (INBOX_PREFIX + sender)
+        for name in dict.fromkeys((sender, cfg.peer)):
+            src = box / name
+            key = f"{sender}/{name}"
+            if not src.is_dir():
+                continue
+            now_listing = listing(src)
+            if seen.get(key) == now_listing:
+                continue  # looked at as it is
+            try:
+                if sender == cfg.peer:
+                    problem = (
+                        f"{src}: another leasedns installation syncs under this peer's name "
+                        f"{cfg.peer!r} (its journal owner {journal.read_owner(src)}, this one "
+                        f"{me}): give each its own `peer:`, then remove {box}"
+                    )
+                elif name == sender:
+                    problem = _adopt(cfg, sender, src, now_us, out)
+                else:
+                    problem = _recover(cfg, sender, src, me, now_us, out, state)
+            except (OSError, LeasednsError) as e:
+                msg = f"{src}: cannot take the partner's copy: {e}; tried again next run"
+                log.error("%s", msg)
+                out.problems.append(msg)
+                continue
+            seen[key] = now_listing
+            if problem:
+                refused[key] = {
+                    "time": format_time(now_us),
+                    "problem": problem,
+                    "kept": _keep_aside(cfg, key, src, now_us),
+                }
+                log.error("%s", problem)
+                out.refused.append(problem)
+            else:
+                refused.pop(key, None)
+    for key in list(seen):
+        sender, _, name = key.partition("/")
+        if sender not in senders_now:
+            del seen[key]
+    if json.dumps(state, sort_keys=True) != before:
+        save(cfg.state_dir, state)
+    return out
+
+
+def _adopt(cfg: Config, sender: str, src: Path, now_us: int, out: Outcome) -> str:
+    """Take `src` (sender's own journal) as journal/<sender>; a problem ('' when taken)."""
+    dst = cfg.journal_dir / sender
+    theirs, held = journal.read_owner(src), journal.read_owner(dst)
+    if theirs is None:
+        return f"{src}: the copy names no owner ({journal.OWNER}); not taken"
+    if held is not None and held != theirs:
+        return (
+            f"{src}: this copy of {sender}'s journal was written by leasedns installation "
+            f"{theirs}, the one held by installation {held}: another installation syncs under "
+            f"the name {sender!r}; give each its own `peer:` (if {sender} was reinstalled on "
+            f"purpose, remove {dst / journal.OWNER})"
+        )
+    staged = _stage(src, dst)
+    try:
+        if not _grows(dst, staged):
+            lost = _lost(
+                journal.read_peer(dst).events,
+                _read_staged(dst, staged),
+                now_us + cfg.clock_skew_secs * 1_000_000,
+                (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000,
+            )
+            if lost:
+                return (
+                    f"{src}: refusing {sender}'s copy of its journal: it lacks {len(lost)} "
+                    f"event(s) this peer holds in {dst} that compaction would have kept "
+                    f"(e.g. {_examples(lost)}); {sender}'s journal went back (restored from a "
+                    f"backup?). This peer's copy stays, and is pushed back to {sender}, which "
+                    f"recovers them; to take the copy anyway, remove {dst}"
+                )
+        _install(dst, staged, theirs)
+    finally:
+        _unstage(staged)
+    out.adopted.append(sender)
+    return ""
+
+
+def _stage(src: Path, dst: Path) -> dict[str, Path | None]:
+    """Link (or copy) each segment of `src` that differs from `dst`'s under a temporary name
+    in `dst`: a snapshot that a sync arriving meanwhile cannot change."""
+    dst.mkdir(mode=0o750, parents=True, exist_ok=True)
+    held = listing(dst)
+    staged: dict[str, Path | None] = {}  # None: a held segment the copy lacks
+    for seg in journal.segments(src):
+        try:
+            st = os.stat(seg)
+        except FileNotFoundError:
+            continue
+        if held.get(seg.name) == [st.st_size, st.st_mtime_ns]:
+            continue  # the same file as held (rsync -t keeps mtimes)
+        tmp = dst / f".{seg.name}.in.tmp"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        try:
+            os.link(seg, tmp)
+        except FileNotFoundError:
+            continue  # replaced by a sync arriving: its next look takes it
+        except OSError:  # no hard links here (another filesystem, NFS)
+            shutil.copy2(seg, tmp)
+        staged[seg.name] = tmp
+    # Segments the copy does not have at all go in `_install`; absent ones count as lost.
+    staged.update({n: None for n in held if n != journal.OWNER and not (src / n).exists()})
+    return staged
+
+
+def _unstage(staged: dict[str, Path | None]) -> None:
+    for tmp in staged.values():
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def _grows(dst: Path, staged: dict[str, Path | None]) -> bool:
+    """Every held segment is still there and starts with the bytes held (no event read)."""
+    for name, tmp in staged.items():
+        if not (dst / name).exists():
+            continue  # a new segment
+        if tmp is None:
+            return False  # a held segment the copy lacks
+        if not _starts_with(tmp, dst / name):
+            return False
+    return True
+
+
+def _starts_with(path: Path, prefix_of: Path) -> bool:
+    with open(prefix_of, "rb") as old, open(path, "rb") as new:
+        if os.fstat(new.fileno()).st_size < os.fstat(old.fileno()).st_size:
+            return False
+        while True:
+            chunk = old.read(1 << 20)
+            if not chunk:
+                return True
+            if new.read(len(chunk)) != chunk:
+                return False
+
+
+def _read_staged(dst: Path, staged: dict[str, Path | None]) -> list[Event]:
+    """The events of the copy: staged segments, and held ones it has unchanged."""
+    pj = journal.PeerJournal(dst.name)
+    for seg in journal.segments(dst):
+        if seg.name not in staged:
+            journal.parse_segment(seg.read_bytes(), str(seg), pj.peer, pj)
+    for name, tmp in staged.items():
+        if tmp is not None:
+            journal.parse_segment(tmp.read_bytes(), f"{dst / name} (copy)", pj.peer, pj)
+    return pj.events
+
+
+def _lost(held: Iterable[Event], copy: Iterable[Event], now_us: int, keep_us: int) -> list[Event]:
+    """Events held that the copy lacks and that compaction would not have dropped (pure).
+
+    The journal of a peer is a set of events that only compaction shrinks; what
+    compaction keeps of everything known (held and copy) must be in the copy.
+    """
+    have = set(copy)
+    gone = set(held) - have
+    if not gone:
+        return []
+    return [e for e in journal.survivors([*gone, *have], now_us, keep_us) if e in gone]
+
+
+def _examples(events: list[Event]) -> str:
+    return ", ".join(
+        f"{e.kind.value} {e.ip} {e.mac} at {format_time(e.time_us)}" for e in events[:EXAMPLES]
+    )
+
+
+def _install(dst: Path, staged: dict[str, Path | None], owner: str) -> None:
+    """Rename the staged segments into place, then drop those the copy no longer has."""
+    for name, tmp in sorted(staged.items()):
+        if tmp is not None:
+            os.replace(tmp, dst / name)
+    if journal.read_owner(dst) != owner:
+        tmp = dst / f".{journal.OWNER}.in.tmp"
+        tmp.write_text(owner + "\n", encoding="ascii")
+        os.replace(tmp, dst / journal.OWNER)
+    journal.fsync_dir(dst)
+    gone = [name for name, tmp in staged.items() if tmp is None]
+    for name in gone:
+        with contextlib.suppress(FileNotFoundError):
+            (dst / name).unlink()
+    if gone:
+        journal.fsync_dir(dst)
+
+
+def _recover(
+    cfg: Config,
+    sender: str,
+    src: Path,
+    me: str,
+    now_us: int,
+    out: Outcome,
+    state: dict[str, Any],
+) -> str:
+    """Append again this peer's events that `sender`'s copy holds and the journal lost."""
+    own = cfg.journal_dir / cfg.peer
+    owner = journal.read_owner(src)
+    if owner is None:
+        return ""  # a copy from before owners were recorded: nothing to tell it by
+    if owner != me:
+        return (
+            f"{src}: {sender} holds a journal named {cfg.peer!r} written by leasedns "
+            f"installation {owner}, not this one ({me}): another installation uses this "
+            "peer's name; give each its own `peer:`"
+        )
+    staged = _stage(src, own)
+    try:
+        if _grows_into(own, src, staged):
+            return ""
+        mine = journal.read_peer(own).events
+        theirs = _read_staged(own, staged)
+    finally:
+        _unstage(staged)
+    keep_us = (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
+    back = _lost(theirs, mine, now_us, keep_us)
+    if back:
+        journal.append(own, back, owner=me)
+        out.recovered += len(back)
+        msg = (
+            f"recovered {len(back)} event(s) of {cfg.peer} from {sender}'s copy of its journal "
+            f"(journal restored from a backup?), e.g. {_examples(back)}"
+        )
+        log.warning("%s", msg)
+        rec = state.setdefault("recovered", [])
+        rec.append({"time": format_time(now_us), "time_us": now_us, "message": msg})
+        del rec[:-5]
+    return ""
+
+
+def _grows_into(own: Path, src: Path, staged: dict[str, Path | None]) -> bool:
+    """The partner's copy is a prefix of this peer's journal: nothing in it is missing here."""
+    for name, tmp in staged.items():
+        if tmp is None:
+            continue  # a segment held here that the copy lacks: nothing lost here
+        if not (own / name).exists() or not _starts_with(own / name, tmp):
+            return False
+    return True
+
+
+def _keep_aside(cfg: Config, key: str, src: Path, now_us: int) -> str:
+    """Copy a refused copy to state_dir/refused/ (the latest one per inbox); its path."""
+    base = cfg.state_dir / REFUSED_DIR
+    prefix = key.replace("/", "-") + "-"
+    target = base / f"{prefix}{now_us}"
+    try:
+        base.mkdir(mode=0o750, exist_ok=True)
+        for old in base.iterdir():
+            if old.name.startswith(prefix) and old.name[len(prefix) :].isdigit():
+                shutil.rmtree(old, ignore_errors=True)
+        shutil.copytree(src, target, ignore=shutil.ignore_patterns(".*.tmp", ".lock", ".events-*"))
+    except OSError as e:
+        log.error("%s: cannot keep the refused copy: %s", target, e)
+        return ""
+    return str(target)
+
+
+def load(state_dir: Path) -> dict[str, Any]:
+    """The inbox state: what was looked at, refusals, recoveries ({} when none)."""
+    try:
+        data = json.loads((state_dir / INBOX_STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save(state_dir: Path, state: dict[str, Any]) -> None:
+    try:
+        write_atomic(state_dir / INBOX_STATE, json.dumps(state, indent=1).encode(), 0o640)
+    except OSError as e:
+        log.error("%s: cannot save the inbox state: %s", state_dir / INBOX_STATE, e.strerror)
+
+
+def status_problems(state_dir: Path, now_us: int) -> tuple[list[str], list[str]]:
+    """(critical, warnings) for `status`: refused copies, and events recovered lately."""
+    state = load(state_dir)
+    critical, warnings = [], []
+    refused = state.get("refused")
+    for key, r in sorted(refused.items() if isinstance(refused, dict) else []):
+        if isinstance(r, dict):
+            kept = f" (kept in {r.get('kept')})" if r.get("kept") else ""
+            critical.append(f"inbox {key} since {r.get('time')}: {r.get('problem')}{kept}")
+    recovered = state.get("recovered")
+    for r in recovered if isinstance(recovered, list) else []:
+        t = r.get("time_us") if isinstance(r, dict) else None
+        if isinstance(t, int) and now_us - t < RECOVERED_SHOWN_SECS * 1_000_000:
+            warnings.append(f"{r.get('time')}: {r.get('message')}")
+    return critical, warnings
