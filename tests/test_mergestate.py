@@ -384,3 +384,135 @@ def test_a_damaged_table_found_mid_build_means_a_cold_build_not_a_failure(
     state = mergestate.load(cfg.state_dir)
     assert state is not None and state.resolved is not None and state.events == 6
     state.close()
+
+
+def test_a_change_in_the_middle_of_a_large_segment_rebuilds(tmp_path: Path) -> None:
+    """Bytes changed far from both ends of a segment read before (same size, mtime set back):
+    the fingerprint covers every consumed byte, not only the first and last 4 KiB."""
+    root = tmp_path / "journal"
+    _write(root, "peer-a", *(ev(1 + i % 200, f"pc{i:03d}", t=i) for i in range(300)))
+    seg = journal.segments(root / "peer-a")[0]
+    assert seg.stat().st_size > 3 * 8192
+    state, _ = mergestate.refresh(root, None, S, now=NOW)
+    mergestate.save(tmp_path, state)
+    state.close()
+    data = seg.read_bytes()
+    at = data.index(b"pc150")
+    before = seg.stat()
+    seg.write_bytes(data[:at] + b"px150" + data[at + 5 :])
+    os.utime(seg, ns=(before.st_atime_ns, before.st_mtime_ns))
+    state, p = mergestate.refresh(root, mergestate.load(tmp_path), S, now=NOW)
+    assert p.rebuilt == f"{seg}: no longer holds the lines read before"
+    live = T0 + 400  # every lease still running
+    got = render(STATICS, resolve(state.aggregates, STATICS, S, live, state.verdicts).records, 300)
+    assert got == _from_scratch(root, live)[0] and b"px150" in got
+
+
+def test_an_unchanged_segment_keeps_its_mark_and_a_touched_one_is_checked_again(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "journal"
+    _write(root, "peer-a", ev(1, "a"), ev(2, "b"))
+    state, _ = mergestate.refresh(root, None, S, now=NOW)
+    seg = journal.segments(root / "peer-a")[0]
+    mark = state.marks["peer-a"][seg.name]
+    st = seg.stat()
+    assert mark.stat == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    state, p = mergestate.refresh(root, state, S, now=NOW)
+    assert (p.rebuilt, p.changed, state.marks["peer-a"][seg.name]) == ("", False, mark)
+    os.utime(seg)  # touched, same bytes: read again, found the same, remembered
+    state, p = mergestate.refresh(root, state, S, now=NOW)
+    assert p.rebuilt == "" and state.marks["peer-a"][seg.name].stat != mark.stat
+
+
+def test_appends_roll_to_a_new_segment_and_end_a_torn_line_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal, "ROLL_BYTES", 1000)
+    d = tmp_path / "journal" / "peer-a"
+    for i in range(30):
+        _write(tmp_path / "journal", "peer-a", ev(100 + i, f"pc{i}", t=i))
+    segs = journal.segments(d)
+    assert len(segs) > 3 and all(s.stat().st_size >= 1000 for s in segs[:-1])
+    with open(segs[-1], "ab") as f:  # a crash mid-line, then the segment fills up
+        f.write(b'{"kind":"commit"' + b" " * 1000)
+    _write(tmp_path / "journal", "peer-a", ev(200, "after"))
+    assert journal.segments(d)[-2].read_bytes().endswith(b" \n")
+    pj = journal.read_peer(d)
+    assert len(pj.events) == 31 and len(pj.problems) == 1 and pj.torn == 0
+
+
+def test_a_state_made_for_another_peer_is_thrown_away(tmp_path: Path) -> None:
+    root = tmp_path / "journal"
+    _write(root, "peer-a", ev(1, "a"))
+    state, _ = mergestate.refresh(root, None, S, now=NOW)
+    mergestate.save(tmp_path, state, owner="peer peer-b, journals /elsewhere, clock skew 30 s")
+    state.close()
+    assert mergestate.load(tmp_path, "peer peer-b, journals /elsewhere, clock skew 30 s")
+    assert mergestate.load(tmp_path, "peer peer-a, journals /here, clock skew 30 s") is None
+    assert not (tmp_path / mergestate.STATE_FILE).exists()
+
+
+def test_events_from_the_future_wait_for_their_time(tmp_path: Path) -> None:
+    """A commit dated years ahead does not pin its address, and releases dated years ahead
+    do not take a peer's names away (nor does the guard count them as explained) until then."""
+    from conftest import write_config
+    from leasedns import apply, config, status
+
+    cfg = config.load(str(write_config(tmp_path)))
+    apply.ensure_dirs(cfg)
+    now = int(time.time())
+    years = 10 * 365 * 86400
+
+    def commit(ip: int, name: str, t: int, mac: int = 1) -> Event:
+        return Event(
+            Kind.COMMIT,
+            t * 1_000_000,
+            f"192.0.2.{ip}",
+            f"02:00:00:00:00:{mac:02x}",
+            name,
+            "",
+            0xFFFFFFFF,
+            "peer-b",
+        )
+
+    names = [commit(100 + i, f"pc{i}", now - 100 + i) for i in range(20)]
+    _write(cfg.journal_dir, "peer-b", *names)
+    assert apply.run(cfg, runner=_no_compile).ok
+    releases = [
+        Event(Kind.RELEASE, (now + years) * 1_000_000, e.ip, e.mac, "", "", None, "peer-b")
+        for e in names
+    ]
+    _write(
+        cfg.journal_dir,
+        "peer-b",
+        *releases,
+        commit(100, "thief", now + years, mac=2),
+        commit(150, "from-2036", now + years),
+    )
+    report = apply.run(cfg, runner=_no_compile)
+    assert report.ok, report.error
+    data = (cfg.tinydns_root / "data").read_bytes()
+    assert all(f"=pc{i}.lab.example:192.0.2.{100 + i}:".encode() in data for i in range(20))
+    assert b"thief" not in data and b"from-2036" not in data
+    assert report.held_back == 22 and report.held_until.startswith(str(time.gmtime(now + years)[0]))
+    st = status.gather(cfg)
+    assert any(
+        "22 journal event(s) dated ahead of the clock are held back" in p for p in st.problems
+    )
+    # the full merge (show, a cold build) agrees: they are not in effect yet
+    events = [e for pj in journal.read_all(cfg.journal_dir).values() for e in pj.events]
+    full = merge(events, statics.load(cfg), Settings.from_config(cfg), now + 60)
+    assert len([r for r in full.records if not r.static]) == 20
+    # when their time comes, they count: the releases end the names, the commits win
+    later = merge(events, statics.load(cfg), Settings.from_config(cfg), now + years)
+    assert sorted(r.name for r in later.records if not r.static) == [
+        "from-2036.lab.example",
+        "thief.lab.example",
+    ]
+    state, p = mergestate.refresh(
+        cfg.journal_dir, mergestate.load(cfg.state_dir), Settings.from_config(cfg), now + years
+    )
+    assert p.due == 22 and mergestate.held_back(state) == (0, None)
+    assert state.aggregates.latest["192.0.2.100"][4] == "thief"
+    state.close()
