@@ -20,7 +20,7 @@ journal readers skip it). Before each build, apply looks at each inbox:
   they are appended to the journal again, and reported.
 
 Adopting a copy replaces `journal/S/` segment by segment: each new or
-changed segment is linked (or copied) from the inbox under a temporary name,
+changed segment is copied from the inbox under a temporary name,
 then renamed into place; segments the copy no longer has go last. A reader
 sees the old segments, old and new, or the new ones, never less.
 """
@@ -188,8 +188,9 @@ def _adopt(cfg: Config, sender: str, src: Path, now_us: int, out: Outcome) -> st
 
 
 def _stage(src: Path, dst: Path) -> dict[str, Path | None]:
-    """Link (or copy) each segment of `src` that differs from `dst`'s under a temporary name
-    in `dst`: a snapshot that a sync arriving meanwhile cannot change."""
+    """Copy each segment of `src` that differs from `dst`'s under a temporary name in `dst`:
+    a snapshot that a sync arriving meanwhile cannot change. Segments roll at
+    journal.ROLL_BYTES, so this copies at most that much per segment a push changed."""
     dst.mkdir(mode=0o750, parents=True, exist_ok=True)
     held = listing(dst)
     staged: dict[str, Path | None] = {}  # None: a held segment the copy lacks
@@ -204,11 +205,11 @@ def _stage(src: Path, dst: Path) -> dict[str, Path | None]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         try:
-            os.link(seg, tmp)
+            # A copy, not a hard link: a file of the inbox rewritten in place (by hand, or
+            # rsync --inplace) must not change the journal behind the checks' back.
+            shutil.copy2(seg, tmp)
         except FileNotFoundError:
             continue  # replaced by a sync arriving: its next look takes it
-        except OSError:  # no hard links here (another filesystem, NFS)
-            shutil.copy2(seg, tmp)
         staged[seg.name] = tmp
     # Segments the copy does not have at all go in `_install`; absent ones count as lost.
     staged.update({n: None for n in held if n != journal.OWNER and not (src / n).exists()})
