@@ -151,6 +151,7 @@ def test_a_bad_partner_line_is_reported_and_everything_else_goes_on(
     fresh.mkdir()
     cfg2 = config.load(str(write_config(fresh, dhcpd={"leases": [str(tmp_path / "dhcpd.leases")]})))
     shutil.copytree(cfg.journal_dir, cfg2.journal_dir)
+    shutil.copy(cfg.state_dir / "installation-id", cfg2.state_dir)  # the same installation
     apply.ensure_dirs(cfg2)
     check_everything_goes_on(cfg2, cfg2.journal_dir / "peer-b" / seg.name, message, capsys)
     # and the merge state it saved opens again (a list src made it unsavable)

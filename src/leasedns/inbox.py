@@ -285,7 +285,7 @@ def _install(dst: Path, staged: dict[str, Path | None], owner: str) -> None:
             os.replace(tmp, dst / name)
     if journal.read_owner(dst) != owner:
         tmp = dst / f".{journal.OWNER}.in.tmp"
-        tmp.write_text(owner + "\n", encoding="ascii")
+        journal.write_small(tmp, (owner + "\n").encode("ascii"))
         os.replace(tmp, dst / journal.OWNER)
     journal.fsync_dir(dst)
     gone = [name for name, tmp in staged.items() if tmp is None]

@@ -180,13 +180,23 @@ def owner_problem(peer_dir: Path, owner: str, found: str | None) -> str:
     )
 
 
+def write_small(path: Path, data: bytes) -> None:
+    """Write a small state file (0640), fsynced; an existing one is replaced."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def claim(peer_dir: Path, owner: str) -> None:
     """Record `owner` as the writer of `peer_dir` (once); OwnerError if another is recorded."""
     found = read_owner(peer_dir)
     if found is None:
         peer_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         tmp = peer_dir / f".{OWNER}.{os.getpid()}.tmp"
-        tmp.write_text(owner + "\n", encoding="ascii")
+        write_small(tmp, (owner + "\n").encode("ascii"))
         try:
             with contextlib.suppress(FileExistsError):  # another process claimed it first
                 os.link(tmp, peer_dir / OWNER)
