@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leasedns.events import INFINITE_LEASE, Event, Kind
-from leasedns.journal import survivors
+from leasedns.journal import (
+    OWNER,
+    OwnerError,
+    append,
+    claim,
+    peers,
+    read_owner,
+    segments,
+    survivors,
+    valid_peer,
+)
 from leasedns.merge import Settings, merge
 from leasedns.statics import Statics
 
@@ -72,3 +85,27 @@ def test_compaction_never_changes_what_is_published_from_then_on(
     want = merge(events, Statics(), S, now)
     got = merge(kept, Statics(), S, now)
     assert got.records == want.records
+
+
+def test_a_journal_directory_is_written_by_one_installation_only(tmp_path: Path) -> None:
+    peer_dir = tmp_path / "journal" / "peer-a"
+    ev = _ev("commit", 1, 1, 0)
+    assert append(peer_dir, [ev], owner="a" * 32) == 1
+    assert read_owner(peer_dir) == "a" * 32
+    assert (peer_dir / OWNER).stat().st_mode & 0o777 == 0o640
+    before = [p.read_bytes() for p in segments(peer_dir)]
+    with pytest.raises(OwnerError) as info:
+        append(peer_dir, [_ev("commit", 2, 2, 1)], owner="b" * 32)
+    msg = str(info.value)
+    assert "a" * 32 in msg and "b" * 32 in msg and str(peer_dir) in msg
+    assert "another leasedns installation writes journal/peer-a" in msg
+    assert [p.read_bytes() for p in segments(peer_dir)] == before  # nothing written
+    claim(peer_dir, "a" * 32)  # its own: fine
+    assert append(peer_dir, [_ev("commit", 2, 2, 1)], owner="a" * 32) == 1
+
+
+def test_journal_readers_and_config_share_one_peer_name_rule(tmp_path: Path) -> None:
+    for name in (".hidden", ".incoming-peer-a", "a.b", "peer-a", "peer_b", "x"):
+        (tmp_path / name).mkdir()
+    assert peers(tmp_path) == ["peer-a", "peer_b", "x"]
+    assert not valid_peer("peer-a\n") and not valid_peer("")
