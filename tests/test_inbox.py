@@ -274,6 +274,11 @@ def test_a_partner_copy_deleted_by_hand_is_pushed_again_without_new_events(
     assert apply.run(a).synced == "peer-b: ok"  # the one-minute timer's apply
     rb = apply.run(b)
     assert rb.ok and rb.adopted == "peer-a" and names(b) == {"kept"}
+    # b's copy alone removed by hand: taken again from the inbox at b's next apply.
+    shutil.rmtree(b.journal_dir / "peer-a")
+    rb = apply.run(b)
+    assert rb.ok and rb.adopted == "peer-a" and names(b) == {"kept"}
+    assert apply.run(b).adopted == ""  # and only once
 
 
 def test_apply_pushes_a_journal_that_changed_since_the_last_push(tmp_path: Path) -> None:

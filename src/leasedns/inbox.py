@@ -111,7 +111,12 @@ def receive(cfg: Config, now_us: int | None = None) -> Outcome:
             key = f"{sender}/{name}"
             if not src.is_dir():
                 continue
-            now_listing = listing(src)
+            # The copy as it is, and (for a partner's own journal) the one held here: a copy
+            # removed or damaged here by hand is taken again, without waiting for a push.
+            adopting = name == sender != cfg.peer
+            now_listing = {"in": listing(src)}
+            if adopting:
+                now_listing["held"] = listing(cfg.journal_dir / sender)
             if seen.get(key) == now_listing:
                 continue  # looked at as it is
             try:
@@ -121,7 +126,7 @@ def receive(cfg: Config, now_us: int | None = None) -> Outcome:
                         f"{cfg.peer!r} (its journal owner {journal.read_owner(src)}, this one "
                         f"{me}): give each its own `peer:`, then remove {box}"
                     )
-                elif name == sender:
+                elif adopting:
                     problem = _adopt(cfg, sender, src, now_us, out)
                 else:
                     problem = _recover(cfg, sender, src, me, now_us, out, state)
@@ -130,6 +135,8 @@ def receive(cfg: Config, now_us: int | None = None) -> Outcome:
                 log.error("%s", msg)
                 out.problems.append(msg)
                 continue
+            if adopting and not problem:
+                now_listing["held"] = listing(cfg.journal_dir / sender)
             seen[key] = now_listing
             if problem:
                 refused[key] = {
