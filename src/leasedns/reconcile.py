@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
-from . import journal, mergestate, resolved, statics, store
+from . import identity, journal, mergestate, resolved, statics, store
 from .config import Config
 from .errors import ConfigError, LeasednsError
 from .events import INFINITE_LEASE, MAX_TIME_US, MIN_TIME_US, Event, Kind, format_time
@@ -368,7 +368,8 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
             state.close()
     if fix:
         if fixes:
-            journal.append(cfg.journal_dir / cfg.peer, fixes)
+            owner = identity.installation_id(cfg.state_dir)  # never another one's journal
+            journal.append(cfg.journal_dir / cfg.peer, fixes, owner=owner)
         report = apply.run(cfg, force=force, st=st)
         if not report.ok:
             drift.problems.append(f"build after reconcile failed: {report.error}")
