@@ -135,7 +135,9 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         new_bytes = size2 - size1
         second_secs, second = sync(str(leasedns_path()), cfg)
         same = all(
-            filecmp.cmp(p, target / "peer-a" / p.name, shallow=False) for p in own.glob("*.jsonl")
+            # the partner's inbox: its apply takes the copy from there
+            filecmp.cmp(p, target / ".incoming-peer-a" / "peer-a" / p.name, shallow=False)
+            for p in own.glob("*.jsonl")
         )
         segs = len(list(own.glob("*.jsonl")))
     finally:
