@@ -313,3 +313,33 @@ def test_status_of_a_partner_never_synced_and_one_never_synced_ok(tmp_path: Path
     text = status.as_text(cfg, st)
     assert "None" not in text and "lag" not in text
     assert "sync peer-b: FAILED: no reason recorded at 2026-01-01T00:00:00Z, last ok never" in text
+
+
+def test_a_full_disk_while_taking_a_copy_leaves_no_partial_file_and_catches_up(
+    tmp_path: Path,
+) -> None:
+    from test_faults import fill, mounted
+
+    tool("rsync")
+    tool("tinydns-data")
+    with mounted(tmp_path / "fs", "-t", "tmpfs", "-o", "size=2m,mode=0755", "leasedns-in") as fs:
+        a, b = pair(tmp_path)
+        # b's journal root (and its inbox) on a small file system
+        shutil.rmtree(b.journal_dir)
+        (fs / "journal").mkdir()
+        b.journal_dir.symlink_to(fs / "journal")
+        apply.ensure_dirs(b)
+        assert apply.run(b).ok
+        commit(a, "192.0.2.81", "big")
+        journal.append(a.journal_dir / "peer-a", _events("peer-a", 3000, time.time_ns() // 1000))
+        assert apply.run(a).synced == "peer-b: ok"
+        filler = fill(fs)
+        rb = apply.run(b)
+        assert rb.adopted == "" and any("cannot take the partner's copy" in p for p in rb.problems)
+        left = [p.name for p in (fs / "journal" / "peer-a").iterdir()]
+        assert [n for n in left if n.endswith(".tmp")] == [] and journal.segments(
+            fs / "journal" / "peer-a"
+        ) == []
+        filler.unlink()
+        rb = apply.run(b)
+        assert rb.ok and rb.adopted == "peer-a" and names(b) == {"big", "pc"}

@@ -387,7 +387,11 @@ def receive(cfg: Config, report: Report, now_us: int) -> None:
 
     A refused copy, or own events recovered from a partner's copy, also make this
     apply sync: the partner gets this peer's copy to recover from, or the events."""
-    journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
+    try:
+        journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
+    except OSError as e:  # a full disk: the build can still read; appending claims again
+        report.problems.append(f"{cfg.journal_dir / cfg.peer}: cannot record its owner: {e}")
+        log.warning("%s", report.problems[-1])
     got = inbox.receive(cfg, now_us)
     report.adopted = ", ".join(got.adopted)
     report.inbox_refused = got.refused

@@ -11,6 +11,7 @@ two installations on one machine (tests, a lab) would share too.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import secrets
@@ -29,17 +30,21 @@ def installation_id(state_dir: Path) -> str:
     if found is None:
         state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         tmp = state_dir / f".{ID_FILE}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
-            os.write(fd, (secrets.token_hex(16) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            try:
+                if os.write(fd, (secrets.token_hex(16) + "\n").encode()) != 33:
+                    raise OSError(errno.ENOSPC, "short write")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             with contextlib.suppress(FileExistsError):  # another process made it first
                 os.link(tmp, path)
+        except OSError as e:
+            raise LeasednsError(f"{path}: cannot create the installation id: {e}") from e
         finally:
-            tmp.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         dfd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dfd)

@@ -217,6 +217,9 @@ def _stage(src: Path, dst: Path) -> dict[str, Path | None]:
             shutil.copy2(seg, tmp)
         except FileNotFoundError:
             continue  # replaced by a sync arriving: its next look takes it
+        except OSError:  # a full disk: leave no partial copy behind
+            _unstage({**staged, seg.name: tmp})
+            raise
         staged[seg.name] = tmp
     # Segments the copy does not have at all go in `_install`; absent ones count as lost.
     staged.update({n: None for n in held if n != journal.OWNER and not (src / n).exists()})
@@ -368,7 +371,8 @@ def _keep_aside(cfg: Config, key: str, src: Path, now_us: int) -> str:
             if old.name.startswith(prefix) and old.name[len(prefix) :].isdigit():
                 shutil.rmtree(old, ignore_errors=True)
         shutil.copytree(src, target, ignore=shutil.ignore_patterns(".*.tmp", ".lock", ".events-*"))
-    except OSError as e:
+    except (OSError, shutil.Error) as e:
+        shutil.rmtree(target, ignore_errors=True)  # a full disk: no partial copy
         log.error("%s: cannot keep the refused copy: %s", target, e)
         return ""
     return str(target)

@@ -196,12 +196,13 @@ def claim(peer_dir: Path, owner: str) -> None:
     if found is None:
         peer_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         tmp = peer_dir / f".{OWNER}.{os.getpid()}.tmp"
-        write_small(tmp, (owner + "\n").encode("ascii"))
         try:
+            write_small(tmp, (owner + "\n").encode("ascii"))
             with contextlib.suppress(FileExistsError):  # another process claimed it first
                 os.link(tmp, peer_dir / OWNER)
         finally:
-            tmp.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         fsync_dir(peer_dir)
         found = read_owner(peer_dir)
     if found != owner:

@@ -160,7 +160,7 @@ def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
         # The copy says which installation wrote it: the partner refuses another one's.
         journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
         refused = ""
-    except LeasednsError as e:
+    except (LeasednsError, OSError) as e:  # another installation's directory; a full disk
         refused = str(e)
     for p in cfg.partners:
         now_us = time.time_ns() // 1000
