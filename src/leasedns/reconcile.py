@@ -341,7 +341,8 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
     state = None
     try:
         try:
-            state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir), s)
+            saved = mergestate.load(cfg.state_dir, mergestate.owner_of(cfg))
+            state, _ = mergestate.refresh(cfg.journal_dir, saved, s, now)
             agg = state.aggregates
             up = resolved.update(
                 state.resolved, state.touched, agg, st, s, cfg.ttl, now, state.verdicts, False
