@@ -190,6 +190,12 @@ def _adopt(cfg: Config, sender: str, src: Path, now_us: int, out: Outcome) -> st
         _install(dst, staged, theirs)
     finally:
         _unstage(staged)
+    log.info(
+        "%s: took %s's copy of its journal (%d segment(s) new or changed)",
+        dst,
+        sender,
+        sum(t is not None for t in staged.values()),
+    )
     out.adopted.append(sender)
     return ""
 
