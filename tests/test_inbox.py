@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -343,3 +344,14 @@ def test_a_full_disk_while_taking_a_copy_leaves_no_partial_file_and_catches_up(
         filler.unlink()
         rb = apply.run(b)
         assert rb.ok and rb.adopted == "peer-a" and names(b) == {"big", "pc"}
+
+
+def test_sync_never_writes_outside_the_partners_inbox(tmp_path: Path) -> None:
+    """The issue's `peer: ".."`: rsync into journal/.. replaced the partner's whole state."""
+    a, b = pair(tmp_path)
+    before = sorted(p.name for p in b.state_dir.iterdir())
+    (res,) = syncing.run(dataclasses.replace(a, peer=".."))  # config.parse refuses it
+    assert not res.ok and "'..' is not a plain name" in res.error
+    assert sorted(p.name for p in b.state_dir.iterdir()) == before
+    assert not (a.state_dir / journal.OWNER).exists()
+    assert syncing.rsync_command(a, a.partners[0])[-1] == f"{b.journal_dir}/.incoming-peer-a/"

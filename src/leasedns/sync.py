@@ -67,6 +67,8 @@ def rsync_command(cfg: Config, p: Partner) -> list[str]:
     targets too, so an appended journal costs about its new bytes. The inbox
     is one level below the partner's journal root, so rsync creates it itself.
     """
+    if not journal.valid_peer(cfg.peer):  # config.parse refuses it; a Config made by hand
+        raise LeasednsError(f"peer {cfg.peer!r} is not a plain name: not pushed anywhere")
     src = str(cfg.journal_dir) + "/"
     dst = p.rsync_target.rstrip("/") + f"/{inbox_name(cfg.peer)}/"
     return [
@@ -157,6 +159,8 @@ def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
     previous = load(cfg)
     results = []
     try:
+        if not journal.valid_peer(cfg.peer):  # config.parse refuses it; a Config made by hand
+            raise LeasednsError(f"peer {cfg.peer!r} is not a plain name: not pushed anywhere")
         # The copy says which installation wrote it: the partner refuses another one's.
         journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
         refused = ""
@@ -179,7 +183,7 @@ def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
                 _notify(cfg, p, res, runner)
             res.ok = True
             res.last_ok, res.last_ok_us, res.signature = res.time, now_us, sig
-        except (OSError, subprocess.SubprocessError) as e:
+        except (OSError, subprocess.SubprocessError, LeasednsError) as e:
             res.error = str(e)
             log.error("sync to %s: %s (the local build is unaffected; retried next run)", p.name, e)
         results.append(res)
