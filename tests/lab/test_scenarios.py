@@ -396,8 +396,17 @@ def test_reconcile_after_losing_spool_and_journal(make_site: Callable[..., Site]
     shutil.rmtree(site.journal("peer-b"))
     site.spool("peer-b").mkdir()
     site.journal("peer-b").mkdir()
-    site.leasedns("peer-b", "reconcile", "--fix")
-    site.wait_dns(
-        {**live, gone: None}, {**{a: n for n, a in live.items()}, addr[gone]: None}, timeout=5
-    )
+    # The lease files give reconcile the live leases back, but the journals that held them
+    # (peer-b's own and its copy of peer-a's) are gone: the build is refused, old data serves.
+    fixed = site.leasedns("peer-b", "reconcile", "--fix", check=False)
+    assert fixed.returncode == 2, fixed.stdout
+    assert "5 corrective events journaled" in fixed.stdout
+    assert "its journal directory is gone" in fixed.stdout
+    expected = ({**live, gone: None}, {**{a: n for n, a in live.items()}, addr[gone]: None})
+    site.wait_dns(*expected, timeout=5)
+    # peer-a's next sync brings both journals back: peer-b takes peer-a's own and gets its
+    # own events back from peer-a's copy, and publishes again without --force.
+    site.leasedns("peer-a", "sync")
+    site.wait_dns(*expected, timeout=5)
+    assert site.leasedns("peer-b", "status", check=False).returncode in (0, 1)
     assert site.leasedns("peer-b", "reconcile", "--check", check=False).returncode == 0
