@@ -181,7 +181,8 @@ def owner_problem(peer_dir: Path, owner: str, found: str | None) -> str:
 
 
 def write_small(path: Path, data: bytes) -> None:
-    """Write a small state file (0640), fsynced; an existing one is replaced."""
+    """Write a file (0640) and fsync it; an existing one is truncated first (callers write
+    under a temporary name and rename)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
         _write_all(fd, data)
@@ -349,13 +350,7 @@ def compact(
         last = int(SEGMENT_RE.match(old[-1].name).group(1))  # type: ignore[union-attr]
         target = peer_dir / segment_name(last + 1)
         tmp = peer_dir / f".{target.name}.tmp"
-        data = "".join(to_line(e) for e in keep).encode("utf-8", "surrogateescape")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_small(tmp, "".join(to_line(e) for e in keep).encode("utf-8", "surrogateescape"))
         os.replace(tmp, target)
         fsync_dir(peer_dir)
         for seg in old:
