@@ -35,7 +35,7 @@ def show_name(raw: str) -> str:
 
 
 def label_for(raw: str, domain: str, policy: NamePolicy) -> Verdict:
-    """Turn a raw client name into one DNS label under `domain`, per DESIGN.md "Names".
+    """Turn a raw client name into one DNS label under `domain`, per docs/design.md, "Names".
 
     Lowercase; strip trailing dots and our own domain; a name in another domain
     is refused (strict) or cut to its first label (sanitize); spaces and
