@@ -90,12 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     sn = sub.add_parser("dhcpd-snippet", help="print the dhcpd.conf hook snippet for this install")
     sn.add_argument("--hook", help="hook path (default: dhcpd-event beside this leasedns)")
 
-    try:
-        from . import cmd_leases
-    except ImportError:  # pragma: no cover - the lease parser ships with reconcile
-        pass
-    else:
-        cmd_leases.add_parser(sub)
+    from . import cmd_leases
+
+    cmd_leases.add_parser(sub)
     return p
 
 
