@@ -106,11 +106,6 @@ def canonical_ip(raw: str) -> str:
     return normalise_ip(raw)
 
 
-def ip_int(ip: str) -> int:
-    """A canonical dotted quad as a 32-bit integer (for sorting and subnet tests)."""
-    return int.from_bytes(socket.inet_aton(ip), "big")
-
-
 def normalise_ip(raw: str) -> str:
     """A dotted-quad IPv4 address, strictly (no leading zeros, no shorthand)."""
     try:

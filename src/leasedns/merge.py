@@ -201,16 +201,6 @@ def aggregate(events: Iterable[Event]) -> Aggregates:
     return agg
 
 
-def winners(events: Iterable[Event]) -> tuple[dict[str, Event], set[str]]:
-    """Per address the latest-started commit that no release/expiry of its MAC ended.
-
-    Returns (ip -> commit) for bindings not ended, and the set of every address
-    a commit speaks of. Duplicated events count once; order does not matter.
-    """
-    agg = aggregate(events)
-    return {ip: event_of(r) for ip, r in agg.live().items()}, set(agg.latest)
-
-
 def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> Result:
     """Apply DESIGN.md's merge rules. `now` is unix seconds; output depends on nothing else.
 
