@@ -308,17 +308,18 @@ def test_apply_build_without_journals_is_incremental_and_guarded(tmp_path: Path)
     _write(root, "peer-a", *(ev(100 + i, f"pc{i}", t=i) for i in range(12)))
     now = T0 + 30
     first = apply.build(cfg, now, apply.Report(), runner=_no_compile)
-    assert len(first.published) == 12 and (cfg.state_dir / mergestate.STATE_FILE).exists()
+    assert first.update.dynamic == 12 and (cfg.state_dir / mergestate.STATE_FILE).exists()
     _write(root, "peer-b", ev(200, "late", t=20, peer="peer-b"))
     report = apply.Report()
     second = apply.build(cfg, now, report, runner=_no_compile)
+    static = statics.load(cfg)
     full = merge(
         [e for pj in journal.read_all(root).values() for e in pj.events],
-        statics.load(cfg),
+        static,
         Settings.from_config(cfg),
         now,
     )
-    assert second.records == full.records and report.events == 13
+    assert second.update.data == render(static, full.records, cfg.ttl) and report.events == 13
     shutil.rmtree(root / "peer-a")  # a lost journal: rebuilt from scratch, so the guard sees it
     with pytest.raises(GuardError, match="refusing to publish"):
         apply.build(cfg, now, apply.Report(), runner=_no_compile)

@@ -30,10 +30,8 @@ from .merge import (
     Binding,
     Record,
     Refusal,
-    Result,
     Settings,
     _ipkey,
-    resolve,
     static_records,
 )
 from .names import fqdn, label_for, protected_fqdns
@@ -395,11 +393,7 @@ def static_mark_clash(statics: Statics) -> bool:
 
 
 class Built:
-    """A build's outcome from an `Update`, read like `merge.Result`.
-
-    The full `Result` (every binding, record and refusal as objects) is made
-    only when asked for, by `merge.resolve` over the same aggregates.
-    """
+    """A build's outcome from an `Update`: what the guard and the refusal log need."""
 
     def __init__(
         self,
@@ -412,32 +406,6 @@ class Built:
     ) -> None:
         self.update, self.agg, self.statics, self.s, self.now = up, agg, statics, s, now
         self.verdicts = verdicts
-        self._full: Result | None = None
-
-    def full(self) -> Result:
-        if self._full is None:
-            self._full = resolve(self.agg, self.statics, self.s, self.now, self.verdicts)
-        return self._full
-
-    @property
-    def records(self) -> tuple[Record, ...]:
-        return self.full().records
-
-    @property
-    def bindings(self) -> tuple[Binding, ...]:
-        return self.full().bindings
-
-    @property
-    def refusals(self) -> tuple[Refusal, ...]:
-        return self.full().refusals
-
-    @property
-    def known_ips(self) -> frozenset[str]:
-        return self.full().known_ips
-
-    @property
-    def published(self) -> dict[str, str]:
-        return self.full().published
 
     def fresh_refusals(self, new: Iterable[Event]) -> list[Refusal]:
         return fresh_refusals(self.update.resolved, self.agg, self.s, new)
