@@ -130,7 +130,7 @@ def _apply_step(root: Path, state_dir: Path, step: tuple, pending: dict[str, byt
 def _incremental(root: Path, state_dir: Path, now: int) -> bytes:
     state, _ = mergestate.refresh(root, mergestate.load(state_dir), S, now)
     result = resolve(state.aggregates, STATICS, S, now, state.verdicts)
-    mergestate.save(state_dir, state, result.bindings)
+    mergestate.save(state_dir, state)
     return render(STATICS, result.records, 300)
 
 
@@ -249,10 +249,10 @@ def test_verdicts_are_dropped_when_domain_or_policy_change(tmp_path: Path) -> No
     _write(root, "peer-a", ev(1, "a"))
     state, _ = mergestate.refresh(root, None, S, now=NOW)
     state.verdicts["a"] = ("a", "")
-    state, p = mergestate.refresh(root, state, S, now=NOW)
+    state, _ = mergestate.refresh(root, state, S, now=NOW)
     assert state.verdicts == {"a": ("a", "")}
-    state, p = mergestate.refresh(root, state, Settings(domain="other.example"), now=NOW)
-    assert state.verdicts == {} and p.changed
+    state, _ = mergestate.refresh(root, state, Settings(domain="other.example"), now=NOW)
+    assert state.verdicts == {}
 
 
 _line = st.one_of(
@@ -420,7 +420,7 @@ def test_an_unchanged_segment_keeps_its_mark_and_a_touched_one_is_checked_again(
     st = seg.stat()
     assert mark.stat == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     state, p = mergestate.refresh(root, state, S, now=NOW)
-    assert (p.rebuilt, p.changed, state.marks["peer-a"][seg.name]) == ("", False, mark)
+    assert (p.rebuilt, p.new_events, state.marks["peer-a"][seg.name]) == ("", 0, mark)
     os.utime(seg)  # touched, same bytes: read again, found the same, remembered
     state, p = mergestate.refresh(root, state, S, now=NOW)
     assert p.rebuilt == "" and state.marks["peer-a"][seg.name].stat != mark.stat

@@ -34,7 +34,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import MutableMapping, Sequence
+from collections.abc import MutableMapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,7 +43,7 @@ from typing import Any, BinaryIO
 from . import __version__, journal, store
 from .config import Config
 from .events import Row
-from .merge import Aggregates, Binding, Settings
+from .merge import Aggregates, Settings
 from .resolved import Outcome, Resolved
 from .store import Spec, Table, text_in, text_out
 
@@ -110,7 +110,6 @@ class Progress:
     """What one `refresh` did."""
 
     rebuilt: str = ""  # why the aggregates were rebuilt from scratch ("" = incremental)
-    changed: bool = False  # anything to save: lines folded in, segments new, verdicts dropped
     new_events: int = 0
     new_bytes: int = 0
     torn: int = 0
@@ -193,7 +192,7 @@ def refresh(
                 if old is not None
                 else MergeState()
             )
-            progress = Progress(rebuilt=progress.rebuilt, changed=True)
+            progress = Progress(rebuilt=progress.rebuilt)
             try:
                 _fold(journal_dir, state, progress, horizon, incremental=False, strict=attempt < 2)
                 break
@@ -204,7 +203,6 @@ def refresh(
         key = (settings.domain, settings.name_policy.value)
         if state.verdict_key != key:
             state.verdict_key, state.verdicts = key, {}
-            progress.changed = True
     for p in progress.problems:
         log.warning("%s", p)
     return state, progress
@@ -320,10 +318,7 @@ def _fold_segment(
         progress.new_bytes += end
     elif mark.stat != stat:
         mark = replace(mark, stat=stat)  # read again and still the same: no need next time
-    marks = state.marks.setdefault(peer, {})
-    if marks.get(seg.name) != mark:
-        marks[seg.name] = mark
-        progress.changed = True
+    state.marks.setdefault(peer, {})[seg.name] = mark
 
 
 def _fold_due(state: MergeState, horizon: int, progress: Progress) -> None:
@@ -339,7 +334,6 @@ def _fold_due(state: MergeState, horizon: int, progress: Progress) -> None:
         del pending[r]
     _add(state, due)
     progress.due += len(due)
-    progress.changed = True
 
 
 def _add(state: MergeState, rows: list[Row]) -> None:
@@ -621,18 +615,16 @@ def _put(db: sqlite3.Connection, spec: Spec[Any, Any], m: MutableMapping[Any, An
         Table(db, spec).replace(dict(m.items()))
 
 
-def save(
-    state_dir: Path, state: MergeState, bindings: Sequence[Binding] = (), owner: str = ""
-) -> str:
+def save(state_dir: Path, state: MergeState, owner: str = "") -> str:
     """Keep the state for the next build, in one transaction; returns "" or why it could not
     (then the next build catches up from the last state saved, or builds cold).
 
     Cached verdicts for names no live binding asks for go once they outnumber
-    the live `bindings`.
+    the live bindings of the saved outcome (all of them, when there is none).
     """
     path = state_dir / STATE_FILE
     try:
-        _save(path, state, bindings, owner)
+        _save(path, state, owner)
     except (sqlite3.Error, OSError) as e:
         # Rolled back: the file still holds the last build's state, and the next build
         # catches up from there. The state in memory stays readable for this build.
@@ -643,7 +635,7 @@ def save(
     return ""
 
 
-def _save(path: Path, state: MergeState, bindings: Sequence[Binding], owner: str) -> None:
+def _save(path: Path, state: MergeState, owner: str) -> None:
     if state.db is None:
         state.db, state.path = store.connect(path, create=True), path
     db = state.db
@@ -657,7 +649,7 @@ def _save(path: Path, state: MergeState, bindings: Sequence[Binding], owner: str
         _prune(db, agg)
         _put(db, LATEST, agg.latest)
         _put(db, ENDS, agg.ends)
-        _gc_verdicts(state, bindings)
+        _gc_verdicts(state)
         _put(db, VERDICTS, state.verdicts)
         _put(db, PENDING, state.pending)
         res = None if state.touched else state.resolved
@@ -707,14 +699,13 @@ def _prune(db: sqlite3.Connection, agg: Aggregates) -> None:
                 del ends[k]
 
 
-def _gc_verdicts(state: MergeState, bindings: Sequence[Binding]) -> None:
-    res = state.resolved
-    live = len(res.outcome) if res is not None and not state.touched else len(bindings)
+def _gc_verdicts(state: MergeState) -> None:
+    res = None if state.touched else state.resolved
+    live = len(res.outcome) if res is not None else 0
     if len(state.verdicts) <= 2 * live + 1000:
         return
-    if res is not None and not state.touched:
+    keep: set[str] = set()
+    if res is not None:
         latest = state.aggregates.latest
         keep = {(r := latest[ip])[5] or r[4] for ip in res.outcome}
-    else:
-        keep = {b.name for b in bindings}
     state.verdicts = {k: v for k, v in state.verdicts.items() if k in keep}
