@@ -1,80 +1,22 @@
-"""Shared fixtures: a config in a temp dir, real-tool availability, a tinydns on 127.53.x.x."""
+"""Shared fixtures and pytest settings; the helpers tests import are in helpers.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from helpers import IN_CI, Tinydns, write_config
 from leasedns import config
 
 # CI runs the property and fuzz tests on a fixed sequence of examples, so that a red CI
 # always points at a change, not at luck; a developer's run explores new examples (and
 # LEASEDNS_FUZZ_EXAMPLES scales the fuzz budget for a long run).
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)
-if os.environ.get("CI") == "true":
+if IN_CI:
     hypothesis_settings.load_profile("ci")
-
-ROOT = Path(__file__).resolve().parent.parent
-HOOK = ROOT / "hooks" / "dhcpd-event"
-SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-
-
-def need(reason_ok: bool, reason: str) -> None:
-    """Skip when a real component is missing; under CI=true that is a failure, not a skip."""
-    if reason_ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI must run this test, but: {reason}")
-    pytest.skip(reason)
-
-
-def tool(name: str) -> str:
-    """Path of an external program, or skip (fail under CI)."""
-    path = shutil.which(name, path=SBIN_PATH)
-    need(path is not None, f"{name} is not installed (make test installs it when run as root)")
-    assert path is not None
-    return path
-
-
-# The zones tinydns must be authoritative for to answer A and PTR queries.
-ZONES = ".lab.example:127.53.0.1:ns.lab.example:300\n.2.0.192.in-addr.arpa::ns.lab.example:300\n"
-
-
-def write_config(tmp: Path, **extra: object) -> Path:
-    """A config file for one peer with everything under `tmp`."""
-    import yaml
-
-    static = tmp / "static.data"
-    static.write_text(ZONES)
-    doc: dict[str, object] = {
-        "peer": "peer-a",
-        "state_dir": str(tmp / "state"),
-        "domain": "lab.example",
-        "tinydns": {
-            "root": str(tmp / "root"),
-            "data_program": shutil.which("tinydns-data", path=SBIN_PATH) or "tinydns-data",
-            "static": [str(static)],
-        },
-        "build": {"coalesce_secs": 0},
-    }
-    for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(doc.get(k), dict):
-            doc[k] = {**doc[k], **v}  # type: ignore[dict-item]
-        else:
-            doc[k] = v
-    (tmp / "root").mkdir(exist_ok=True)
-    path = tmp / "leasedns.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 @pytest.fixture
@@ -85,64 +27,6 @@ def cfg_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def cfg(cfg_path: Path) -> config.Config:
     return config.load(str(cfg_path))
-
-
-def free_loopback() -> str:
-    """A 127.53.x.y address nothing listens on (UDP 53), derived from our PID."""
-    for i in range(200):
-        n = (os.getpid() * 7 + i) % 250 + 2
-        ip = f"127.53.{(os.getpid() // 250 + i) % 250 + 1}.{n}"
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind((ip, 53))
-        except OSError:
-            continue
-        finally:
-            s.close()
-        return ip
-    raise RuntimeError("no free 127.53.x.y address")
-
-
-class Tinydns:
-    """A real tinydns serving ROOT on a loopback address; stopped by PID."""
-
-    def __init__(self, root: Path) -> None:
-        need(os.geteuid() == 0, "tinydns needs root (it chroots and binds port 53)")
-        self.binary = tool("tinydns")
-        self.root = root
-        self.ip = free_loopback()
-        self.proc = subprocess.Popen(
-            [self.binary],
-            env={
-                "PATH": "/usr/sbin:/usr/bin",
-                "ROOT": str(root),
-                "IP": self.ip,
-                "UID": "0",
-                "GID": "0",
-            },
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(0.1)
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"tinydns exited with {self.proc.returncode}")
-
-    def resolver(self):  # type: ignore[no-untyped-def]
-        import dns.resolver
-
-        r = dns.resolver.Resolver(configure=False)
-        r.nameservers = [self.ip]
-        r.lifetime = 3
-        return r
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @pytest.fixture

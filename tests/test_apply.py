@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOOK, tool, write_config
+from helpers import HOOK, tool, write_config
 from leasedns import apply, config, journal, spool
 from leasedns.cli import main
 from leasedns.events import Kind, format_time, make_event, parse_time

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tool, write_config
+from helpers import tool, write_config
 from leasedns import apply, config, journal, mergestate, status
 from leasedns.events import Event, Kind
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, tool
+from helpers import ROOT, tool
 from leasedns.cli import snippet
 
 CONF = ROOT / "conf"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import SBIN_PATH, need, tool
+from helpers import SBIN_PATH, need, tool
 
 pytestmark = pytest.mark.integration
 

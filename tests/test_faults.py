@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOOK, need, tool, write_config
+from helpers import HOOK, need, tool, write_config
 from leasedns import apply, config, journal, spool
 from leasedns.events import make_event
 from leasedns.render import HEADER

@@ -35,7 +35,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import HOOK, ROOT, ZONES, tool, write_config
+from helpers import HOOK, ROOT, ZONES, tool, write_config
 from leasedns import apply, config, journal, leases, spool, statics
 from leasedns.errors import ConfigError, ParseError
 from leasedns.events import parse_time

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOOK, tool, write_config
+from helpers import HOOK, tool, write_config
 from leasedns import apply, config, journal, mergestate
 from leasedns.cli import main
 from leasedns.errors import LeasednsError

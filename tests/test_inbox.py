@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOOK, tool, write_config
+from helpers import HOOK, tool, write_config
 from leasedns import apply, config, inbox, journal, status
 from leasedns import sync as syncing
 from leasedns.cli import main

@@ -12,7 +12,7 @@ from pathlib import Path
 import dns.resolver
 import pytest
 
-from conftest import HOOK, tool, write_config
+from helpers import HOOK, tool, write_config
 from leasedns import config
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, tool
+from helpers import ROOT, tool
 
 sys.path.insert(0, str(ROOT / "bench"))
 

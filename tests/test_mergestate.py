@@ -299,7 +299,7 @@ def _no_compile(argv, **kw):  # type: ignore[no-untyped-def]
 
 
 def test_apply_build_without_journals_is_incremental_and_guarded(tmp_path: Path) -> None:
-    from conftest import write_config
+    from helpers import write_config
     from leasedns import apply, config
 
     cfg = config.load(str(write_config(tmp_path)))
@@ -343,7 +343,7 @@ def test_a_damaged_table_found_mid_build_means_a_cold_build_not_a_failure(
     lines in (refresh), `lines` while rendering (apply's retry)."""
     import sqlite3
 
-    from conftest import write_config
+    from helpers import write_config
     from leasedns import apply, config
 
     cfg = config.load(str(write_config(tmp_path)))
@@ -457,7 +457,7 @@ def test_a_state_made_for_another_peer_is_thrown_away(tmp_path: Path) -> None:
 def test_events_from_the_future_wait_for_their_time(tmp_path: Path) -> None:
     """A commit dated years ahead does not pin its address, and releases dated years ahead
     do not take a peer's names away (nor does the guard count them as explained) until then."""
-    from conftest import write_config
+    from helpers import write_config
     from leasedns import apply, config, status
 
     cfg = config.load(str(write_config(tmp_path)))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tool, write_config
+from helpers import tool, write_config
 from leasedns import apply, config
 from leasedns.errors import PublishError
 from leasedns.publish import publish, write_atomic

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tool, write_config
+from helpers import tool, write_config
 from leasedns import apply, config, journal
 from leasedns.cli import main
 from leasedns.events import Event, Kind

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import HOOK, tool, write_config
+from helpers import HOOK, tool, write_config
 from leasedns import apply, config, inbox, journal
 from leasedns import sync as syncing
 from leasedns.cli import main

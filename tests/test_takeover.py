@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import HOOK, tool, write_config
+from helpers import HOOK, tool, write_config
 from leasedns import apply, config
 
 pytestmark = pytest.mark.integration

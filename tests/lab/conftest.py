@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers import need
 
 from .netlab import HOOK, Lab, Peer, lab_missing, leasedns_snippet
 
@@ -20,23 +21,10 @@ def lab_skip_reason() -> str | None:
     return lab_missing()
 
 
-def lab_available() -> bool:
-    """True if this machine can run the lab (root, ip netns, dhcpd/dhclient/tinydns)."""
-    return lab_skip_reason() is None
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
 def require_lab() -> None:
     """Skip the test when the lab is unavailable; under CI=true fail it instead."""
     reason = lab_skip_reason()
-    if reason is None:
-        return
-    if in_ci():
-        pytest.fail(f"lab test cannot run and CI=true forbids skipping: {reason}", pytrace=False)
-    pytest.skip(reason)
+    need(reason is None, reason or "")
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
