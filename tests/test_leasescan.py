@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import need
+from helpers import need
 from leasedns import cli, leases
 from leasedns.leases import Lease, LeaseFile, parse_leases, read_leases
 
@@ -368,8 +368,10 @@ def test_memory_error_propagates():
     need_c()
     import resource
 
-    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
-        pytest.skip("an address-space limit is already set")
+    need(
+        resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY,
+        "an address-space limit is already set (ulimit -v)",
+    )
     code = (
         "import resource, sys\n"
         "from leasedns.leases import parse_leases\n"

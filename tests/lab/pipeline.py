@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import json
 import os
 import subprocess
@@ -39,13 +38,6 @@ MODES = ("rsync", "shared")
 HOOK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@functools.cache
-def has_subcommand(name: str) -> bool:
-    """True if the installed leasedns has `leasedns NAME` (e.g. sync, reconcile)."""
-    p = subprocess.run([str(LEASEDNS), name, "--help"], capture_output=True, timeout=30)
-    return p.returncode == 0
-
-
 def snippet_file(path: Path) -> Path:
     """Write what `leasedns dhcpd-snippet --hook <installed hook>` prints to path."""
     p = subprocess.run(
@@ -68,9 +60,6 @@ class Site:
         self.lab, self.mode, self.coalesce_secs = lab, mode, coalesce_secs
         self.shared_journal = lab.dir / "shared-journal"
         self.static = lab.dir / "static.data"
-        # Without `leasedns sync` (issue 4) nothing tells the partner to rebuild: emulate
-        # the documented one-minute timer (README, step 6) while waiting for answers.
-        self.timer = not has_subcommand("sync")
         for peer in lab.peers.values():
             # README, install step 2: the admin creates the state layout
             self.spool(peer.name).mkdir(parents=True, exist_ok=True)
@@ -183,11 +172,6 @@ class Site:
         out = self.leasedns(name, "show", "--json").stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
-    def tick(self) -> None:
-        """What the one-minute timer does: `leasedns apply` on both peers."""
-        for name in self.lab.peers:
-            self.leasedns(name, "apply")
-
     # ------------------------------------------------------------ waiting
 
     def busy(self, name: str) -> str:
@@ -288,7 +272,6 @@ class Site:
         peers = list(peers or self.lab.peers)
         got: dict[str, dict[str, object]] = {}
         end = time.monotonic() + timeout
-        next_tick = time.monotonic() + 1
         while True:
             exp_a = expect_a() if callable(expect_a) else expect_a
             exp_ptr = expect_ptr
@@ -302,10 +285,6 @@ class Site:
                 return
             if time.monotonic() > end:
                 break
-            if self.timer and time.monotonic() > next_tick:
-                with contextlib.suppress(LabError):
-                    self.tick()
-                next_tick = time.monotonic() + 1
             time.sleep(0.1)
         diff = {p: {k: v for k, v in g.items() if v != want[k]} for p, g in got.items()}
         wanted = {k: want[k] for d in diff.values() for k in d}

@@ -19,23 +19,12 @@ from typing import Any
 import pytest
 
 from .netlab import FIXED_HOSTS, Lab, LabError, norm_mac, wait_for
-from .pipeline import MODES, Site, dynamic_lines, has_subcommand, record_fields, snippet_file
+from .pipeline import MODES, Site, dynamic_lines, record_fields, snippet_file
 
 pytestmark = pytest.mark.lab
 
 FIXED_NAME = "fixed1"
 FIXED_MAC, FIXED_IP = FIXED_HOSTS[FIXED_NAME]
-needs_sync = pytest.mark.skipif(
-    not has_subcommand("sync"), reason="`leasedns sync` (issue 4) is not implemented yet"
-)
-needs_reconcile = pytest.mark.skipif(
-    not has_subcommand("reconcile"), reason="`leasedns reconcile` (issue 3) is not implemented yet"
-)
-
-
-def mode_param(mode: str) -> Any:
-    marks = [needs_sync] if mode == "rsync" else []
-    return pytest.param(mode, marks=marks, id=mode)
 
 
 @pytest.fixture
@@ -75,7 +64,7 @@ CLIENTS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf"]
 # ---------------------------------------------------------------- 1. load balancing
 
 
-@pytest.mark.parametrize("mode", [mode_param(m) for m in MODES])
+@pytest.mark.parametrize("mode", MODES)
 def test_split_clients_resolve_on_both_peers(make_site: Callable[..., Site], mode: str) -> None:
     site = make_site(mode)
     lab = site.lab
@@ -184,7 +173,6 @@ def test_released_and_killed_clients_disappear_from_both_peers(
 # ---------------------------------------------------------------- 4. peer down
 
 
-@needs_sync
 def test_peer_down_survivor_serves_and_both_agree_after_return(
     make_site: Callable[..., Site],
 ) -> None:
@@ -379,7 +367,6 @@ def test_hostile_host_names_never_break_or_poison_dns(make_site: Callable[..., S
 # ---------------------------------------------------------------- 7. reconcile
 
 
-@needs_reconcile
 def test_reconcile_after_losing_spool_and_journal(make_site: Callable[..., Site]) -> None:
     site = make_site("rsync")
     lab = site.lab
