@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import random
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
+
 from leasedns import cmd_leases
+from leasedns.leases import newest_per_address, read_leases
 
 DATA = Path(__file__).parent / "data" / "leases"
 NOW = 1714568400  # 2024-05-01 13:00:00 UTC
@@ -71,3 +78,278 @@ def test_unreadable_file_exit_2(tmp_path):
     assert code == 2
     assert err == f"{missing}: cannot read: No such file or directory\n"
     assert "192.0.2.30" in out
+
+
+# --- the JSON output, pinned byte for byte -------------------------------------------------
+
+# Two peers' files: addresses out of order (and 192.0.2.9 < 192.0.2.10 < 192.0.2.100 only as
+# numbers), one address on both peers, hostile client names (quotes, backslashes, escape
+# sequences, a byte that is not UTF-8, a line separator), a lease with no MAC, one that never
+# ends, one in dhcpd's layout and one that is not (epoch times), and every state --all shows.
+_GOLDEN_A = r"""lease 192.0.2.100 {
+  starts 3 2024/05/01 10:00:00;
+  ends 3 2024/05/01 22:00:00;
+  cltt 3 2024/05/01 10:00:00;
+  binding state active;
+  next binding state free;
+  hardware ethernet 02:00:00:00:01:00;
+  uid "\001\002\000\000\000\001\000";
+  client-hostname "say \"hi\" \\ <b>";
+}
+lease 192.0.2.9 {
+  starts 3 2024/05/01 11:00:00;
+  ends never;
+  binding state active;
+  client-hostname "\033[31mred\033[0m\ttab";
+}
+lease 10.0.0.1 {
+  starts epoch 1714557600; # Wed May 01 10:00:00 2024
+  ends epoch 1714600800; # Wed May 01 22:00:00 2024
+  binding state active;
+  hardware ethernet 02:00:00:00:00:01;
+  client-hostname "bad\377byte caf\303\251 \342\200\250";
+}
+lease 192.0.2.10 {
+  starts 3 2024/05/01 09:00:00;
+  ends 3 2024/05/01 21:00:00;
+  binding state active;
+  hardware ethernet 02:00:00:00:00:0a;
+  client-hostname "old-owner";
+}
+lease 192.0.2.11 {
+  starts 3 2024/05/01 08:00:00;
+  ends 3 2024/05/01 10:00:00;
+  binding state free;
+  hardware ethernet 02:00:00:00:00:0b;
+}
+lease 192.0.2.12 {
+  starts 3 2024/05/01 08:00:00;
+  ends 3 2024/05/01 20:00:00;
+  binding state backup;
+}
+lease 192.0.2.13 {
+  starts 3 2024/05/01 08:00:00;
+  ends 3 2024/05/01 12:00:00;
+  binding state active;
+  hardware ethernet 02:00:00:00:00:0d;
+  client-hostname "ended-at-noon";
+}
+lease 192.0.2.14 {
+  starts 3 2024/05/01 08:00:00;
+  ends 3 2024/05/01 20:00:00;
+  abandoned;
+}
+"""
+_GOLDEN_B = r"""lease 192.0.2.10 {
+  starts 3 2024/05/01 12:00:00;
+  ends 3 2024/05/02 00:00:00;
+  binding state active;
+  hardware ethernet 02:00:00:00:00:bb;
+  client-hostname "new-owner";
+}
+lease 192.0.2.255 {
+  starts 3 2024/05/01 12:30:00;
+  ends 3 2024/05/01 12:45:00;
+  binding state expired;
+  hardware ethernet 02:00:00:00:00:ff;
+  client-hostname "gone";
+}
+"""
+
+
+def _golden_files(tmp_path: Path) -> tuple[str, str, str, str]:
+    d = tmp_path / 'pe"er\\\u00fc\x01'  # a directory name with everything JSON must escape
+    d.mkdir()
+    a, b = d / "a.leases", d / "b.leases"
+    a.write_text(_GOLDEN_A, encoding="latin-1")
+    b.write_text(_GOLDEN_B, encoding="latin-1")
+    # how JSON writes the paths, checked here so the goldens below can use them
+    fa, fb = (json.dumps(str(x)) for x in (a, b))
+    assert fa.endswith('pe\\"er\\\\\\u00fc\\u0001/a.leases"')
+    return str(a), str(b), fa, fb
+
+
+def test_json_golden_live(tmp_path):
+    a, b, fa, fb = _golden_files(tmp_path)
+    code, out, err = run("--json", a, b)
+    assert (code, err) == (0, "")
+    assert out == (
+        '{"ip": "10.0.0.1", "mac": "02:00:00:00:00:01", "state": "active", "starts": 1714557600, '
+        '"ends": 1714600800, "client-hostname": "bad\\udcffbyte caf\\u00e9 \\u2028", '
+        f'"file": {fa}}}\n'
+        '{"ip": "192.0.2.9", "mac": null, "state": "active", "starts": 1714561200, '
+        '"ends": null, "client-hostname": "\\u001b[31mred\\u001b[0m\\ttab", '
+        f'"file": {fa}}}\n'
+        '{"ip": "192.0.2.10", "mac": "02:00:00:00:00:bb", "state": "active", '
+        '"starts": 1714564800, "ends": 1714608000, "client-hostname": "new-owner", '
+        f'"file": {fb}}}\n'
+        '{"ip": "192.0.2.100", "mac": "02:00:00:00:01:00", "state": "active", '
+        '"starts": 1714557600, "ends": 1714600800, '
+        '"client-hostname": "say \\"hi\\" \\\\ <b>", '
+        f'"file": {fa}}}\n'
+    )
+
+
+def test_json_golden_all(tmp_path):
+    a, b, fa, fb = _golden_files(tmp_path)
+    code, out, err = run("--json", "--all", b, a)
+    assert (code, err) == (0, "")
+    lines = out.splitlines(keepends=True)
+    assert "".join(lines[:2]) == run("--json", a, b)[1].split('\n{"ip": "192.0.2.10"')[0] + "\n"
+    assert [json.loads(x)["ip"] for x in lines] == [
+        "10.0.0.1",
+        "192.0.2.9",
+        "192.0.2.10",
+        "192.0.2.11",
+        "192.0.2.12",
+        "192.0.2.13",
+        "192.0.2.14",
+        "192.0.2.100",
+        "192.0.2.255",
+    ]
+    assert lines[2:] == [
+        '{"ip": "192.0.2.10", "mac": "02:00:00:00:00:bb", "state": "active", '
+        '"starts": 1714564800, "ends": 1714608000, "client-hostname": "new-owner", '
+        f'"file": {fb}}}\n',
+        '{"ip": "192.0.2.11", "mac": "02:00:00:00:00:0b", "state": "free", '
+        '"starts": 1714550400, "ends": 1714557600, "client-hostname": null, '
+        f'"file": {fa}}}\n',
+        '{"ip": "192.0.2.12", "mac": null, "state": "backup", "starts": 1714550400, '
+        f'"ends": 1714593600, "client-hostname": null, "file": {fa}}}\n',
+        '{"ip": "192.0.2.13", "mac": "02:00:00:00:00:0d", "state": "active", '
+        '"starts": 1714550400, "ends": 1714564800, "client-hostname": "ended-at-noon", '
+        f'"file": {fa}}}\n',
+        '{"ip": "192.0.2.14", "mac": null, "state": "abandoned", "starts": 1714550400, '
+        f'"ends": 1714593600, "client-hostname": null, "file": {fa}}}\n',
+        '{"ip": "192.0.2.100", "mac": "02:00:00:00:01:00", "state": "active", '
+        '"starts": 1714557600, "ends": 1714600800, '
+        '"client-hostname": "say \\"hi\\" \\\\ <b>", '
+        f'"file": {fa}}}\n',
+        '{"ip": "192.0.2.255", "mac": "02:00:00:00:00:ff", "state": "expired", '
+        '"starts": 1714566600, "ends": 1714567500, "client-hostname": "gone", '
+        f'"file": {fb}}}\n',
+    ]
+
+
+def _when(ts: int) -> str:
+    """dhcpd's print_time(): weekday (0 = Sunday), then UTC date and time."""
+    t = time.gmtime(ts)
+    return f"{(t.tm_wday + 1) % 7} " + time.strftime("%Y/%m/%d %H:%M:%S", t)
+
+
+def _reference_json(files: list[str], now: int, include_all: bool) -> str:
+    """`leases --json` as it was first written: a dict per lease, json.dumps per line."""
+    lfs = [read_leases(f) for f in files]
+    key = lambda x: tuple(int(o) for o in x.ip.split("."))  # noqa: E731
+    shown = (
+        sorted(newest_per_address(lfs), key=key)
+        if include_all
+        else sorted(
+            (
+                x
+                for x in newest_per_address(lfs)
+                if x.state == "active" and (x.ends is None or x.ends > now)
+            ),
+            key=key,
+        )
+    )
+    return "".join(
+        json.dumps(
+            {
+                "ip": x.ip,
+                "mac": x.mac,
+                "state": x.state,
+                "starts": x.starts,
+                "ends": x.ends,
+                "client-hostname": x.client_hostname,
+                "file": x.path,
+            },
+            ensure_ascii=True,
+        )
+        + "\n"
+        for x in shown
+    )
+
+
+_NAME_BYTES = b"az-.<>/&'\"\\\t\n\x00\x1b\x7f\x80\xc3\xa9\xe2\x80\xa8\xff"
+
+
+def _random_leases(rnd: random.Random, n: int) -> str:
+    """n lease blocks over few addresses (so peers collide), with hostile client names."""
+    out = []
+    for _ in range(n):
+        ip = f"{rnd.choice((10, 192, 9))}.0.{rnd.randrange(3)}.{rnd.randrange(256)}"
+        starts = NOW - 86400 + rnd.randrange(2 * 86400)
+        lines = [f"lease {ip} {{"]
+        if rnd.random() < 0.9:
+            lines.append(f"  starts {_when(starts)};")
+        if rnd.random() < 0.9:
+            lines.append(
+                f"  ends {_when(starts + rnd.randrange(86400))};"
+                if rnd.random() < 0.9
+                else "  ends never;"
+            )
+        if rnd.random() < 0.1:  # not dhcpd's layout: the general parser reads it
+            lines.append("  # a comment")
+        lines.append(
+            f"  binding state {rnd.choice(('active',) * 4 + ('free', 'backup', 'expired'))};"
+        )
+        if rnd.random() < 0.8:
+            lines.append(
+                "  hardware ethernet "
+                + ":".join(f"{rnd.randrange(256):02x}" for _ in range(6))
+                + ";"
+            )
+        if rnd.random() < 0.8:
+            # any bytes, quoted as dhcpd's quotify_buf does: \" \\ and octal for the rest,
+            # except bytes above 0x7f, written raw now and then as a hand edit might
+            name = "".join(
+                '\\"'
+                if b == 0x22
+                else "\\\\"
+                if b == 0x5C
+                else chr(b)
+                if 0x20 <= b < 0x7F or (b > 0x7F and rnd.random() < 0.5)
+                else f"\\{b:03o}"
+                for b in rnd.choices(_NAME_BYTES, k=rnd.randrange(12))
+            )
+            lines.append(f'  client-hostname "{name}";')
+        out.append("\n".join(lines) + "\n}\n")
+    return "".join(out)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_json_same_as_first_written(tmp_path, seed):
+    rnd = random.Random(seed)
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"peer-{i}\u00e9.leases"
+        p.write_text(_random_leases(rnd, 600), encoding="latin-1")
+        paths.append(str(p))
+    for include_all in (False, True):
+        code, out, err = run("--json", *(["--all"] if include_all else []), *paths)
+        assert (code, err) == (0, "")
+        assert out == _reference_json(paths, NOW, include_all)
+        assert len(out.splitlines()) > (1000 if include_all else 300)
+
+
+def test_leases_command_imports_no_dns_yaml_or_merge(tmp_path):
+    # A whole `leasedns leases` run is mostly start-up when the file is small: it must not pay
+    # for dnspython, PyYAML, the config loader or the merge engine, none of which it uses.
+    code = (
+        "import io, sys\n"
+        "from leasedns.cli import main\n"
+        "out = io.StringIO()\n"
+        "rc = main(['leases', '--json', '--all', sys.argv[1]], out)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('dns', 'yaml')\n"
+        "    or m in ('leasedns.config', 'leasedns.merge', 'leasedns.mergestate',\n"
+        "             'leasedns.resolved', 'leasedns.apply', 'leasedns.journal'))\n"
+        "print(rc, out.getvalue().count('\\n'), heavy)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(DATA / "two-peers-a.leases")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert res.stdout == "0 2 []\n", res.stderr
