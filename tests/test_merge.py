@@ -1,4 +1,4 @@
-"""The merge rules of DESIGN.md, the four problems leasedns exists for, and order independence."""
+"""The merge rules of docs/design.md, the four problems leasedns exists for, order independence."""
 
 from __future__ import annotations
 
