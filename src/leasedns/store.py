@@ -112,6 +112,13 @@ def order(params: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
     return tuple(map(_rank, params))
 
 
+def _lt(x: tuple[Any, ...], y: tuple[Any, ...]) -> bool:
+    """order(x) < order(y), quicker for one text column (code point order is SQLite's)."""
+    if len(x) == 1 and type(x[0]) is str and type(y[0]) is str:
+        return bool(x[0] < y[0])
+    return order(x) < order(y)
+
+
 def _same(k: Any) -> Any:
     return k
 
@@ -122,10 +129,6 @@ def _pair(k: Any, _v: Any) -> Any:
 
 def _true(_k: Any, _r: Any) -> bool:
     return True
-
-
-def _first(t: tuple[Any, ...]) -> Any:
-    return t[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,8 +194,6 @@ class Table(MutableMapping[K, V]):
         self._cache: dict[K, V] = {}  # read or changed; ABSENT for "not there"
         self._was: dict[K, bool] = {}  # changed keys: were they in the database?
         self._raw: dict[K, tuple[Any, ...] | None] = {}  # rows as read (checked) since a flush
-        # keys read as absent since a flush: the checked row before them that proved it
-        self._gap: dict[K, tuple[Any, ...]] = {}
         keys = ", ".join(spec.keys)
         cols = ", ".join(spec.keys + spec.values + spec.nexts + ("n", "chk"))
         where = " AND ".join(f"{k} = ?" for k in spec.keys)
@@ -234,9 +235,9 @@ class Table(MutableMapping[K, V]):
             raise self._damaged(f"a row fails its check value ({str(stored)[:80]})")
         return stored
 
-    def _lookup(self, kp: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The checked row of a key as stored or, when the key is absent, the checked row
-        before it (one query finds either), which proves the absence by linking past it."""
+    def _stored(self, kp: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """The checked row of a key as stored, or None when it is proven absent: the row
+        before it (one query finds either) links past it."""
         row = self.db.execute(self._at_or_before, kp).fetchone()
         if row is None:
             raise self._damaged("its first row is missing")
@@ -245,14 +246,9 @@ class Table(MutableMapping[K, V]):
         if at == kp:
             return stored
         nxt = stored[self._a : self._b]
-        if not order(at) < order(kp) or (nxt[0] is not None and not order(kp) < order(nxt)):
+        if not _lt(at, kp) or (nxt[0] is not None and not _lt(kp, nxt)):
             raise self._damaged(f"{kp} was not found, but the row before it says otherwise")
-        return stored
-
-    def _stored(self, kp: tuple[Any, ...]) -> tuple[Any, ...] | None:
-        """The checked row of a key as stored, or None when it is proven absent."""
-        stored = self._lookup(kp)
-        return stored if stored[: len(kp)] == kp else None
+        return None
 
     def _pred(self, kp: tuple[Any, ...]) -> tuple[Any, ...]:
         """The checked row before a key (the sentinel at least)."""
@@ -337,14 +333,9 @@ class Table(MutableMapping[K, V]):
             return self._whole.get(k, ABSENT)
         v = self._cache.get(k, ABSENT)
         if v is ABSENT and k not in self._cache:
-            kp = self.spec.key_params(k)
-            stored = self._lookup(kp)
-            if stored[: len(kp)] == kp:
-                self._raw[k] = stored
-                v = self._decode(k, stored)
-            else:  # its predecessor, kept for `flush` should the key come
-                self._raw[k] = None
-                self._gap[k] = stored
+            stored = self._stored(self.spec.key_params(k))
+            self._raw[k] = stored
+            v = ABSENT if stored is None else self._decode(k, stored)
             self._cache[k] = v
         return v
 
@@ -529,7 +520,6 @@ class Table(MutableMapping[K, V]):
         self._ordered = None
         self._cache.clear()
         self._raw.clear()
-        self._gap.clear()
         self._whole = None
         if self._index is not None:
             self._index.forget()
@@ -543,7 +533,7 @@ class Table(MutableMapping[K, V]):
         """Write the changes into the (open) transaction, keeping the chain of keys."""
         if not self._was:
             return
-        spec, a, b, nk = self.spec, self._a, self._b, len(self.spec.keys)
+        spec, a, b = self.spec, self._a, self._b
         if spec.bulk and self._ordered is None:
             self.ordered_values()  # checks what is there and makes what will be
         key_params, row_of = spec.key_params, spec.row_of
@@ -567,15 +557,24 @@ class Table(MutableMapping[K, V]):
                 come.append(k)
         if put:
             self.db.executemany(self._upsert, put)
-        rows = self._link(come, {r[:nk]: r[:-1] for r in put}, moved)  # key -> row as now written
+        for k in come:  # after its predecessor, which now links to it
+            kp = key_params(k)
+            p = self._pred(kp)
+            nxt = p[a:b]
+            if nxt[0] is not None and not order(kp) < order(nxt):
+                raise self._damaged(f"{kp} is new, but the row before it links to it")
+            stored = (*row_of(k, self._cache[k]), *nxt, None)
+            self._write(stored)
+            self._write((*p[:a], *kp, p[b]))
+            if self._ix >= 0:
+                moved.append((None, stored[self._ix], kp))
         for k in go:  # its predecessor links past it
             kp = key_params(k)
-            old = rows.get(kp) or self._raw.get(k) or self._stored(kp)
+            old = self._stored(kp)
             p = self._pred(kp)
-            if old is None or old[:nk] != kp or p[a:b] != kp:
+            if old is None or p[a:b] != kp:
                 raise self._damaged(f"{kp} goes, but the chain does not lead to it")
-            rows[p[:nk]] = stored = (*p[:a], *old[a:b], p[b])
-            self._write(stored)
+            self._write((*p[:a], *old[a:b], p[b]))
             self.db.execute(self._delete, kp)
             if self._ix >= 0:
                 moved.append((old[self._ix], None, kp))
@@ -589,7 +588,6 @@ class Table(MutableMapping[K, V]):
             self._write((*s[:b], s[b] + len(come) - len(go)))
         self._was.clear()
         self._raw.clear()
-        self._gap.clear()
         if self._index is not None:
             ix = self._index
             for old_x, new_x, kp in moved:
@@ -600,46 +598,6 @@ class Table(MutableMapping[K, V]):
                 if new_x is not None:
                     ix[(new_x, *kp)] = True
             ix.flush()
-
-    def _link(
-        self,
-        come: list[K],
-        put: dict[tuple[Any, ...], tuple[Any, ...]],
-        moved: list[tuple[Any, Any, tuple[Any, ...]]],
-    ) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-        """Write the new keys `come` into the chain, each after its predecessor, in one
-        statement; returns the rows written, by key.
-
-        In key order, a new key's predecessor is the row before it as stored (`put`: as
-        just changed in place), which proved it absent when it was read, or the new key
-        before it, when that lies in between.
-        """
-        spec, a, b, nk, ix = self.spec, self._a, self._b, len(self.spec.keys), self._ix
-        key_params, row_of, gap = spec.key_params, spec.row_of, self._gap
-        rows: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        todo = sorted(((order(kp), kp, k) for k in come for kp in [key_params(k)]), key=_first)
-        last: tuple[Any, ...] = ()  # order of the last new key
-        last_kp: tuple[Any, ...] = ()
-        for o, kp, k in todo:
-            p = gap.get(k) or self._pred(kp)
-            pk = p[:nk]
-            if last and order(pk) < last:
-                p = rows[last_kp]
-                pk = last_kp
-            else:
-                p = put.get(pk, p)
-            nxt = p[a:b]
-            if not order(pk) < o or (nxt[0] is not None and not o < order(nxt)):
-                raise self._damaged(f"{kp} is new, but the row before it links to it")
-            rows[kp] = stored = (*row_of(k, self._cache[k]), *nxt, None)
-            rows[pk] = (*p[:a], *kp, p[b])
-            if ix >= 0:
-                moved.append((None, stored[ix], kp))
-            last, last_kp = o, kp
-        if rows:
-            seed = self._seed
-            self.db.executemany(self._upsert, [(*r, check(seed, r)) for r in rows.values()])
-        return rows
 
     def replace(self, everything: Mapping[K, V]) -> None:
         """Make the table hold exactly `everything` (a cold build's result)."""
@@ -673,7 +631,6 @@ class Table(MutableMapping[K, V]):
         self._cache.clear()
         self._was.clear()
         self._raw.clear()
-        self._gap.clear()
         self._whole = None
         if self._index is not None:
             ix = self._ix
