@@ -316,12 +316,15 @@ def test_merged_from_the_state_tables_equals_merged_from_plain_dicts(tmp_path: P
     assert isinstance(agg.latest, Table) and state.resolved is not None
     up = resolved.update(state.resolved, state.touched, agg, st, s, cfg.ttl, NOW, state.verdicts)
     got = merged_from(up.resolved, agg)  # first: reading whole tables changes the path
+    winner, rivals = dict(up.resolved.winner), dict(up.resolved.rivals)
     plain = merged_from(
-        resolved.Resolved(outcome=dict(up.resolved.outcome), winner=dict(up.resolved.winner)),
+        resolved.Resolved(outcome=dict(up.resolved.outcome), winner=winner, rivals=rivals),
         Aggregates(dict(agg.latest), dict(agg.ends)),
     )
     state.close()
     assert got == plain
+    # published as the winner table has it, though read from the outcome and the rivals
+    assert rivals and got.published == {ip: name for name, ip in winner.items()}
     # latest start wins each name; .11 was released; .12 was taken over by "moved"
     assert got.published == {
         "192.0.2.12": "moved.lab.example",

@@ -163,6 +163,13 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
             full = merge(events, statics, s, now)
             want = render(statics, full.records, TTL)
             assert up.data == want
+            # reconcile's view of the same state (published read from the outcome and the
+            # rivals, not the winner table) is the full merge's
+            from leasedns.reconcile import merged_from
+
+            merged = merged_from(up.resolved, state.aggregates)
+            assert merged.published == full.published
+            assert set(merged.live) == {b.ip for b in full.bindings}
             assert up.dynamic == sum(1 for r in full.records if not r.static)
             assert up.bindings == len(full.bindings)
             assert up.bindings - up.dynamic == len(full.refusals)
