@@ -7,24 +7,38 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from importlib import resources
-from pathlib import Path
 from typing import TextIO
 
-from . import __version__, config, logs
+from . import __version__, logs
 from .errors import ConfigError, EventError, LeasednsError
-from .events import parse_time
+
+# Modules only some commands need (config: PyYAML and dnspython; the merge engine; events)
+# are imported where those commands run: `leasedns leases` on a small file is mostly start-up.
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills in the default config path when help is shown, not each time the parser is built
+    (it is config's, and importing config costs more than a small `leasedns leases`)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text is None or "@DEFAULT_PATH@" not in text:
+            return text
+        from .config import DEFAULT_PATH
+
+        return text.replace("@DEFAULT_PATH@", DEFAULT_PATH)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="leasedns",
         description="Publish DHCP clients' names from both ISC dhcpd failover peers in tinydns.",
+        formatter_class=_HelpFormatter,
     )
     p.add_argument(
-        "-c", "--config", help=f"config file (default: $LEASEDNS_CONFIG or {config.DEFAULT_PATH})"
+        "-c", "--config", help="config file (default: $LEASEDNS_CONFIG or @DEFAULT_PATH@)"
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="say more (twice: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="errors only")
@@ -120,6 +134,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         from . import cmd_leases
 
         return cmd_leases.run(args, out)
+    from . import config
+
     cfg = config.load(args.config)
     if args.command == "apply":
         from . import apply
@@ -137,6 +153,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK if report.ok else EXIT_FAIL
     if args.command == "record":
         from . import apply
+        from .events import parse_time
 
         try:
             t = parse_time(args.time) if args.time else None
@@ -205,6 +222,9 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
 
 def snippet(hook: str | None = None) -> str:
     """The dhcpd.conf snippet with the hook path filled in."""
+    from importlib import resources
+    from pathlib import Path
+
     if hook is None:  # installed beside the interpreter of this virtualenv
         hook = str(Path(sys.executable).parent / "dhcpd-event")
     text = resources.files("leasedns").joinpath("templates/dhcpd-hooks.conf").read_text()

@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from socket import inet_aton
 from typing import NamedTuple
 
 from leasedns.errors import ParseError
@@ -19,6 +20,7 @@ __all__ = [
     "Lease",
     "LeaseFile",
     "OmapiHost",
+    "address_key",
     "live_leases",
     "newest_per_address",
     "parse_leases",
@@ -910,15 +912,18 @@ def _recency(lease: Lease) -> tuple[int, int, int, int, str, str, int]:
 
 def newest_per_address(files: Iterable[LeaseFile]) -> Iterator[Lease]:
     """Per address, the lease block across all files that started last (see _recency)."""
+    files = list(files)
+    if len(files) == 1:  # a file already holds one lease per address
+        return iter(files[0].leases)
+    # The key is needed only where files overlap: computing it for every lease of two peers'
+    # 100,000-lease files cost more than the C scanner's whole parse.
     best: dict[str, Lease] = {}
-    best_key: dict[str, tuple[int, int, int, int, str, str, int]] = {}
     for lf in files:
+        setdefault = best.setdefault
         for lease in lf.leases:
-            key = _recency(lease)
-            old = best_key.get(lease.ip)
-            if old is None or key > old:
+            old = setdefault(lease.ip, lease)
+            if old is not lease and _recency(lease) > _recency(old):
                 best[lease.ip] = lease
-                best_key[lease.ip] = key
     return iter(best.values())
 
 
@@ -930,9 +935,12 @@ def live_leases(files: Iterable[LeaseFile], now: int) -> list[Lease]:
         for lease in newest_per_address(files)
         if lease.state == "active" and (lease.ends is None or lease.ends > now)
     ]
-    live.sort(key=_ip_key)
+    live.sort(key=address_key)
     return live
 
 
-def _ip_key(lease: Lease) -> tuple[int, ...]:
-    return tuple(int(x) for x in lease.ip.split("."))
+def address_key(lease: Lease) -> bytes:
+    """Sort key: the address as its four bytes, which order as the numbers do (192.0.2.9 <
+    192.0.2.10); every Lease.ip is a valid dotted quad. One C call, where a tuple of ints
+    made by a generator cost more than the parse."""
+    return inet_aton(lease.ip)
