@@ -342,7 +342,7 @@ def test_leases_command_imports_no_dns_yaml_or_merge(tmp_path):
         "out = io.StringIO()\n"
         "rc = main(['leases', '--json', '--all', sys.argv[1]], out)\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('dns', 'yaml')\n"
-        "    or m in ('leasedns.config', 'leasedns.merge', 'leasedns.mergestate',\n"
+        "    or m in ('logging', 'leasedns.config', 'leasedns.merge', 'leasedns.mergestate',\n"
         "             'leasedns.resolved', 'leasedns.apply', 'leasedns.journal'))\n"
         "print(rc, out.getvalue().count('\\n'), heavy)\n"
     )

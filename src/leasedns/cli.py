@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TextIO
 
-from . import __version__, logs
+from . import __version__
 from .errors import ConfigError, EventError, LeasednsError
 
-# Modules only some commands need (config: PyYAML and dnspython; the merge engine; events)
-# are imported where those commands run: `leasedns leases` on a small file is mostly start-up.
+# Modules only some commands need (config: PyYAML and dnspython; the merge engine; events;
+# logging, which `leases` never uses) are imported where those commands run: a whole
+# `leasedns leases` run on a small file is mostly start-up.
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -115,7 +116,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     hook = getattr(args, "from_hook", False)
-    logs.setup(-1 if args.quiet else args.verbose, stderr=not hook)
+    if args.command != "leases":  # it logs nothing: problems go to stderr as path:line
+        from . import logs
+
+        logs.setup(-1 if args.quiet else args.verbose, stderr=not hook)
     try:
         return _run(args, out)
     except ConfigError as e:
