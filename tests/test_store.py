@@ -175,7 +175,19 @@ def _every_read(db: sqlite3.Connection, want: dict[str, tuple[int, str]]) -> lis
 
 @pytest.mark.parametrize(
     "how",
-    ["value", "key", "type", "check", "next", "moved", "deleted", "count", "sentinel", "index"],
+    [
+        "value",
+        "key",
+        "rekeyed",
+        "type",
+        "check",
+        "next",
+        "moved",
+        "deleted",
+        "count",
+        "sentinel",
+        "index",
+    ],
 )
 def test_a_changed_row_is_found_by_every_read_that_meets_it(tmp_path: Path, how: str) -> None:
     db, want = _filled(tmp_path)
@@ -183,6 +195,11 @@ def test_a_changed_row_is_found_by_every_read_that_meets_it(tmp_path: Path, how:
     q = {
         "value": "UPDATE t SET note = 'note 99' WHERE k = 'k0100'",
         "key": "UPDATE t SET k = 'k0101' WHERE k = 'k0100'",
+        # a row under another key with a check value to match: the count holds, only the
+        # chain (k0098 links to k0100) shows it
+        "rekeyed": "UPDATE t SET k = 'k0101', chk = {} WHERE k = 'k0100'".format(
+            store.check(store.seed_of("t"), ("k0101", 100, "note 100", "k0102", None))
+        ),
         "type": "UPDATE t SET \"end\" = '100' WHERE k = 'k0100'",
         "check": "UPDATE t SET chk = chk + 1 WHERE k = 'k0100'",
         "next": "UPDATE t SET next_k = 'k0104' WHERE k = 'k0100'",
