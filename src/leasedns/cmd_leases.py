@@ -14,6 +14,7 @@ from leasedns.leases import (
     Lease,
     LeaseFile,
     address_key,
+    address_keys,
     live_leases,
     newest_per_address,
     read_leases,
@@ -44,34 +45,42 @@ def _when(ts: int | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
 
 
-def select(files: list[LeaseFile], now: int, include_all: bool) -> list[Lease]:
-    """The leases to show: live ones, or with include_all the newest block per address."""
+def select(
+    files: list[LeaseFile], now: int, include_all: bool, *, by_address: bool = True
+) -> list[Lease]:
+    """The leases to show: live ones, or with include_all the newest block per address.
+    Sorted by address, unless by_address is False (then in the order they were read)."""
     if include_all:
-        return sorted(newest_per_address(files), key=address_key)
-    return live_leases(files, now)
+        newest = list(newest_per_address(files))
+        return sorted(newest, key=address_key) if by_address else newest
+    return live_leases(files, now, by_address=by_address)
 
 
 def format_json(leases: list[Lease]) -> str:
-    """One JSON object per lease and line, byte for byte what json.dumps(row,
-    ensure_ascii=True) writes for the row {"ip": ..., "file": ...} in COLUMNS' order.
+    """One JSON object per lease and line, in address order: byte for byte what
+    json.dumps(row, ensure_ascii=True) writes for the row {"ip": ..., "file": ...} (keys in
+    COLUMNS' order) of each lease sorted by address_key.
 
     Written by hand because a dict and a json.dumps call per lease cost more than the parse.
     The address, MAC and state are safe as they are: the parser only makes a dotted quad,
     colon-separated lowercase hex and one of its own state words. Client names (chosen by
-    the client: hostile) and file names are escaped by json's own string encoder."""
+    the client: hostile) and file names are escaped by json's own string encoder.
+    The lines are made in the order the leases come (the order they were read, so the order
+    they lie in memory) and then put in address order: made in address order, every lease
+    of a file not written in that order would be a walk through scattered memory."""
     null, q = "null", '"'
     esc = encode_basestring_ascii
     files: dict[str, str] = {}
-    return "".join(
-        [
-            f'{{"ip": "{ip}", "mac": {null if mac is None else q + mac + q}, '
-            f'"state": "{state}", "starts": {null if starts is None else starts}, '
-            f'"ends": {null if ends is None else ends}, '
-            f'"client-hostname": {null if name is None else esc(name)}, '
-            f'"file": {files.get(path) or files.setdefault(path, esc(path))}}}\n'
-            for ip, mac, state, starts, ends, name, path in map(_SHOWN, leases)
-        ]
-    )
+    lines = [
+        f'{{"ip": "{ip}", "mac": {null if mac is None else q + mac + q}, '
+        f'"state": "{state}", "starts": {null if starts is None else starts}, '
+        f'"ends": {null if ends is None else ends}, '
+        f'"client-hostname": {null if name is None else esc(name)}, '
+        f'"file": {files.get(path) or files.setdefault(path, esc(path))}}}\n'
+        for ip, mac, state, starts, ends, name, path in map(_SHOWN, leases)
+    ]
+    keys = address_keys(leases)
+    return "".join(map(lines.__getitem__, sorted(range(len(keys)), key=keys.__getitem__)))
 
 
 def format_table(leases: list[Lease]) -> str:
@@ -133,6 +142,6 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO, now: int | None) ->
         if lf.problems and status == 0:
             status = 1
         files.append(lf)
-    shown = select(files, int(time.time()) if now is None else now, args.all)
-    out.write(format_json(shown) if args.json else format_table(shown))
+    shown = select(files, int(time.time()) if now is None else now, args.all, by_address=False)
+    out.write(format_json(shown) if args.json else format_table(sorted(shown, key=address_key)))
     return status

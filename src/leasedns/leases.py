@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from operator import attrgetter
 from socket import inet_aton
 from typing import NamedTuple
 
@@ -21,6 +22,7 @@ __all__ = [
     "LeaseFile",
     "OmapiHost",
     "address_key",
+    "address_keys",
     "live_leases",
     "newest_per_address",
     "parse_leases",
@@ -927,20 +929,30 @@ def newest_per_address(files: Iterable[LeaseFile]) -> Iterator[Lease]:
     return iter(best.values())
 
 
-def live_leases(files: Iterable[LeaseFile], now: int) -> list[Lease]:
+def live_leases(files: Iterable[LeaseFile], now: int, *, by_address: bool = True) -> list[Lease]:
     """Leases in force at `now`: per address the most recently started block across files,
-    kept only if it is active and not past its end. Sorted by address."""
+    kept only if it is active and not past its end. Sorted by address (by_address=False:
+    in newest_per_address's order, for a caller that sorts what it makes of them instead)."""
     live = [
         lease
         for lease in newest_per_address(files)
         if lease.state == "active" and (lease.ends is None or lease.ends > now)
     ]
-    live.sort(key=address_key)
+    if by_address:
+        live.sort(key=address_key)
     return live
 
 
-def address_key(lease: Lease) -> bytes:
-    """Sort key: the address as its four bytes, which order as the numbers do (192.0.2.9 <
-    192.0.2.10); every Lease.ip is a valid dotted quad. One C call, where a tuple of ints
-    made by a generator cost more than the parse."""
-    return inet_aton(lease.ip)
+def address_key(lease: Lease) -> int:
+    """Sort key: the address as a number (192.0.2.9 < 192.0.2.10); every Lease.ip is a valid
+    dotted quad. Two C calls, where a tuple of ints made by a generator cost more than the
+    parse; an int sorts faster than the four bytes would."""
+    return int.from_bytes(inet_aton(lease.ip), "big")
+
+
+_IP = attrgetter("ip")
+
+
+def address_keys(leases: Iterable[Lease]) -> list[int]:
+    """address_key of each lease, made by C code alone: no Python call per lease."""
+    return list(map(int.from_bytes, map(inet_aton, map(_IP, leases))))
