@@ -30,12 +30,14 @@ _PARSE = (
 )
 
 
-def make_live_leases(n: int, now: int, seed: int = 1) -> str:
+def make_live_leases(n: int, now: int, seed: int = 1, shuffled: bool = False) -> str:
     """A dhcpd.leases with n active leases as dhcpd 4.4 writes them, all live at `now`.
 
     Like bench_parse.make_leases (10.0.0.0/8 from .1 up, in address order as there; uid, set
     vars, 70 % with a client-hostname), but every lease started in the last day and ends
-    two days after it started, so that `leasedns leases` shows every one of them."""
+    two days after it started, so that `leasedns leases` shows every one of them. With
+    shuffled, the blocks are in random order, as in a file dhcpd has rewritten (it writes
+    by pool and state, not by address): `leases` then sorts them itself."""
     rnd = random.Random(seed)
     out = [
         "# The format of this file is documented in the dhcpd.leases(5) manual page.\n"
@@ -67,6 +69,10 @@ def make_live_leases(n: int, now: int, seed: int = 1) -> str:
             lines.append(f'  client-hostname "host-{i}";')
         lines.append("}\n")
         out.append("\n".join(lines))
+    if shuffled:
+        blocks = out[1:]
+        rnd.shuffle(blocks)
+        out[1:] = blocks
     return "".join(out)
 
 
@@ -88,35 +94,37 @@ def collect(argv: list[str] | None = None) -> list[Row]:
     # read-only tree) every run would otherwise compile the modules it imports again.
     compileall.compile_dir(str(REPO / "src" / "leasedns"), quiet=1)
     ours = [str(leasedns_path()), "leases", "--json"]
+    now = int(time.time())
     with tempfile.TemporaryDirectory(prefix="leasedns-bench-") as tmp:
-        path = Path(tmp, "dhcpd.leases")
-        path.write_text(make_live_leases(args.leases, int(time.time())), encoding="ascii")
+        path, mixed = Path(tmp, "dhcpd.leases"), Path(tmp, "shuffled.leases")
+        path.write_text(make_live_leases(args.leases, now), encoding="ascii")
+        mixed.write_text(make_live_leases(args.leases, now, shuffled=True), encoding="ascii")
         size_mb = path.stat().st_size / 1e6
-        isc = [sys.executable, "-c", _ISC, str(path)]
+        commands = {
+            "ours": [*ours, str(path)],
+            "isc": [sys.executable, "-c", _ISC, str(path)],
+            "parse": [sys.executable, "-c", _PARSE, str(path)],
+            "ours-shuffled": [*ours, str(mixed)],
+            "isc-shuffled": [sys.executable, "-c", _ISC, str(mixed)],
+        }
         shown = subprocess.run(
-            [*ours, str(path)], check=True, capture_output=True, text=True, env=env
+            commands["ours"], check=True, capture_output=True, text=True, env=env
         ).stdout.count("\n")
         # Interleaved, tool after tool, so that a noisy stretch of a shared machine weighs
-        # on both alike.
-        runs: dict[str, list[float]] = {"ours": [], "isc": [], "parse": []}
+        # on all alike.
+        runs: dict[str, list[float]] = {k: [] for k in commands}
         for _ in range(args.runs):
-            runs["ours"].append(_timed([*ours, str(path)], env))
-            runs["isc"].append(_timed(isc, env))
-            runs["parse"].append(_timed([sys.executable, "-c", _PARSE, str(path)], env))
+            for k, cmd in commands.items():
+                runs[k].append(_timed(cmd, env))
         start = statistics.median(_timed([sys.executable, "-c", "pass"], env) for _ in range(5))
     secs = {k: statistics.median(v) for k, v in runs.items()}
     print(
         f"{args.leases:,} live leases, {size_mb:.1f} MB; median of {args.runs} interleaved runs; "
-        f"`leasedns leases --json` wrote {shown:,} lines\n"
-        f"leasedns leases --json  {secs['ours']:.3f} s  (runs: "
-        + ", ".join(f"{x:.3f}" for x in runs["ours"])
-        + ")\n"
-        f"isc_dhcp_leases .get()  {secs['isc']:.3f} s  (runs: "
-        + ", ".join(f"{x:.3f}" for x in runs["isc"])
-        + ")\n"
-        f"read_leases alone       {secs['parse']:.3f} s  (a whole process: the floor)\n"
-        f"python -c pass          {start:.3f} s"
+        f"`leasedns leases --json` wrote {shown:,} lines"
     )
+    for k in commands:
+        print(f"{k:<14} {secs[k]:.3f} s  (runs: " + ", ".join(f"{x:.3f}" for x in runs[k]) + ")")
+    print(f"python -c pass {start:.3f} s")
     ratio = secs["isc"] / secs["ours"]
     return [
         Row(
@@ -132,7 +140,16 @@ def collect(argv: list[str] | None = None) -> list[Row]:
         ),
         Row(
             "leases",
-            "the floor under it: a whole process that only parses the same file (read_leases)",
+            "the same leases in random order, as a rewritten file has them (leases sorts them)",
+            secs["ours-shuffled"],
+            "s",
+            reference=f"isc_dhcp_leases {fmt(secs['isc-shuffled'], 's')}",
+            ratio=secs["isc-shuffled"] / secs["ours-shuffled"],
+            summary=True,
+        ),
+        Row(
+            "leases",
+            "the floor under both: a whole process that only parses the file (read_leases)",
             secs["parse"],
             "s",
             reference=f"isc_dhcp_leases {fmt(secs['isc'], 's')}",
