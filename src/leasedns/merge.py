@@ -202,7 +202,7 @@ def aggregate(events: Iterable[Event]) -> Aggregates:
 
 
 def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> Result:
-    """Apply the merge rules (docs/design.md). `now` is unix seconds; output depends on nothing else.
+    """Apply the merge rules (docs/design.md). `now` is unix seconds; output depends on it alone.
 
     Events dated after `s.horizon(now)` are not in effect yet (see Settings.clock_skew_secs).
     """
