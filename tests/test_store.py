@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns import store
+from leasedns import mergestate, store
 from leasedns.store import Spec, Table, text_in, text_out
 
 # name -> (end or None, text with odd characters): the shape of the outcome table
@@ -244,16 +244,7 @@ def test_a_lost_or_swapped_page_cannot_hide_a_row(tmp_path: Path) -> None:
     assert outcomes == {"ok", "damaged"}
 
 
-BULK: Spec[str, str] = Spec(
-    "lines",
-    ("name",),
-    ("line",),
-    lambda n: (n,),
-    lambda n, v: (n, v),
-    lambda _n, r: r[0],
-    lambda k: k[0],
-    bulk=True,
-)
+BULK = mergestate.LINES  # the bulk table the merge state renders from
 
 
 @settings(max_examples=100, deadline=None)
