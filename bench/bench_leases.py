@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_parse import _when  # dhcpd's print_time() format
+from bench_parse import make_leases
 from common import REPO, Row, exit_code, fmt, leasedns_path, machine_note, print_table
 
 _ISC = "import sys\nfrom isc_dhcp_leases import IscDhcpLeases\nIscDhcpLeases(sys.argv[1]).get()\n"
@@ -31,49 +30,11 @@ _PARSE = (
 
 
 def make_live_leases(n: int, now: int, seed: int = 1, shuffled: bool = False) -> str:
-    """A dhcpd.leases with n active leases as dhcpd 4.4 writes them, all live at `now`.
-
-    Like bench_parse.make_leases (10.0.0.0/8 from .1 up, in address order as there; uid, set
-    vars, 70 % with a client-hostname), but every lease started in the last day and ends
-    two days after it started, so that `leasedns leases` shows every one of them. With
-    shuffled, the blocks are in random order, as in a file dhcpd has rewritten (it writes
-    by pool and state, not by address): `leases` then sorts them itself."""
-    rnd = random.Random(seed)
-    out = [
-        "# The format of this file is documented in the dhcpd.leases(5) manual page.\n"
-        "# This lease file was written by isc-dhcp-4.4.3-P1\n\n"
-        "# authoring-byte-order entry is generated, DO NOT DELETE\n"
-        "authoring-byte-order little-endian;\n\n"
-    ]
-    for i in range(1, n + 1):
-        ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-        starts = now - 86400 + rnd.randrange(86400)
-        ends = starts + 2 * 86400
-        mac = ":".join(f"{rnd.randrange(256):02x}" for _ in range(6))
-        uid = "".join(f"\\{rnd.randrange(256):03o}" for _ in range(6))
-        lines = [
-            f"lease {ip} {{",
-            f"  starts {_when(starts)};",
-            f"  ends {_when(ends)};",
-            f"  tstp {_when(ends)};",
-            f"  cltt {_when(starts)};",
-            "  binding state active;",
-            "  next binding state free;",
-            "  rewind binding state free;",
-            f"  hardware ethernet {mac};",
-            f'  uid "\\001{uid}";',
-            f'  set leasedns-mac = "{mac}";',
-        ]
-        if rnd.random() < 0.7:
-            lines.append(f'  set leasedns-name = "host-{i}";')
-            lines.append(f'  client-hostname "host-{i}";')
-        lines.append("}\n")
-        out.append("\n".join(lines))
-    if shuffled:
-        blocks = out[1:]
-        rnd.shuffle(blocks)
-        out[1:] = blocks
-    return "".join(out)
+    """bench_parse's dhcpd.leases, but every lease active, started in the last day and
+    ending two days after it started, so that `leasedns leases` shows every one of them."""
+    return make_leases(
+        n, seed, base=now - 86400, secs=2 * 86400, states=("active",), shuffled=shuffled
+    )[0]
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> float:

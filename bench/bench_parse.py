@@ -54,14 +54,27 @@ def _when(ts: int) -> str:
     )
 
 
-def make_leases(n: int, seed: int = 1) -> tuple[str, str]:
+FAILOVER_STATES = ("active",) * 6 + ("free",) * 3 + ("backup",)
+
+
+def make_leases(
+    n: int,
+    seed: int = 1,
+    *,
+    base: int = 1714550000,
+    secs: int = 43200,
+    states: tuple[str, ...] = FAILOVER_STATES,
+    shuffled: bool = False,
+) -> tuple[str, str]:
     """A dhcpd.leases with n leases as dhcpd 4.4 writes them, and a dhcpd.conf covering them.
 
-    Addresses are 10.0.0.0/8 from .1 up; 60 % active (uid, set vars, 70 % with a client-hostname),
-    30 % free, 10 % backup, as on a failover peer. Returns (leases text, dhcpd.conf text).
+    Addresses are 10.0.0.0/8 from .1 up, each lease starting within a day after `base` and
+    lasting `secs`; by default 60 % active (uid, set vars, 70 % with a client-hostname),
+    30 % free, 10 % backup, as on a failover peer. The blocks are in address order, or with
+    `shuffled` in random order, as in a file dhcpd has rewritten (it writes by pool and
+    state). Returns (leases text, dhcpd.conf text).
     """
     rnd = random.Random(seed)
-    base = 1714550000
     out = [
         "# The format of this file is documented in the dhcpd.leases(5) manual page.\n"
         "# This lease file was written by isc-dhcp-4.4.3-P1\n\n"
@@ -71,8 +84,8 @@ def make_leases(n: int, seed: int = 1) -> tuple[str, str]:
     for i in range(1, n + 1):
         ip = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
         starts = base + rnd.randrange(86400)
-        ends = starts + 43200
-        state = rnd.choice(("active",) * 6 + ("free",) * 3 + ("backup",))
+        ends = starts + secs
+        state = rnd.choice(states)
         mac = ":".join(f"{rnd.randrange(256):02x}" for _ in range(6))
         lines = [
             f"lease {ip} {{",
@@ -94,6 +107,10 @@ def make_leases(n: int, seed: int = 1) -> tuple[str, str]:
                 lines.append(f'  client-hostname "host-{i}";')
         lines.append("}\n")
         out.append("\n".join(lines))
+    if shuffled:
+        blocks = out[1:]
+        rnd.shuffle(blocks)
+        out[1:] = blocks
     conf = (
         "authoritative;\ndefault-lease-time 43200;\nmax-lease-time 86400;\n"
         "subnet 10.0.0.0 netmask 255.0.0.0 {\n"
