@@ -16,9 +16,9 @@ all: test
 
 venv: $(VENV)/.installed
 
-# setup.py builds the optional C accelerator (src/leasedns/_leasescan.c) in place; without a
+# setup.py builds the optional C accelerator (src/leasedns/sources/dhcpd/_leasescan.c) in place; without a
 # compiler the install goes on and the lease parser runs in pure Python. The last line says which.
-$(VENV)/.installed: pyproject.toml setup.py src/leasedns/_leasescan.c
+$(VENV)/.installed: pyproject.toml setup.py src/leasedns/sources/dhcpd/_leasescan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,dev,bench]'
@@ -51,7 +51,7 @@ test-fast: venv
 	$(BIN)/pytest -q -m "not integration and not lab"
 
 demo: debs venv
-	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m leasedns.demo
+	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python -m leasedns.commands.demo
 
 bench: debs venv
 	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python bench/run.py

@@ -7,8 +7,8 @@ setup(
         # optional: without a compiler or Python headers the build goes on, and
         # leasedns.leases parses in pure Python (same results, slower)
         Extension(
-            "leasedns._leasescan",
-            ["src/leasedns/_leasescan.c"],
+            "leasedns.sources.dhcpd._leasescan",
+            ["src/leasedns/sources/dhcpd/_leasescan.c"],
             optional=True,
         )
     ]

@@ -91,7 +91,7 @@ def client_name(rng: random.Random, i: int) -> str:
 def generate(journal_dir: Path, live: int, now: int, seed: int = 1) -> dict[str, int]:
     """Write both peers' journals; returns counts."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from leasedns.events import Event, Kind, to_line
+    from leasedns.model import Event, Kind, to_line
 
     rng = random.Random(seed)
     per_peer: dict[str, list[Event]] = {p: [] for p in PEERS}
@@ -168,9 +168,10 @@ def vm_hwm_kib() -> int:
 def worker(config: str, out: str) -> int:
     """Child process: read + merge + render once, timing each stage; prints JSON."""
     from leasedns import config as lconfig
-    from leasedns import journal, statics
-    from leasedns.merge import Settings, merge
-    from leasedns.render import render
+    from leasedns import journal
+    from leasedns.engine.rules import Settings, merge
+    from leasedns.outputs.tinydns import render
+    from leasedns.sources import statics
 
     rss0 = vm_hwm_kib()  # the interpreter with leasedns and its dependencies imported
     cfg = lconfig.load(config)
@@ -212,8 +213,10 @@ def worker_incremental(config: str, out: str) -> int:
     import gc
 
     from leasedns import config as lconfig
-    from leasedns import mergestate, resolved, statics
-    from leasedns.merge import Settings
+    from leasedns.engine import cache as mergestate
+    from leasedns.engine import resolve as resolved
+    from leasedns.engine.rules import Settings
+    from leasedns.sources import statics
 
     rss0 = vm_hwm_kib()
     cfg = lconfig.load(config)
@@ -264,7 +267,7 @@ def worker_incremental(config: str, out: str) -> int:
 def append_events(journal_dir: Path, n: int, now: int, seed: int = 2) -> None:
     """n new events at the end of peer-a's journal: renewals, new leases, a few releases."""
     from leasedns import journal
-    from leasedns.events import Event, Kind
+    from leasedns.model import Event, Kind
 
     rng = random.Random(seed)
     us = 1_000_000
@@ -357,7 +360,7 @@ def collect(argv: list[str] | None = None) -> list[Row]:
 
         # (iii) the incremental merge apply uses: cold (no saved state), then steady state
         # (1,000 events appended since the last build), each in a fresh child process.
-        from leasedns import mergestate
+        from leasedns.engine import cache as mergestate
 
         mergestate.discard(state)
         cold, cold_rss = run_worker(cfg, tmp / "data.cold", "--worker-incr")

@@ -47,8 +47,9 @@ def simulate(
     grace: int,
     seed: int = 5,
 ) -> dict[str, float]:
-    from leasedns import apply, journal
-    from leasedns.events import Event, Kind
+    from leasedns import journal
+    from leasedns.commands import apply
+    from leasedns.model import Event, Kind
 
     min_events = getattr(apply, "COMPACT_MIN_EVENTS", 1000)
     keep_us = (max_lease + grace) * 1_000_000

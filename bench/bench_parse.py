@@ -20,7 +20,7 @@ from common import Row, exit_code, fmt, machine_note, print_table
 # Each tool runs in a fresh interpreter so peak memory figures do not mix. Peak memory is
 # VmHWM from /proc (reset by exec) minus VmRSS after the imports: what the parse itself adds.
 # ru_maxrss would not do: Linux carries it over exec from the parent process. "ours" parses with
-# whatever leasedns.leases.PARSER says (the C accelerator when it is built); "ours-pure" forces
+# whatever leases.PARSER says (the C accelerator when it is built); "ours-pure" forces
 # the pure-Python fallback. Both materialise every Lease, as IscDhcpLeases.get() does.
 _CHILD = r"""
 import json, sys, time
@@ -29,7 +29,7 @@ def kib(field):
         if line.startswith(field):
             return int(line.split()[1])
 tool, path = sys.argv[1], sys.argv[2]
-from leasedns.leases import PARSER, read_leases
+from leasedns.sources.dhcpd.leases import PARSER, read_leases
 from isc_dhcp_leases import IscDhcpLeases
 before = kib("VmRSS:")
 t0 = time.perf_counter()

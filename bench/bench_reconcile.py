@@ -170,7 +170,7 @@ def generate(
     seed: int = 7,
 ) -> dict[str, int]:
     """Write the two lease files and both journals; returns counts."""
-    from leasedns.events import Event, Kind, to_line
+    from leasedns.model import Event, Kind, to_line
 
     rnd = random.Random(seed)
     distinct = n_blocks - renewals
@@ -432,11 +432,13 @@ def worker(config: str) -> int:
     import gc
 
     from leasedns import config as lconfig
-    from leasedns import mergestate, resolved, statics
-    from leasedns.dhcpdconf import read_conf
-    from leasedns.leases import read_leases
-    from leasedns.merge import Settings
-    from leasedns.reconcile import compare, merged_from, published_pairs
+    from leasedns.commands.reconcile import compare, merged_from, published_pairs
+    from leasedns.engine import cache as mergestate
+    from leasedns.engine import resolve as resolved
+    from leasedns.engine.rules import Settings
+    from leasedns.sources import statics
+    from leasedns.sources.dhcpd.conf import read_conf
+    from leasedns.sources.dhcpd.leases import read_leases
 
     def hwm() -> int:
         with open("/proc/self/status") as f:

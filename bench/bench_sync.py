@@ -37,7 +37,7 @@ DOMAIN = "lab.example"
 
 def events(n: int, start_us: int, rng: random.Random, first_client: int = 0) -> list:  # type: ignore[type-arg]
     """n events of peer-a as its hook would journal them: commits, renewals, some releases."""
-    from leasedns.events import Event, Kind
+    from leasedns.model import Event, Kind
 
     out = []
     t = start_us

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from helpers import HOOK, tool, write_config
-from leasedns import apply, config, journal, spool
+from leasedns import config, journal
 from leasedns.cli import main
-from leasedns.events import Kind, format_time, make_event, parse_time
+from leasedns.commands import apply
+from leasedns.model import Kind, format_time, make_event, parse_time
+from leasedns.sources import spool
 
 pytestmark = pytest.mark.integration
 

@@ -29,8 +29,10 @@ from pathlib import Path
 import pytest
 
 from helpers import tool, write_config
-from leasedns import apply, config, journal, mergestate, status
-from leasedns.events import Event, Kind
+from leasedns import config, journal
+from leasedns.commands import apply, status
+from leasedns.engine import cache as mergestate
+from leasedns.model import Event, Kind
 
 TRIALS = int(os.environ.get("LEASEDNS_DAMAGE_TRIALS", "300"))
 SEED = int(os.environ.get("LEASEDNS_DAMAGE_SEED", "20261130"))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from leasedns import cmd_leases
-from leasedns.leases import newest_per_address, read_leases
+from leasedns.commands import leases as cmd_leases
+from leasedns.sources.dhcpd.leases import newest_per_address, read_leases
 
 DATA = Path(__file__).parent / "data" / "leases"
 NOW = 1714568400  # 2024-05-01 13:00:00 UTC

@@ -15,7 +15,7 @@ def test_demo_runs_the_whole_pipeline() -> None:
     tool("tinydns-data")
     need(os.geteuid() == 0, "the demo serves with a real tinydns only as root")
     p = subprocess.run(
-        [sys.executable, "-m", "leasedns.demo"],
+        [sys.executable, "-m", "leasedns.commands.demo"],
         capture_output=True,
         text=True,
         timeout=120,

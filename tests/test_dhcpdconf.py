@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from leasedns.dhcpdconf import HostDecl, parse_conf, publish_name, read_conf
 from leasedns.errors import ParseError
+from leasedns.sources.dhcpd.conf import HostDecl, parse_conf, publish_name, read_conf
 
 DATA = Path(__file__).parent / "data" / "dhcpdconf"
 

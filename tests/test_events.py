@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns import events
+from leasedns import model as events
 from leasedns.errors import EventError
-from leasedns.events import Event, Kind, format_time, from_line, make_event, parse_time, to_line
+from leasedns.model import Event, Kind, format_time, from_line, make_event, parse_time, to_line
 
 
 def test_make_event_normalises_mac_and_keeps_raw_name() -> None:

@@ -27,9 +27,11 @@ from pathlib import Path
 import pytest
 
 from helpers import HOOK, need, tool, write_config
-from leasedns import apply, config, journal, spool
-from leasedns.events import make_event
-from leasedns.render import HEADER
+from leasedns import config, journal
+from leasedns.commands import apply
+from leasedns.model import make_event
+from leasedns.outputs.tinydns import HEADER
+from leasedns.sources import spool
 
 pytestmark = pytest.mark.integration
 LEASEDNS = str(Path(sys.executable).with_name("leasedns"))

@@ -36,11 +36,14 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from helpers import HOOK, ROOT, ZONES, tool, write_config
-from leasedns import apply, config, journal, leases, spool, statics
+from leasedns import config, journal
+from leasedns.commands import apply
+from leasedns.engine.rules import Settings, merge
 from leasedns.errors import ConfigError, ParseError
-from leasedns.events import parse_time
-from leasedns.merge import Settings, merge
-from leasedns.render import DYNAMIC_MARK, HEADER, HOSTS_MARK, STATIC_MARK
+from leasedns.model import parse_time
+from leasedns.outputs.tinydns import DYNAMIC_MARK, HEADER, HOSTS_MARK, STATIC_MARK
+from leasedns.sources import spool, statics
+from leasedns.sources.dhcpd import leases
 
 SCALE = int(os.environ.get("LEASEDNS_FUZZ_EXAMPLES", "0") or 0)
 

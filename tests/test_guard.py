@@ -2,10 +2,10 @@
 
 import pytest
 
+from leasedns.engine.guard import check, unexplained_losses
+from leasedns.engine.rules import Record
 from leasedns.errors import GuardError
-from leasedns.guard import check, unexplained_losses
-from leasedns.merge import Record
-from leasedns.render import Published
+from leasedns.outputs.tinydns import Published
 
 NOW = 1_800_000_000
 PREV = [Published(f"pc{i}.lab.example", f"192.0.2.{100 + i}", NOW + 600) for i in range(20)]

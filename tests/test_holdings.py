@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from helpers import tool, write_config
-from leasedns import apply, config, holdings, journal, status
+from leasedns import config, journal
 from leasedns.cli import main
-from leasedns.events import Event, Kind
-from leasedns.holdings import Holding
+from leasedns.commands import apply, status
+from leasedns.journal import holdings
+from leasedns.journal.holdings import Holding
+from leasedns.model import Event, Kind
 
 NOW_US = (int(time.time()) - 3600) * 1_000_000  # an hour ago: in effect now
 

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from helpers import HOOK, need
-from leasedns import spool
-from leasedns.events import Kind, make_event
+from leasedns.model import Kind, make_event
+from leasedns.sources import spool
 
 
 def run_hook(spool_dir: Path, *args: str | bytes, **env: str) -> subprocess.CompletedProcess[bytes]:

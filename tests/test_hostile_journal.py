@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from helpers import HOOK, tool, write_config
-from leasedns import apply, config, journal, mergestate
+from leasedns import config, journal
 from leasedns.cli import main
+from leasedns.commands import apply
+from leasedns.engine import cache as mergestate
 from leasedns.errors import LeasednsError
-from leasedns.events import Event, Kind, format_time, to_line
+from leasedns.model import Event, Kind, format_time, to_line
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from helpers import HOOK, tool, write_config
-from leasedns import apply, config, inbox, journal, status
-from leasedns import sync as syncing
+from leasedns import config, journal
 from leasedns.cli import main
-from leasedns.events import Event, Kind
-from leasedns.identity import installation_id
+from leasedns.commands import apply, status
+from leasedns.journal import inbox
+from leasedns.journal import sync as syncing
+from leasedns.journal.identity import installation_id
+from leasedns.model import Event, Kind
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns.events import INFINITE_LEASE, Event, Kind
+from leasedns.engine.rules import Settings, merge
 from leasedns.journal import (
     OWNER,
     OwnerError,
@@ -20,8 +20,8 @@ from leasedns.journal import (
     survivors,
     valid_peer,
 )
-from leasedns.merge import Settings, merge
-from leasedns.statics import Statics
+from leasedns.model import INFINITE_LEASE, Event, Kind
+from leasedns.sources.statics import Statics
 
 T0 = 1_800_000_000
 US = 1_000_000

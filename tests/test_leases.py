@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns.leases import (
+from leasedns.sources.dhcpd.leases import (
     Lease,
     _parse_region,
     live_leases,
@@ -171,7 +171,7 @@ def test_mac_normalised_in_general_path():
 
 def _general(text: str, path: str):
     """Parse with the general tokenizer only (no fast regex)."""
-    from leasedns.leases import _Acc, _finish
+    from leasedns.sources.dhcpd.leases import _Acc, _finish
 
     acc = _Acc("\n" + text, path)
     _parse_region(acc, 1, len(text) + 1)
@@ -268,7 +268,7 @@ def test_fast_path_equals_general_path_on_odd_dates(date):
 
 
 def test_read_in_chunks_equals_whole(tmp_path, monkeypatch):
-    import leasedns.leases as mod
+    import leasedns.sources.dhcpd.leases as mod
 
     text = (DATA / "real-dhcpd-4.4.3.leases").read_text("latin-1")
     text += (DATA / "cut-mid-block.leases").read_text("latin-1")
@@ -396,7 +396,7 @@ def test_leases_command_shows_a_block_without_binding_state_and_exits_0():
     import io
     import json
 
-    from leasedns import cmd_leases
+    from leasedns.commands import leases as cmd_leases
 
     ap = argparse.ArgumentParser()
     cmd_leases.add_parser(ap.add_subparsers())

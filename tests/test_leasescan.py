@@ -1,4 +1,4 @@
-"""The C scanner (leasedns._leasescan) against the pure-Python parser: the same LeaseFile."""
+"""The C scanner (_leasescan) against the pure-Python parser: the same LeaseFile."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import need
-from leasedns import cli, leases
-from leasedns.leases import Lease, LeaseFile, parse_leases, read_leases
+from leasedns import cli
+from leasedns.sources.dhcpd import leases
+from leasedns.sources.dhcpd.leases import Lease, LeaseFile, parse_leases, read_leases
 
 DATA = Path(__file__).parent / "data" / "leases"
 FIXTURES = sorted(DATA.glob("*.leases"))
@@ -25,7 +26,7 @@ FIXTURES = sorted(DATA.glob("*.leases"))
 
 def _have_c() -> bool:
     try:
-        import leasedns._leasescan  # noqa: F401
+        import leasedns.sources.dhcpd._leasescan  # noqa: F401
     except ImportError:
         return False
     return True
@@ -34,8 +35,8 @@ def _have_c() -> bool:
 def need_c() -> None:
     need(
         _have_c() and leases._scan is not None,
-        "the C accelerator leasedns._leasescan is not built (no compiler or Python headers "
-        "when installed; `make venv` builds it) or LEASEDNS_PURE_PYTHON is set",
+        "the C accelerator leasedns.sources.dhcpd._leasescan is not built (no compiler or "
+        "Python headers when installed; `make venv` builds it) or LEASEDNS_PURE_PYTHON is set",
     )
 
 
@@ -99,7 +100,7 @@ def both_ways(text: str, tmp: Path | None = None, chunks: tuple[int, ...] = ()) 
 def test_extension_is_built():
     """`make venv` builds it where gcc and the Python headers are (CI has both)."""
     need_c()
-    assert leases.PARSER == "C, leasedns._leasescan"
+    assert leases.PARSER == "C, leasedns.sources.dhcpd._leasescan"
 
 
 def test_lease_fields_are_in_the_order_the_c_code_fills_them():
@@ -128,7 +129,7 @@ def test_lease_fields_are_in_the_order_the_c_code_fills_them():
 
 def test_pure_python_forced_by_environment():
     env = {**os.environ, "LEASEDNS_PURE_PYTHON": "1"}
-    code = "from leasedns import leases; print(leases.PARSER, leases._scan)"
+    code = "from leasedns.sources.dhcpd import leases; print(leases.PARSER, leases._scan)"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout
@@ -310,7 +311,7 @@ def test_text_beyond_latin1_goes_the_python_way():
 
 def test_scan_refuses_bad_arguments():
     need_c()
-    from leasedns._leasescan import scan
+    from leasedns.sources.dhcpd._leasescan import scan
 
     text = BLOCK
     with pytest.raises(TypeError):
@@ -374,7 +375,7 @@ def test_memory_error_propagates():
     )
     code = (
         "import resource, sys\n"
-        "from leasedns.leases import parse_leases\n"
+        "from leasedns.sources.dhcpd.leases import parse_leases\n"
         "text = sys.stdin.read()\n"
         "status = [l for l in open('/proc/self/status') if l.startswith('VmSize:')]\n"
         "limit = int(status[0].split()[1]) * 1024 + int(sys.argv[1]) * 2**20\n"

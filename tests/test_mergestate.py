@@ -13,12 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns import journal, mergestate, statics
+from leasedns import journal
+from leasedns.engine import cache as mergestate
+from leasedns.engine.rules import Settings, merge, resolve
 from leasedns.errors import GuardError
-from leasedns.events import Event, Kind, from_line, to_line
-from leasedns.merge import Settings, merge, resolve
-from leasedns.render import render
-from leasedns.statics import StaticHost, Statics
+from leasedns.model import Event, Kind, from_line, to_line
+from leasedns.outputs.tinydns import render
+from leasedns.sources import statics
+from leasedns.sources.statics import StaticHost, Statics
 
 T0 = 1_800_000_000
 NOW = T0 + 1000  # after every event the tests below write
@@ -300,7 +302,8 @@ def _no_compile(argv, **kw):  # type: ignore[no-untyped-def]
 
 def test_apply_build_without_journals_is_incremental_and_guarded(tmp_path: Path) -> None:
     from helpers import write_config
-    from leasedns import apply, config
+    from leasedns import config
+    from leasedns.commands import apply
 
     cfg = config.load(str(write_config(tmp_path)))
     apply.ensure_dirs(cfg)
@@ -344,7 +347,8 @@ def test_a_damaged_table_found_mid_build_means_a_cold_build_not_a_failure(
     import sqlite3
 
     from helpers import write_config
-    from leasedns import apply, config
+    from leasedns import config
+    from leasedns.commands import apply
 
     cfg = config.load(str(write_config(tmp_path)))
     apply.ensure_dirs(cfg)
@@ -458,7 +462,8 @@ def test_events_from_the_future_wait_for_their_time(tmp_path: Path) -> None:
     """A commit dated years ahead does not pin its address, and releases dated years ahead
     do not take a peer's names away (nor does the guard count them as explained) until then."""
     from helpers import write_config
-    from leasedns import apply, config, status
+    from leasedns import config
+    from leasedns.commands import apply, status
 
     cfg = config.load(str(write_config(tmp_path)))
     apply.ensure_dirs(cfg)

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from helpers import tool, write_config
-from leasedns import apply, config
+from leasedns import config
+from leasedns.commands import apply
 from leasedns.errors import PublishError
-from leasedns.publish import publish, write_atomic
-from leasedns.render import static_origin
-from leasedns.statics import Statics
+from leasedns.fsutil import write_atomic
+from leasedns.outputs.tinydns import publish, static_origin
+from leasedns.sources.statics import Statics
 
 
 def test_a_write_that_cannot_finish_leaves_no_temp_file(tmp_path: Path) -> None:

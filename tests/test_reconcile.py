@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from helpers import tool, write_config
-from leasedns import apply, config, journal
+from leasedns import config, journal
 from leasedns.cli import main
-from leasedns.events import Event, Kind
-from leasedns.reconcile import run
+from leasedns.commands import apply
+from leasedns.commands.reconcile import run
+from leasedns.model import Event, Kind
 
 pytestmark = pytest.mark.integration
 NOW = int(time.time())
@@ -289,10 +290,12 @@ def test_no_lease_files_configured_is_a_config_error(
 
 
 def test_merged_from_the_state_tables_equals_merged_from_plain_dicts(tmp_path: Path) -> None:
-    from leasedns import mergestate, resolved, statics
-    from leasedns.merge import Aggregates, Settings
-    from leasedns.reconcile import merged_from
-    from leasedns.store import Table
+    from leasedns.commands.reconcile import merged_from
+    from leasedns.engine import cache as mergestate
+    from leasedns.engine import resolve as resolved
+    from leasedns.engine.rules import Aggregates, Settings
+    from leasedns.engine.store import Table
+    from leasedns.sources import statics
 
     cfg = setup(tmp_path, "")
     macs = [f"02:00:00:00:01:{i:02x}" for i in range(12)]

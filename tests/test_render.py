@@ -5,9 +5,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns.merge import Record
-from leasedns.render import escape, from_tai64, published_dynamic, render, tai64
-from leasedns.statics import Statics
+from leasedns.engine.rules import Record
+from leasedns.outputs.tinydns import escape, from_tai64, published_dynamic, render, tai64
+from leasedns.sources.statics import Statics
 
 GOLDEN = Path(__file__).parent / "data" / "render" / "mixed.data.good"
 

@@ -11,14 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns import guard, journal, mergestate, resolved
-from leasedns.apply import check_guard
+from leasedns import journal
+from leasedns.commands.apply import check_guard
 from leasedns.config import ConflictPolicy, NamePolicy
+from leasedns.engine import cache as mergestate
+from leasedns.engine import guard
+from leasedns.engine import resolve as resolved
+from leasedns.engine.rules import Result, Settings, merge
 from leasedns.errors import GuardError
-from leasedns.events import Event, Kind
-from leasedns.merge import Result, Settings, merge
-from leasedns.render import published_dynamic, render
-from leasedns.statics import StaticHost, Statics
+from leasedns.model import Event, Kind
+from leasedns.outputs.tinydns import published_dynamic, render
+from leasedns.sources.statics import StaticHost, Statics
 from test_mergestate import PEERS, T0, _apply_step
 
 TTL = 300
@@ -165,7 +168,7 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
             assert up.data == want
             # reconcile's view of the same state (published read from the outcome and the
             # rivals, not the winner table) is the full merge's
-            from leasedns.reconcile import merged_from
+            from leasedns.commands.reconcile import merged_from
 
             merged = merged_from(up.resolved, state.aggregates)
             assert merged.published == full.published

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns import mergestate, store
-from leasedns.store import Spec, Table, text_in, text_out
+from leasedns.engine import cache as mergestate
+from leasedns.engine import store
+from leasedns.engine.store import Spec, Table, text_in, text_out
 
 # name -> (end or None, text with odd characters): the shape of the outcome table
 SPEC: Spec[str, tuple[int | None, str]] = Spec(

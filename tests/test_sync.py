@@ -13,13 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import HOOK, tool, write_config
-from leasedns import apply, config, inbox, journal
-from leasedns import sync as syncing
+from leasedns import config, journal
 from leasedns.cli import main
-from leasedns.events import Event, Kind
-from leasedns.merge import Settings, merge
-from leasedns.render import render
-from leasedns.statics import Statics
+from leasedns.commands import apply
+from leasedns.engine.rules import Settings, merge
+from leasedns.journal import inbox
+from leasedns.journal import sync as syncing
+from leasedns.model import Event, Kind
+from leasedns.outputs.tinydns import render
+from leasedns.sources.statics import Statics
 
 pytestmark = pytest.mark.integration
 LEASEDNS = shutil.which("leasedns") or str(Path(sys.executable).with_name("leasedns"))

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from helpers import HOOK, tool, write_config
-from leasedns import apply, config
+from leasedns import config
+from leasedns.commands import apply
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TextIO
 
-from . import __version__
-from .errors import ConfigError, EventError, LeasednsError
+from leasedns import __version__
+from leasedns.errors import ConfigError, EventError, LeasednsError
 
 # Modules only some commands need (config: PyYAML and dnspython; the merge engine; events;
 # logging, which `leases` never uses) are imported where those commands run: a whole
@@ -27,7 +27,7 @@ class _HelpFormatter(argparse.HelpFormatter):
         text = super()._get_help_string(action)
         if text is None or "@DEFAULT_PATH@" not in text:
             return text
-        from .config import DEFAULT_PATH
+        from leasedns.config import DEFAULT_PATH
 
         return text.replace("@DEFAULT_PATH@", DEFAULT_PATH)
 
@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="say more (twice: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="errors only")
-    from .leases import PARSER
+    from leasedns.sources.dhcpd.leases import PARSER
 
     p.add_argument(
         "--version",
@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     sn = sub.add_parser("dhcpd-snippet", help="print the dhcpd.conf hook snippet for this install")
     sn.add_argument("--hook", help="hook path (default: dhcpd-event beside this leasedns)")
 
-    from . import cmd_leases
+    from leasedns.commands import leases as cmd_leases
 
     cmd_leases.add_parser(sub)
     return p
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = _parser().parse_args(argv)
     hook = getattr(args, "from_hook", False)
     if args.command != "leases":  # it logs nothing: problems go to stderr as path:line
-        from . import logs
+        from leasedns import logs
 
         logs.setup(-1 if args.quiet else args.verbose, stderr=not hook)
     try:
@@ -135,14 +135,14 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(snippet(args.hook))
         return EXIT_OK
     if args.command == "leases":
-        from . import cmd_leases
+        from leasedns.commands import leases as cmd_leases
 
         return cmd_leases.run(args, out)
-    from . import config
+    from leasedns import config
 
     cfg = config.load(args.config)
     if args.command == "apply":
-        from . import apply
+        from leasedns.commands import apply
 
         report = apply.run(cfg, force=args.force, coalesce=args.from_hook)
         if not args.from_hook and not args.quiet:
@@ -156,8 +156,8 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             )
         return EXIT_OK if report.ok else EXIT_FAIL
     if args.command == "record":
-        from . import apply
-        from .events import parse_time
+        from leasedns.commands import apply
+        from leasedns.model import parse_time
 
         try:
             t = parse_time(args.time) if args.time else None
@@ -173,13 +173,13 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             return EXIT_OK
         return EXIT_OK if apply.run(cfg).ok else EXIT_FAIL
     if args.command == "show":
-        from . import show
+        from leasedns.commands import show
 
         result = show.compute(cfg)
         out.write(show.as_json(result) if args.json else show.as_table(result))
         return EXIT_OK
     if args.command == "reconcile":
-        from . import reconcile
+        from leasedns.commands import reconcile
 
         drift = reconcile.run(cfg, fix=not args.check, force=args.force)
         out.write(
@@ -187,7 +187,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         )
         return drift.level if args.check else (2 if drift.held or drift.problems else 0)
     if args.command == "sync":
-        from . import sync
+        from leasedns.journal import sync
 
         if not cfg.partners:
             raise ConfigError(f"{cfg.path}: no sync.partners configured; nothing to sync")
@@ -202,7 +202,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
                 )
         return EXIT_OK if all(r.ok for r in results) else EXIT_FAIL
     if args.command == "check":
-        from . import check, show
+        from leasedns.commands import check, show
 
         servers = list(cfg.check_servers)
         for s in args.server or []:
@@ -216,7 +216,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         out.write(check.as_text(reports))
         return check.level(reports)
     if args.command == "status":
-        from . import status
+        from leasedns.commands import status
 
         st = status.gather(cfg)
         out.write(json.dumps(asdict(st), indent=1) + "\n" if args.json else status.as_text(cfg, st))

@@ -15,8 +15,8 @@ import dns.exception
 import dns.name
 import yaml
 
-from .errors import ConfigError
-from .journal import PEER_RULE, valid_peer
+from leasedns.errors import ConfigError
+from leasedns.journal import PEER_RULE, valid_peer
 
 DEFAULT_PATH = "/etc/leasedns/leasedns.yaml"
 DEFAULT_STATE = "/var/lib/leasedns"

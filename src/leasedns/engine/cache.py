@@ -40,12 +40,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import __version__, journal, store
-from .config import Config
-from .events import Row
-from .merge import Aggregates, Settings
-from .resolved import Outcome, Resolved
-from .store import Spec, Table, text_in, text_out
+from leasedns import __version__, journal
+from leasedns.config import Config
+from leasedns.engine import store
+from leasedns.engine.resolve import Outcome, Resolved
+from leasedns.engine.rules import Aggregates, Settings
+from leasedns.engine.store import Spec, Table, text_in, text_out
+from leasedns.model import Row
 
 log = logging.getLogger("leasedns.mergestate")
 

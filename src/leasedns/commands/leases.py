@@ -10,7 +10,7 @@ from json.encoder import encode_basestring_ascii
 from operator import attrgetter
 from typing import Any, TextIO
 
-from leasedns.leases import (
+from leasedns.sources.dhcpd.leases import (
     Lease,
     LeaseFile,
     address_key,

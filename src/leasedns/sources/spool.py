@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EventError
+from leasedns.errors import EventError
 
 log = logging.getLogger("leasedns.spool")
 

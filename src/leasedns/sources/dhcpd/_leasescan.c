@@ -1,4 +1,4 @@
-/* leasedns._leasescan: the lease parser's fast path in C.
+/* leasedns.sources.dhcpd._leasescan: the lease parser's fast path in C.
  *
  * scan() reads lease blocks laid out exactly as dhcpd's write_lease() writes them -- the
  * grammar of _FAST in leases.py, nothing more -- and puts a Lease for each straight into the
@@ -822,8 +822,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     .m_base = PyModuleDef_HEAD_INIT,
-    .m_name = "leasedns._leasescan",
-    .m_doc = "The lease parser's fast path in C (optional; leasedns.leases falls back to Python).",
+    .m_name = "leasedns.sources.dhcpd._leasescan",
+    .m_doc = "The lease parser's fast path in C (optional; leasedns.sources.dhcpd.leases falls back to Python).",
     .m_size = 0,
     .m_methods = methods,
 };

@@ -7,11 +7,13 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import holdings, inbox, journal, spool
-from . import sync as syncing
-from .apply import load_report
-from .config import Config
-from .events import format_time, parse_time
+from leasedns import journal
+from leasedns.commands.apply import load_report
+from leasedns.config import Config
+from leasedns.journal import holdings, inbox
+from leasedns.journal import sync as syncing
+from leasedns.model import format_time, parse_time
+from leasedns.sources import spool
 
 BACKLOG_WARN_SECS = 300
 TORN_WARN_SECS = 60

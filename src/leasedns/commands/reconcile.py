@@ -9,14 +9,19 @@ from dataclasses import asdict, dataclass, field
 from operator import itemgetter
 from typing import NamedTuple
 
-from . import identity, journal, mergestate, resolved, statics, store
-from .config import Config
-from .errors import ConfigError, LeasednsError
-from .events import INFINITE_LEASE, MAX_TIME_US, MIN_TIME_US, Event, Kind, format_time
-from .leases import LeaseFile, newest_per_address, read_leases
-from .merge import Aggregates, Settings, stamp_runs
-from .names import fqdn, label_for
-from .resolved import Resolved
+from leasedns import journal
+from leasedns.config import Config
+from leasedns.engine import cache as mergestate
+from leasedns.engine import resolve as resolved
+from leasedns.engine import store
+from leasedns.engine.resolve import Resolved
+from leasedns.engine.rules import Aggregates, Settings, stamp_runs
+from leasedns.errors import ConfigError, LeasednsError
+from leasedns.journal import identity
+from leasedns.model import INFINITE_LEASE, MAX_TIME_US, MIN_TIME_US, Event, Kind, format_time
+from leasedns.names import fqdn, label_for
+from leasedns.sources import statics
+from leasedns.sources.dhcpd.leases import LeaseFile, newest_per_address, read_leases
 
 # A lease file this much older than the newest journal event cannot prove that
 # an address it does not mention is free.
@@ -317,14 +322,14 @@ def published_pairs(data: bytes) -> set[tuple[str, str]]:
 
 def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> Drift:
     """Read everything, compute the drift and, with `fix`, journal the corrections and build."""
-    from . import apply
+    from leasedns.commands import apply
 
     with apply.gc_paused():  # 100,000s of long-lived objects and no cycles
         return _run(cfg, fix, force, now)
 
 
 def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
-    from . import apply
+    from leasedns.commands import apply
 
     now = int(time.time()) if now is None else now
     if not cfg.lease_files:
@@ -387,7 +392,7 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
         if not report.ok:
             drift.problems.append(f"build after reconcile failed: {report.error}")
         if fixes and cfg.partners:
-            from . import sync
+            from leasedns.journal import sync
 
             sync.run(cfg, wait=False)
     return drift

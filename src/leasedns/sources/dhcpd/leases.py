@@ -228,8 +228,8 @@ _TIME = r"(?:\d ([0-9]{4}/[0-9]{2}/[0-9]{2} [0-9]{2}:[0-9]{2}):([0-9]{2})|never)
 # fixed order, two-space indent, one per line. A block that deviates at all (epoch times, hex
 # uid, comments, hand edits, damage) does not match and goes to the general tokenizer below,
 # which reads the same statements the same way; the tests check that both agree.
-# src/leasedns/_leasescan.c reads exactly this grammar too: change one, change the other
-# (tests/test_leasescan.py compares the C scanner with this path).
+# _leasescan.c (beside this file) reads exactly this grammar too: change one, change the
+# other (tests/test_leasescan.py compares the C scanner with this path).
 _FAST = re.compile(
     r"^lease ([0-9.]{7,15}) \{\n"
     r"(?:  starts " + _TIME + r")?"
@@ -256,7 +256,7 @@ _FAST = re.compile(
 # `bootp` and `reserved` are kept "for compatibleness with older versions" and are active.
 # A block with any other word there is dropped by dhcpd, so by both paths here too. The
 # values are interned: 100,000 leases share a handful of strings instead of holding one each.
-# src/leasedns/_leasescan.c has the same table (STATE_WORD).
+# src/leasedns/sources/dhcpd/_leasescan.c has the same table (STATE_WORD).
 _STATES = {
     **{s: s for s in ("abandoned", "active", "backup", "expired", "free", "released", "reset")},
     "bootp": "active",
@@ -686,8 +686,8 @@ def _resync(text: str, toks: list[_Tok], i: int) -> int:
 
 # --- the fast path in C ---------------------------------------------------------------------
 
-# leasedns._leasescan.scan reads the blocks _FAST matches, the same way, and builds the Leases
-# itself; it hands every other region back here. It is an optional build: without it (no
+# _leasescan.scan reads the blocks _FAST matches, the same way, and builds the Leases itself;
+# it hands every other region back here. It is an optional build: without it (no
 # compiler when installed, or LEASEDNS_PURE_PYTHON=1) the regex path above does the same work.
 _Scan = Callable[
     [str, int, int, int, dict[str, Lease], str, type[Lease]],
@@ -699,10 +699,10 @@ def _load_scan() -> tuple[_Scan | None, str]:
     if os.environ.get("LEASEDNS_PURE_PYTHON"):
         return None, "pure Python, LEASEDNS_PURE_PYTHON is set"
     try:
-        from leasedns._leasescan import scan
+        from leasedns.sources.dhcpd._leasescan import scan
     except ImportError:
-        return None, "pure Python, leasedns._leasescan not built"
-    return scan, "C, leasedns._leasescan"
+        return None, "pure Python, leasedns.sources.dhcpd._leasescan not built"
+    return scan, "C, leasedns.sources.dhcpd._leasescan"
 
 
 # PARSER says which path runs (`leasedns --version`); tests switch paths through _scan.

@@ -17,7 +17,7 @@ import re
 import secrets
 from pathlib import Path
 
-from .errors import LeasednsError
+from leasedns.errors import LeasednsError
 
 ID_FILE = "installation-id"
 _ID_RE = re.compile(r"[0-9a-f]{32}")

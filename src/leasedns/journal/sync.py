@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from . import identity, journal
-from .config import Config, Partner
-from .errors import LeasednsError
-from .events import format_time
-from .publish import write_atomic
+from leasedns import journal
+from leasedns.config import Config, Partner
+from leasedns.errors import LeasednsError
+from leasedns.fsutil import write_atomic
+from leasedns.journal import identity
+from leasedns.model import format_time
 
 log = logging.getLogger("leasedns.sync")
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .errors import EventError
+from leasedns.errors import EventError
 
 MAX_NAME_BYTES = 1024  # DHCP options hold at most 255; longer is hostile and is cut here
 INFINITE_LEASE = 0xFFFFFFFF

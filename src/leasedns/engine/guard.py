@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 
-from .errors import GuardError
-from .merge import Record
-from .render import Published
+from leasedns.engine.rules import Record
+from leasedns.errors import GuardError
+from leasedns.outputs.tinydns import Published
 
 
 def unexplained_losses(

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import journal
-from .publish import write_atomic
+from leasedns import journal
+from leasedns.fsutil import write_atomic
 
 log = logging.getLogger("leasedns.holdings")
 

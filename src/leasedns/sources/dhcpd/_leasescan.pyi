@@ -1,6 +1,6 @@
-"""Types of the optional C accelerator (src/leasedns/_leasescan.c)."""
+"""Types of the optional C accelerator (src/leasedns/sources/dhcpd/_leasescan.c)."""
 
-from leasedns.leases import Lease
+from leasedns.sources.dhcpd.leases import Lease
 
 def scan(
     text: str,

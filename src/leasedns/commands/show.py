@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import time
 
-from . import journal, statics
-from .config import Config
-from .events import format_time
-from .merge import Result, Settings, merge
-from .names import show_name
+from leasedns import journal
+from leasedns.config import Config
+from leasedns.engine.rules import Result, Settings, merge
+from leasedns.model import format_time
+from leasedns.names import show_name
+from leasedns.sources import statics
 
 
 def compute(cfg: Config, now: int | None = None) -> Result:

@@ -12,7 +12,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.reversename
 
-from .merge import Record
+from leasedns.engine.rules import Record
 
 SETTLING_SECS = 5  # records this close to their time-to-die may legitimately differ
 

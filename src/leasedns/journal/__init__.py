@@ -1,9 +1,9 @@
-"""Per-peer journals: journal/<peer>/*.jsonl, append-only, fsynced, one writer per directory."""
+"""Per-peer journals of lease events: segments, line format, append, compaction; their
+replication (sync, inbox) and what this host holds of them."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import json.scanner
 import logging
@@ -14,8 +14,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EventError, LeasednsError
-from .events import INFINITE_LEASE, Event, Row, event_of, row_from_json, row_from_line, to_line
+from leasedns.errors import EventError, LeasednsError
+from leasedns.fsutil import flocked, fsync_dir, write_all
+from leasedns.model import (
+    INFINITE_LEASE,
+    Event,
+    Row,
+    event_of,
+    row_from_json,
+    row_from_line,
+    to_line,
+)
 
 log = logging.getLogger("leasedns.journal")
 
@@ -150,12 +159,8 @@ def read_all(root: Path) -> dict[str, PeerJournal]:
 def locked(peer_dir: Path) -> Iterator[None]:
     """Serialise writers of one peer's journal on this host (apply, record, reconcile)."""
     peer_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-    fd = os.open(peer_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o640)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with flocked(peer_dir / LOCK):
         yield
-    finally:
-        os.close(fd)
 
 
 def read_owner(peer_dir: Path) -> str | None:
@@ -185,7 +190,7 @@ def write_small(path: Path, data: bytes) -> None:
     under a temporary name and rename)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     try:
-        _write_all(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -234,7 +239,7 @@ def append(peer_dir: Path, events: Iterable[Event], owner: str | None = None) ->
                 # A torn line from a crash: end it, so it stays one bad line
                 # (reported and skipped) instead of swallowing this event.
                 data = b"\n" + data
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         except OSError as e:
             # Take back a partial write (a full disk): a torn tail would otherwise stay a
@@ -261,25 +266,9 @@ def _roll(last: Path) -> bool:
         if size < ROLL_BYTES:
             return False
         if os.pread(fd, 1, size - 1) != b"\n":
-            _write_all(fd, b"\n")
+            write_all(fd, b"\n")
             os.fsync(fd)
         return True
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory entry (a new or renamed file) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
     finally:
         os.close(fd)
 

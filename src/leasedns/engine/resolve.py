@@ -23,9 +23,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, MutableMapping, Set
 from dataclasses import dataclass, field
 
-from .config import ConflictPolicy
-from .events import INFINITE_LEASE, Event, Row, event_of
-from .merge import (
+from leasedns.config import ConflictPolicy
+from leasedns.engine.rules import (
     Aggregates,
     Binding,
     Record,
@@ -34,10 +33,11 @@ from .merge import (
     _ipkey,
     static_records,
 )
-from .names import fqdn, label_for, protected_fqdns
-from .render import DYNAMIC_MARK, escape, from_tai64, record_line, render_parts
-from .statics import Statics
-from .store import Table
+from leasedns.engine.store import Table
+from leasedns.model import INFINITE_LEASE, Event, Row, event_of
+from leasedns.names import fqdn, label_for, protected_fqdns
+from leasedns.outputs.tinydns import DYNAMIC_MARK, escape, from_tai64, record_line, render_parts
+from leasedns.sources.statics import Statics
 
 Outcome = tuple[int | None, str | None, str]  # (end, claimed name or None, refusal reason or "")
 

@@ -38,12 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import identity, journal
-from .config import Config
-from .errors import LeasednsError
-from .events import Event, format_time
-from .publish import write_atomic
-from .sync import INBOX_PREFIX
+from leasedns import journal
+from leasedns.config import Config
+from leasedns.errors import LeasednsError
+from leasedns.fsutil import fsync_dir, write_atomic
+from leasedns.journal import identity
+from leasedns.journal.sync import INBOX_PREFIX
+from leasedns.model import Event, format_time
 
 log = logging.getLogger("leasedns.inbox")
 
@@ -303,13 +304,13 @@ def _install(dst: Path, staged: dict[str, Path | None], owner: str) -> None:
         tmp = dst / f".{journal.OWNER}.in.tmp"
         journal.write_small(tmp, (owner + "\n").encode("ascii"))
         os.replace(tmp, dst / journal.OWNER)
-    journal.fsync_dir(dst)
+    fsync_dir(dst)
     gone = [name for name, tmp in staged.items() if tmp is None]
     for name in gone:
         with contextlib.suppress(FileNotFoundError):
             (dst / name).unlink()
     if gone:
-        journal.fsync_dir(dst)
+        fsync_dir(dst)
 
 
 def _recover(

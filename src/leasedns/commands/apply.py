@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import gc
 import json
@@ -15,14 +14,19 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import guard, holdings, identity, inbox, journal, mergestate, resolved, spool, statics, store
-from . import sync as syncing
-from .config import Config
-from .errors import EventError, GuardError, LeasednsError
-from .events import MAX_TIME_US, MIN_TIME_US, Event, format_time, make_event
-from .merge import Record, Settings, stamp_runs
-from .publish import Runner, publish, write_atomic
-from .render import published_dynamic, static_origin
+from leasedns import journal
+from leasedns.config import Config
+from leasedns.engine import cache as mergestate
+from leasedns.engine import guard, store
+from leasedns.engine import resolve as resolved
+from leasedns.engine.rules import Record, Settings, stamp_runs
+from leasedns.errors import EventError, GuardError, LeasednsError
+from leasedns.fsutil import flocked, write_atomic
+from leasedns.journal import holdings, identity, inbox
+from leasedns.journal import sync as syncing
+from leasedns.model import MAX_TIME_US, MIN_TIME_US, Event, format_time, make_event
+from leasedns.outputs.tinydns import Runner, publish, published_dynamic, static_origin
+from leasedns.sources import spool, statics
 
 log = logging.getLogger("leasedns.apply")
 
@@ -73,12 +77,8 @@ def ensure_dirs(cfg: Config) -> Path:
 @contextmanager
 def build_lock(cfg: Config) -> Iterator[None]:
     """One build at a time on this host; others wait their turn (and then coalesce)."""
-    fd = os.open(cfg.state_dir / BUILD_LOCK, os.O_RDWR | os.O_CREAT, 0o640)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with flocked(cfg.state_dir / BUILD_LOCK):
         yield
-    finally:
-        os.close(fd)
 
 
 def ingest(

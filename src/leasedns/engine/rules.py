@@ -7,10 +7,10 @@ import socket
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 
-from .config import Config, ConflictPolicy, NamePolicy
-from .events import INFINITE_LEASE, Event, Row, event_of, row_of
-from .names import fqdn, label_for, protected_fqdns
-from .statics import Statics
+from leasedns.config import Config, ConflictPolicy, NamePolicy
+from leasedns.model import INFINITE_LEASE, Event, Row, event_of, row_of
+from leasedns.names import fqdn, label_for, protected_fqdns
+from leasedns.sources.statics import Statics
 
 
 @dataclass(frozen=True, slots=True)

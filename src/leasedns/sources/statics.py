@@ -8,10 +8,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .config import Config
-from .dhcpdconf import HostDecl, publish_name, read_conf
-from .errors import LeasednsError
-from .names import fqdn, label_for
+from leasedns.config import Config
+from leasedns.errors import LeasednsError
+from leasedns.names import fqdn, label_for
+from leasedns.sources.dhcpd.conf import HostDecl, publish_name, read_conf
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""The engine: the merge rules and the state that keeps their outcome between builds."""

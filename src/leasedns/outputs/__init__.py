@@ -1,0 +1,1 @@
+"""Where the merged truth goes: one module per kind of DNS server."""

@@ -1,0 +1,1 @@
+"""ISC dhcpd: dhcpd.conf hosts and dhcpd.leases files."""
