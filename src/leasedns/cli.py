@@ -157,6 +157,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK if report.ok else EXIT_FAIL
     if args.command == "record":
         from leasedns.commands import apply
+        from leasedns.commands.record import record
         from leasedns.model import parse_time
 
         try:
@@ -165,7 +166,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             raise ConfigError(f"--time: {e}") from None
         ev_args = [args.event, args.ip, args.mac, args.client_name, args.host_decl, args.lease_secs]
         try:
-            apply.record(cfg, ev_args, t)
+            record(cfg, ev_args, t)
         except EventError as e:
             print(f"leasedns: record: {e}", file=sys.stderr)
             return EXIT_USAGE
