@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import os
 import re
@@ -9,6 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from leasedns.errors import ParseError
+from leasedns.sources.dhcpd import tokens
+from leasedns.sources.dhcpd.tokens import Tok
 
 __all__ = ["DEFAULT_ORDER", "ConfResult", "HostDecl", "parse_conf", "publish_name", "read_conf"]
 
@@ -35,28 +38,9 @@ class ConfResult:
 
 Loader = Callable[[str], str]
 
-_TOKEN = re.compile(
-    r'"(?:[^"\\]|\\.)*"'  # dhcpd's lexer lets a string run over lines
-    r'|(?P<bad>"(?:[^"\\]|\\.)*\Z)'
-    r"|#[^\n]*"
-    r"|[{};,=]"
-    r'|[^\s{};,="#]+',
-    re.S,
-)
-_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)", re.S)
-_NAMED = {"t": "\t", "r": "\r", "n": "\n", "b": "\b"}
 _MAC_PART = re.compile(r"[0-9a-fA-F]{1,2}\Z")
 # Scopes that may hold host declarations (or hold scopes that do). dhcpd.conf(5).
 _SCOPES = frozenset({"group", "subnet", "subnet6", "shared-network"})
-
-
-def _unescape(m: re.Match[str]) -> str:
-    e = m.group(1)
-    if e[0] == "x" and len(e) > 1:
-        return chr(int(e[1:], 16))
-    if e[0] in "01234567":
-        return chr(int(e, 8) & 0xFF)
-    return _NAMED.get(e, e)
 
 
 def _string(tok: str) -> str:
@@ -64,34 +48,28 @@ def _string(tok: str) -> str:
     body = tok[1:-1]
     if "\\" not in body:
         return body
-    raw = _ESCAPE.sub(_unescape, body)
     try:
-        return raw.encode("latin-1").decode("utf-8", "surrogateescape")
+        return tokens.unquote(body).decode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # the file had non-latin-1 text around the escapes
-        return raw
+        return tokens.unescape(body)
 
 
-class _Tok:
-    __slots__ = ("kind", "line", "text")
+class _File:
+    """One file being read: its path, its tokens and the line each token is on."""
 
-    def __init__(self, text: str, kind: str, line: int) -> None:
-        self.text, self.kind, self.line = text, kind, line
+    __slots__ = ("_newlines", "path", "toks")
 
+    def __init__(self, text: str, path: str) -> None:
+        self.path = path
+        self.toks = tokens.tokenize(text, 0, len(text), multiline_strings=True)
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+        if self.toks and self.toks[-1].kind == "bad":  # only ever the last token
+            raise ParseError(
+                path, self.line(self.toks[-1]), "string is not closed; add the missing '\"'"
+            )
 
-def _tokens(text: str, path: str) -> list[_Tok]:
-    out: list[_Tok] = []
-    line, last = 1, 0
-    for m in _TOKEN.finditer(text):
-        line += text.count("\n", last, m.start())
-        last = m.start()
-        t = m.group()
-        if m.group("bad") is not None:
-            raise ParseError(path, line, "string is not closed; add the missing '\"'")
-        if t[0] == "#":
-            continue
-        kind = "s" if t[0] == '"' else "p" if t in "{};,=" else "w"
-        out.append(_Tok(t, kind, line))
-    return out
+    def line(self, t: Tok) -> int:
+        return bisect.bisect_left(self._newlines, t.pos) + 1
 
 
 def _mac(word: str) -> str | None:
@@ -114,16 +92,17 @@ class _Reader:
             chain = " -> ".join([*self.stack, path])
             raise ParseError(*_split_where(where), f"include loop: {chain}; remove one include")
         self.stack.append(path)
-        toks = _tokens(text, path)
-        i = self.block(toks, 0, path, closing=False)
-        if i < len(toks):
+        f = _File(text, path)
+        i = self.block(f, 0, closing=False)
+        if i < len(f.toks):
             raise ParseError(
-                path, toks[i].line, "unexpected '}'; remove it or add the '{' it closes"
+                path, f.line(f.toks[i]), "unexpected '}'; remove it or add the '{' it closes"
             )
         self.stack.pop()
 
-    def block(self, toks: list[_Tok], i: int, path: str, closing: bool) -> int:
-        """Read statements from toks[i] to the `}` closing this block (or the end)."""
+    def block(self, f: _File, i: int, closing: bool) -> int:
+        """Read statements from f.toks[i] to the `}` closing this block (or the end)."""
+        toks, path = f.toks, f.path
         n = len(toks)
         while i < n:
             t = toks[i]
@@ -138,31 +117,33 @@ class _Reader:
             if j == n:
                 raise ParseError(
                     path,
-                    t.line,
+                    f.line(t),
                     f"statement '{t.text}' has no ';' before the end of the file; add it",
                 )
             words = toks[i:j]
             end = toks[j].text
             if end == "}":
-                raise ParseError(path, t.line, f"statement '{t.text}' is missing its ';'; add it")
+                raise ParseError(
+                    path, f.line(t), f"statement '{t.text}' is missing its ';'; add it"
+                )
             if end == ";":
                 if t.text == "include" and len(words) == 2 and words[1].kind == "s":
-                    self.include(_string(words[1].text), f"{path}:{t.line}")
+                    self.include(_string(words[1].text), f"{path}:{f.line(t)}")
                 i = j + 1
                 continue
             # a statement with a block
             if t.text == "host" and t.kind == "w" and len(words) == 2:
-                i = self.host(toks, j + 1, path, words[1], t.line)
+                i = self.host(f, j + 1, words[1], f.line(t))
             elif t.text in _SCOPES and t.kind == "w":
-                i = self.block(toks, j + 1, path, closing=True)
+                i = self.block(f, j + 1, closing=True)
             else:
-                i = _skip(toks, j + 1, path, t)
+                i = _skip(f, j + 1, t)
             if closing and i > n:
                 break
         if closing:
             raise ParseError(
                 path,
-                toks[-1].line if toks else 1,
+                f.line(toks[-1]) if toks else 1,
                 "a '{' is not closed at the end of the file; add the '}'",
             )
         return i
@@ -178,7 +159,8 @@ class _Reader:
             ) from None
         self.file(text, path, where)
 
-    def host(self, toks: list[_Tok], i: int, path: str, name_tok: _Tok, line: int) -> int:
+    def host(self, f: _File, i: int, name_tok: Tok, line: int) -> int:
+        toks, path = f.toks, f.path
         decl = _string(name_tok.text) if name_tok.kind == "s" else name_tok.text
         where = f"{path}:{line}"
         macs: list[str] = []
@@ -195,10 +177,10 @@ class _Reader:
                 j += 1
             if j == n or toks[j].text == "}":
                 raise ParseError(
-                    path, t.line, f"host {decl}: statement '{t.text}' is missing its ';'; add it"
+                    path, f.line(t), f"host {decl}: statement '{t.text}' is missing its ';'; add it"
                 )
             if toks[j].text == "{":
-                i = _skip(toks, j + 1, path, t)
+                i = _skip(f, j + 1, t)
                 continue
             ws = toks[i:j]
             key = t.text
@@ -206,13 +188,13 @@ class _Reader:
                 mac = _mac(ws[2].text)
                 if mac is None:
                     self.problems.append(
-                        f"{path}:{t.line}: host {decl}: hardware address "
+                        f"{path}:{f.line(t)}: host {decl}: hardware address "
                         f"{ws[2].text!r} is not valid; ignored"
                     )
                 else:
                     macs.append(mac)
             elif key == "fixed-address":
-                addrs.extend(self.addresses(ws[1:], path, decl))
+                addrs.extend(self.addresses(ws[1:], f, decl))
             elif (
                 key == "option" and len(ws) == 3 and ws[1].text == "host-name" and ws[2].kind == "s"
             ):
@@ -223,7 +205,7 @@ class _Reader:
                     ddns = _string(rest[0].text)
                 else:
                     self.problems.append(
-                        f"{path}:{t.line}: host {decl}: ddns-hostname is "
+                        f"{path}:{f.line(t)}: host {decl}: ddns-hostname is "
                         "not a quoted string (an expression?); ignored"
                     )
             i = j + 1
@@ -232,7 +214,7 @@ class _Reader:
         self.hosts.append(HostDecl(decl, tuple(macs), tuple(addrs), host_name, ddns, where))
         return i + 1
 
-    def addresses(self, ws: list[_Tok], path: str, decl: str) -> list[str]:
+    def addresses(self, ws: list[Tok], f: _File, decl: str) -> list[str]:
         out: list[str] = []
         for w in ws:
             if w.kind == "p" and w.text == ",":
@@ -243,30 +225,23 @@ class _Reader:
             except ValueError:
                 if re.fullmatch(r"[A-Za-z0-9_.-]+", value) and not value.replace(".", "").isdigit():
                     self.problems.append(
-                        f'{path}:{w.line}: fixed-address "{value}" is a DNS name; leasedns '
+                        f'{f.path}:{f.line(w)}: fixed-address "{value}" is a DNS name; leasedns '
                         "does not resolve it, use an address"
                     )
                 else:
                     self.problems.append(
-                        f"{path}:{w.line}: host {decl}: fixed-address "
+                        f"{f.path}:{f.line(w)}: host {decl}: fixed-address "
                         f'"{value}" is not an IPv4 address; ignored'
                     )
         return out
 
 
-def _skip(toks: list[_Tok], i: int, path: str, head: _Tok) -> int:
-    """Skip a balanced block whose `{` is just before toks[i]; strings are single tokens."""
-    depth = 1
-    for k in range(i, len(toks)):
-        t = toks[k]
-        if t.kind == "p":
-            if t.text == "{":
-                depth += 1
-            elif t.text == "}":
-                depth -= 1
-                if depth == 0:
-                    return k + 1
-    raise ParseError(path, head.line, f"the '{{' of '{head.text}' is not closed; add the '}}'")
+def _skip(f: _File, i: int, head: Tok) -> int:
+    """Skip a balanced block whose `{` is just before f.toks[i]."""
+    j, closed = tokens.skip_block(f.toks, i)
+    if closed:
+        return j
+    raise ParseError(f.path, f.line(head), f"the '{{' of '{head.text}' is not closed; add the '}}'")
 
 
 def _split_where(where: str | None) -> tuple[str, int]:

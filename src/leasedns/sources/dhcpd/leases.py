@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import codecs
 import gc
 import os
 import re
@@ -14,6 +13,8 @@ from socket import inet_aton
 from typing import NamedTuple
 
 from leasedns.errors import ParseError
+from leasedns.sources.dhcpd import tokens
+from leasedns.sources.dhcpd.tokens import Tok
 
 __all__ = [
     "PARSER",
@@ -166,38 +167,7 @@ def _time_value(words: list[str]) -> int | None:
 
 # --- strings --------------------------------------------------------------------------------
 
-# Escapes Python's bytes-literal decoder treats exactly as dhcpd's lexer does: three-digit
-# octal up to \377, \" and \\ (all quotify_buf ever writes). Anything else goes the slow way.
-_ODD_ESCAPE = re.compile(r'\\(?![0-3][0-7][0-7]|["\\])')
-_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)", re.S)
-_NAMED_ESCAPES = {"t": "\t", "r": "\r", "n": "\n", "b": "\b"}
-
-
-def _dhcpd_escape(m: re.Match[str]) -> str:
-    """One escape as dhcpd's lexer reads it: \\t \\r \\n \\b, \\NNN octal, \\xHH, else literal."""
-    e = m.group(1)
-    if e[0] == "x" and len(e) > 1:
-        return chr(int(e[1:], 16))
-    if e[0] in "01234567":
-        return chr(int(e, 8) & 0xFF)  # dhcpd stores the value in a char
-    return _NAMED_ESCAPES.get(e, e)
-
-
-def _unquote(body: str) -> bytes:
-    """The bytes of a quoted string's body (the text is latin-1, one char per file byte)."""
-    if "\\" not in body:
-        return body.encode("latin-1")
-    if _ODD_ESCAPE.search(body) is None:
-        return codecs.escape_decode(body.encode("latin-1"))[0]
-    return _ESCAPE.sub(_dhcpd_escape, body).encode("latin-1")
-
-
-def _text(body: str) -> str:
-    """A quoted string's body as text: UTF-8, undecodable bytes kept as surrogates."""
-    if "\\" not in body and body.isascii():
-        return body
-    return _unquote(body).decode("utf-8", "surrogateescape")
-
+# Quoted strings are decoded by tokens.unquote (bytes) and tokens.as_text (text).
 
 _HEX_LIST = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2})*\Z")
 
@@ -267,18 +237,11 @@ _OPTION_ITEM = re.compile(r"  option ([^ ]+) ([^;\n]*);\n")
 
 
 def _set_value(raw: str) -> str:
-    return _text(raw[1:-1]) if raw[:1] == '"' else raw
+    return tokens.as_text(raw[1:-1]) if raw[:1] == '"' else raw
 
 
-# --- the general path: a tokenizer for everything else ------------------------------------
+# --- the general path: everything else, token by token (tokens.tokenize) ------------------
 
-_TOKEN = re.compile(
-    r'"(?:[^"\\\n]|\\.)*"'  # string (dhcpd never writes a raw newline inside one)
-    r'|(?P<bad>"[^\n]*)'  # unterminated string
-    r"|#[^\n]*"  # comment
-    r"|[{};,=]"
-    r'|[^\s{};,="#]+'
-)
 # Words that only ever start a top-level statement. Seeing one at the start of a line inside a
 # block means that block was cut off: dhcpd resumes there, and so do we.
 _TOP_WORDS = frozenset(
@@ -312,13 +275,7 @@ class _Damage(Exception):
         self.resume = resume  # token index to go on from, when not "after this block"
 
 
-class _Tok(NamedTuple):
-    text: str
-    pos: int
-    kind: str  # "s" string, "p" punctuation, "w" word, "bad" unterminated string
-
-
-Stmt = list[_Tok]
+Stmt = list[Tok]
 
 
 class _Acc:
@@ -361,29 +318,12 @@ class _Acc:
         self.leases[lease.ip] = lease
 
 
-def _tokens(text: str, start: int, end: int) -> list[_Tok]:
-    out: list[_Tok] = []
-    for m in _TOKEN.finditer(text, start, end):
-        t = m.group()
-        if t[0] == "#":
-            continue
-        if m.group("bad") is not None:
-            out.append(_Tok(t, m.start(), "bad"))
-        elif t[0] == '"':
-            out.append(_Tok(t, m.start(), "s"))
-        elif t in "{};,=":
-            out.append(_Tok(t, m.start(), "p"))
-        else:
-            out.append(_Tok(t, m.start(), "w"))
-    return out
-
-
 def _at_line_start(text: str, pos: int) -> bool:
     return pos == 0 or text[pos - 1] == "\n"
 
 
 def _statement(
-    text: str, toks: list[_Tok], i: int, opener: int, top: bool = False
+    text: str, toks: list[Tok], i: int, opener: int, top: bool = False
 ) -> tuple[Stmt, int]:
     """Read one statement from toks[i]: words up to `;`, or up to a balanced `{ ... }`.
 
@@ -417,28 +357,20 @@ def _statement(
     raise _Damage(opener, "block is not closed (cut off?); skipped", resume=n)
 
 
-def _skip_block(text: str, toks: list[_Tok], i: int, opener: int) -> int:
-    """Skip a nested `{ ... }` whose `{` is just before toks[i]; strings are single tokens."""
-    depth = 1
-    n = len(toks)
-    while i < n:
-        t = toks[i]
-        if t.kind == "bad":
-            raise _Damage(t.pos, "unterminated string (cut off?); skipped")
-        if t.kind == "p":
-            if t.text == "{":
-                depth += 1
-            elif t.text == "}":
-                depth -= 1
-                if depth == 0:
-                    return i + 1
-        elif t.kind == "w" and t.text in _TOP_WORDS and _at_line_start(text, t.pos):
-            raise _Damage(opener, "block is not closed (cut off?); skipped", resume=i)
-        i += 1
-    raise _Damage(opener, "block is not closed (cut off?); skipped", resume=n)
+def _skip_block(text: str, toks: list[Tok], i: int, opener: int) -> int:
+    """Skip a nested `{ ... }` whose `{` is just before toks[i]; a top-level word at the start
+    of a line inside it means it was cut off."""
+    j, closed = tokens.skip_block(
+        toks, i, lambda t: t.kind == "w" and t.text in _TOP_WORDS and _at_line_start(text, t.pos)
+    )
+    if closed:
+        return j
+    if j < len(toks) and toks[j].kind == "bad":
+        raise _Damage(toks[j].pos, "unterminated string (cut off?); skipped")
+    raise _Damage(opener, "block is not closed (cut off?); skipped", resume=j)
 
 
-def _body(text: str, toks: list[_Tok], i: int, opener: int) -> tuple[list[Stmt], int]:
+def _body(text: str, toks: list[Tok], i: int, opener: int) -> tuple[list[Stmt], int]:
     """Statements of a block whose `{` is just before toks[i]; returns index after `}`."""
     stmts: list[Stmt] = []
     while True:
@@ -453,12 +385,12 @@ def _words(stmt: Stmt, start: int) -> list[str]:
     return [t.text for t in stmt[start:]]
 
 
-def _string_or_hex(t: _Tok) -> bytes:
-    return _unquote(t.text[1:-1]) if t.kind == "s" else _hex_bytes(t.text)
+def _string_or_hex(t: Tok) -> bytes:
+    return tokens.unquote(t.text[1:-1]) if t.kind == "s" else _hex_bytes(t.text)
 
 
-def _value_text(t: _Tok) -> str:
-    return _text(t.text[1:-1]) if t.kind == "s" else t.text
+def _value_text(t: Tok) -> str:
+    return tokens.as_text(t.text[1:-1]) if t.kind == "s" else t.text
 
 
 def _binding_state(word: str) -> str:
@@ -502,7 +434,7 @@ def _lease(acc: _Acc, ip: str, stmts: list[Stmt], pos: int) -> Lease:
             elif w == "uid" and len(st) == 2:
                 uid = _string_or_hex(st[1])
             elif w == "client-hostname" and len(st) == 2 and st[1].kind == "s":
-                hostname = _text(st[1].text[1:-1])
+                hostname = tokens.as_text(st[1].text[1:-1])
             elif w == "client-hostname" and len(st) == 2 and _HOST_NAME.match(st[1].text):
                 hostname = st[1].text
             elif w == "set" and len(st) == 4 and st[2].text == "=":
@@ -601,7 +533,7 @@ def _failover(acc: _Acc, peer: str, stmts: list[Stmt], pos: int) -> FailoverStat
 def _parse_region(acc: _Acc, start: int, end: int) -> None:
     """Parse text[start:end] statement by statement, recovering from damage."""
     text = acc.text
-    toks = _tokens(text, start, end)
+    toks = tokens.tokenize(text, start, end, multiline_strings=False)
     i, n = 0, len(toks)
     while i < n:
         t = toks[i]
@@ -630,7 +562,7 @@ def _parse_region(acc: _Acc, start: int, end: int) -> None:
             i = d.resume if d.resume is not None else _resync(text, toks, head + 1)
 
 
-def _top_statement(acc: _Acc, toks: list[_Tok], i: int, stmt: Stmt) -> None:
+def _top_statement(acc: _Acc, toks: list[Tok], i: int, stmt: Stmt) -> None:
     """Act on one complete top-level statement starting at toks[i]."""
     text = acc.text
     t = toks[i]
@@ -655,7 +587,7 @@ def _top_statement(acc: _Acc, toks: list[_Tok], i: int, stmt: Stmt) -> None:
             ws = _words(stmt, 0)
             if brace != 4 or ws[1] != "peer" or ws[3] != "state" or stmt[2].kind != "s":
                 raise _Damage(t.pos, "expected 'failover peer \"NAME\" state {'; block skipped")
-            peer = _text(ws[2][1:-1])
+            peer = tokens.as_text(ws[2][1:-1])
             acc.failover.pop(peer, None)
             acc.failover[peer] = _failover(acc, peer, stmts, t.pos)
     elif kind in ("ia-na", "ia-ta", "ia-pd") and has_block:
@@ -673,7 +605,7 @@ def _top_statement(acc: _Acc, toks: list[_Tok], i: int, stmt: Stmt) -> None:
         acc.problem(t.pos, f"unknown top-level statement '{kind}'; skipped")
 
 
-def _resync(text: str, toks: list[_Tok], i: int) -> int:
+def _resync(text: str, toks: list[Tok], i: int) -> int:
     """Index of the next top-level word at the start of a line: where dhcpd would go on."""
     n = len(toks)
     while i < n:
@@ -765,7 +697,7 @@ def _match_chunk(acc: _Acc) -> int:
     parser. Returns the offset after the last block matched."""
     text = acc.text
     # Locals, not globals, in the loop that runs once per lease.
-    mins, secs, unquote, as_text = _MINUTES, _SECS, _unquote, _text
+    mins, secs, unquote, as_text = _MINUTES, _SECS, tokens.unquote, tokens.as_text
     states = _STATES
     set_items, option_items = _SET_ITEM.findall, _OPTION_ITEM.findall
     new_lease, add, line_at, path = Lease, acc.add_lease, acc.line_at, acc.path
