@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, tool
-from leasedns.cli import snippet
+from leasedns.commands.snippet import snippet
 
 CONF = ROOT / "conf"
 

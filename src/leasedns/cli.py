@@ -1,22 +1,82 @@
-"""The command line: argparse, one call per command, errors turned into exit codes here."""
+"""The command line: parses, sets up logging, loads the config, calls the command; errors turned
+into exit codes here. Each command's arguments and work are in its module under commands/."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from leasedns import __version__
-from leasedns.errors import ConfigError, EventError, LeasednsError
-
-# Modules only some commands need (config: PyYAML and dnspython; the merge engine; events;
-# logging, which `leases` never uses) are imported where those commands run: a whole
-# `leasedns leases` run on a small file is mostly start-up.
+from leasedns.errors import ConfigError, LeasednsError
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+# The commands, in the order help lists them, and the module of each: its add_parser(subparsers)
+# adds the command and its arguments and sets `run` (and `needs_config=False` for the commands
+# that read no config and log nothing). A module is imported only when its command is given, or
+# for the full help: most import the config (PyYAML, dnspython), the merge engine or logging,
+# and a whole `leasedns leases` run on a small file is mostly start-up.
+COMMANDS = {
+    "apply": "leasedns.commands.apply",
+    "record": "leasedns.commands.record",
+    "show": "leasedns.commands.show",
+    "status": "leasedns.commands.status",
+    "reconcile": "leasedns.commands.reconcile",
+    "sync": "leasedns.commands.sync",
+    "check": "leasedns.commands.check",
+    "dhcpd-snippet": "leasedns.commands.snippet",
+    "leases": "leasedns.commands.leases",
+}
+
+if TYPE_CHECKING:
+    _SubParsersAction = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    _SubParsersAction = argparse._SubParsersAction
+
+
+class _Commands(_SubParsersAction):
+    """The subcommands of COMMANDS, each added by its module when first needed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # the names, known before their modules are imported (argparse only tests membership)
+        self.choices = COMMANDS  # type: ignore[assignment]
+
+    def load(self, name: str) -> argparse.ArgumentParser:
+        if name not in self._name_parser_map:
+            __import__(COMMANDS[name], fromlist=["add_parser"]).add_parser(self)
+        return self._name_parser_map[name]
+
+    def load_all(self) -> None:
+        for name in COMMANDS:
+            self.load(name)
+        order = list(COMMANDS)
+        self._choices_actions.sort(key=lambda a: order.index(a.dest))
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        assert values is not None and not isinstance(values, str)
+        self.load(values[0])  # a name of COMMANDS: argparse checked it against the choices
+        super().__call__(parser, namespace, values, option_string)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser: its help lists every command, so it imports every command's module
+    (only then)."""
+
+    commands: _Commands | None = None
+
+    def format_help(self) -> str:
+        if self.commands is not None:
+            self.commands.load_all()
+        return super().format_help()
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -33,7 +93,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="leasedns",
         description="Publish DHCP clients' names from both ISC dhcpd failover peers in tinydns.",
         formatter_class=_HelpFormatter,
@@ -50,64 +110,15 @@ def _parser() -> argparse.ArgumentParser:
         action="version",
         version=f"leasedns {__version__} (lease parser: {PARSER})",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    a = sub.add_parser("apply", help="journal spooled events, merge all peers, publish data.cdb")
-    a.add_argument(
-        "--force", action="store_true", help="publish even if the mass-delete guard objects"
+    commands = p.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        action=_Commands,
+        parser_class=argparse.ArgumentParser,
     )
-    a.add_argument("--from-hook", action="store_true", help=argparse.SUPPRESS)
-
-    r = sub.add_parser("record", help="journal one event given as arguments, then apply")
-    r.add_argument("event", help="commit, release or expiry")
-    r.add_argument("ip")
-    r.add_argument("mac")
-    r.add_argument("client_name", nargs="?", default="")
-    r.add_argument("host_decl", nargs="?", default="")
-    r.add_argument("lease_secs", nargs="?", default="")
-    r.add_argument(
-        "--time",
-        help="event time, ISO 8601 with zone (default: now); at most build.clock_skew_secs "
-        "ahead, journal.max_lease_secs + journal.compact_grace_secs back",
-    )
-    r.add_argument("--no-apply", action="store_true", help="journal only, do not build")
-
-    s = sub.add_parser("show", help="merged bindings: name, address, peer, when")
-    s.add_argument("--json", action="store_true", help="JSON lines")
-
-    st = sub.add_parser("status", help="spool, journals per peer, last build (exit 0/1/2)")
-    st.add_argument("--json", action="store_true")
-
-    rc = sub.add_parser("reconcile", help="compare with dhcpd.leases and dhcpd.conf; repair drift")
-    mode = rc.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="report only (exit 0/1/2)")
-    mode.add_argument("--fix", action="store_true", help="journal corrections and build (default)")
-    rc.add_argument(
-        "--force",
-        action="store_true",
-        help="remove stale names even when the lease files look empty, damaged or much fewer",
-    )
-    rc.add_argument("--json", action="store_true")
-
-    sy = sub.add_parser("sync", help="push this peer's journal to its partners, wake them up")
-    sy.add_argument("--json", action="store_true")
-
-    ck = sub.add_parser(
-        "check", help="query every peer's tinydns for the expected records (exit 0/1/2)"
-    )
-    ck.add_argument(
-        "--server",
-        action="append",
-        metavar="PEER=IP",
-        help="a tinydns to ask (default: check.servers in the config)",
-    )
-
-    sn = sub.add_parser("dhcpd-snippet", help="print the dhcpd.conf hook snippet for this install")
-    sn.add_argument("--hook", help="hook path (default: dhcpd-event beside this leasedns)")
-
-    from leasedns.commands import leases as cmd_leases
-
-    cmd_leases.add_parser(sub)
+    assert isinstance(commands, _Commands)
+    p.commands = commands
     return p
 
 
@@ -115,13 +126,20 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 failure or warning, 2 usage/config/critical)."""
     out = out or sys.stdout
     args = _parser().parse_args(argv)
-    hook = getattr(args, "from_hook", False)
-    if args.command != "leases":  # it logs nothing: problems go to stderr as path:line
+    needs_config = getattr(args, "needs_config", True)
+    if needs_config:
         from leasedns import logs
 
+        hook = getattr(args, "from_hook", False)
         logs.setup(-1 if args.quiet else args.verbose, stderr=not hook)
     try:
-        return _run(args, out)
+        if not needs_config:
+            rc: int = args.run(args, out)
+            return rc
+        from leasedns import config
+
+        rc = args.run(args, config.load(args.config), out)
+        return rc
     except ConfigError as e:
         print(f"leasedns: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -130,107 +148,5 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return EXIT_FAIL
 
 
-def _run(args: argparse.Namespace, out: TextIO) -> int:
-    if args.command == "dhcpd-snippet":
-        out.write(snippet(args.hook))
-        return EXIT_OK
-    if args.command == "leases":
-        from leasedns.commands import leases as cmd_leases
-
-        return cmd_leases.run(args, out)
-    from leasedns import config
-
-    cfg = config.load(args.config)
-    if args.command == "apply":
-        from leasedns.commands import apply
-
-        report = apply.run(cfg, force=args.force, coalesce=args.from_hook)
-        if not args.from_hook and not args.quiet:
-            out.write(
-                f"{report.ingested} new events, {report.rejected} rejected, "
-                f"{report.records} records ({report.dynamic} dynamic), "
-                f"{report.refused} names refused, "
-                f"{'compiled' if report.compiled else 'data unchanged'}\n"
-                if report.ok
-                else ""
-            )
-        return EXIT_OK if report.ok else EXIT_FAIL
-    if args.command == "record":
-        from leasedns.commands import apply
-        from leasedns.commands.record import record
-        from leasedns.model import parse_time
-
-        try:
-            t = parse_time(args.time) if args.time else None
-        except ValueError as e:
-            raise ConfigError(f"--time: {e}") from None
-        ev_args = [args.event, args.ip, args.mac, args.client_name, args.host_decl, args.lease_secs]
-        try:
-            record(cfg, ev_args, t)
-        except EventError as e:
-            print(f"leasedns: record: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        if args.no_apply:
-            return EXIT_OK
-        return EXIT_OK if apply.run(cfg).ok else EXIT_FAIL
-    if args.command == "show":
-        from leasedns.commands import show
-
-        result = show.compute(cfg)
-        out.write(show.as_json(result) if args.json else show.as_table(result))
-        return EXIT_OK
-    if args.command == "reconcile":
-        from leasedns.commands import reconcile
-
-        drift = reconcile.run(cfg, fix=not args.check, force=args.force)
-        out.write(
-            reconcile.as_json(drift) if args.json else reconcile.as_text(drift, not args.check)
-        )
-        return drift.level if args.check else (2 if drift.held or drift.problems else 0)
-    if args.command == "sync":
-        from leasedns.journal import sync
-
-        if not cfg.partners:
-            raise ConfigError(f"{cfg.path}: no sync.partners configured; nothing to sync")
-        results = sync.run(cfg)
-        if args.json:
-            out.write(json.dumps([asdict(r) for r in results], indent=1) + "\n")
-        for r in results:
-            if not args.json:
-                out.write(
-                    f"{r.partner}: {'ok' if r.ok else 'FAILED: ' + r.error}"
-                    f"{f', {r.bytes_sent} bytes sent' if r.pushed else ''}\n"
-                )
-        return EXIT_OK if all(r.ok for r in results) else EXIT_FAIL
-    if args.command == "check":
-        from leasedns.commands import check, show
-
-        servers = list(cfg.check_servers)
-        for s in args.server or []:
-            peer, _, ip = s.partition("=")
-            if not ip:
-                raise ConfigError(f"--server {s!r}: use PEER=IP")
-            servers.append((peer, ip))
-        if not servers:
-            raise ConfigError(f"{cfg.path}: no check.servers configured and no --server given")
-        reports = check.run(servers, list(show.compute(cfg).records))
-        out.write(check.as_text(reports))
-        return check.level(reports)
-    if args.command == "status":
-        from leasedns.commands import status
-
-        st = status.gather(cfg)
-        out.write(json.dumps(asdict(st), indent=1) + "\n" if args.json else status.as_text(cfg, st))
-        return st.level
-    raise AssertionError(args.command)  # pragma: no cover
-
-
-def snippet(hook: str | None = None) -> str:
-    """The dhcpd.conf snippet with the hook path filled in."""
-    from importlib import resources
-    from pathlib import Path
-
-    if hook is None:  # installed beside the interpreter of this virtualenv
-        hook = str(Path(sys.executable).parent / "dhcpd-event")
-    text = resources.files("leasedns").joinpath("templates/dhcpd-hooks.conf").read_text()
-    return text.replace("@HOOK@", hook)
+if __name__ == "__main__":
+    sys.exit(main())

@@ -468,3 +468,35 @@ def load_report(cfg: Config) -> dict[str, object]:
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+
+
+# The command line's part (cli.py parses, then calls main). Imported here, not at the top, to keep
+# the command line apart from the build above.
+import argparse  # noqa: E402
+from typing import Any, TextIO  # noqa: E402
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "apply", help="journal spooled events, merge all peers, publish data.cdb"
+    )
+    p.add_argument(
+        "--force", action="store_true", help="publish even if the mass-delete guard objects"
+    )
+    p.add_argument("--from-hook", action="store_true", help=argparse.SUPPRESS)
+    p.set_defaults(run=main)
+    return p
+
+
+def main(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
+    """`leasedns apply`: one build and a line saying what it did (none from the hook, with -q
+    or when it failed: the log says why). Exit 0 built, 1 failed."""
+    report = run(cfg, force=args.force, coalesce=args.from_hook)
+    if report.ok and not args.from_hook and not args.quiet:
+        out.write(
+            f"{report.ingested} new events, {report.rejected} rejected, "
+            f"{report.records} records ({report.dynamic} dynamic), "
+            f"{report.refused} names refused, "
+            f"{'compiled' if report.compiled else 'data unchanged'}\n"
+        )
+    return 0 if report.ok else 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 import dns.exception
 import dns.message
@@ -12,7 +14,9 @@ import dns.rcode
 import dns.rdatatype
 import dns.reversename
 
+from leasedns.config import Config
 from leasedns.engine.rules import Record
+from leasedns.errors import ConfigError
 
 SETTLING_SECS = 5  # records this close to their time-to-die may legitimately differ
 
@@ -90,3 +94,34 @@ def as_text(reports: list[ServerReport]) -> str:
         if len(r.wrong) > 20:
             lines.append(f"  ... and {len(r.wrong) - 20} more")
     return "\n".join(lines) + "\n"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "check", help="query every peer's tinydns for the expected records (exit 0/1/2)"
+    )
+    p.add_argument(
+        "--server",
+        action="append",
+        metavar="PEER=IP",
+        help="a tinydns to ask (default: check.servers in the config)",
+    )
+    p.set_defaults(run=main)
+    return p
+
+
+def main(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
+    """`leasedns check`: exit with the level (0 all agree, 1 answers differ, 2 unreachable)."""
+    from leasedns.commands import show
+
+    servers = list(cfg.check_servers)
+    for s in args.server or []:
+        peer, _, ip = s.partition("=")
+        if not ip:
+            raise ConfigError(f"--server {s!r}: use PEER=IP")
+        servers.append((peer, ip))
+    if not servers:
+        raise ConfigError(f"{cfg.path}: no check.servers configured and no --server given")
+    reports = run(servers, list(show.compute(cfg).records))
+    out.write(as_text(reports))
+    return level(reports)

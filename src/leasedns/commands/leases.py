@@ -37,7 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--all", action="store_true", help="include free, expired, backup and abandoned leases too"
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, needs_config=False)  # and logs nothing: problems go to stderr
     return p
 
 

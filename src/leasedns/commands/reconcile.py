@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple, TextIO
 
 from leasedns import journal
 from leasedns.config import Config
@@ -429,3 +430,28 @@ def as_json(d: Drift) -> str:
         )
         + "\n"
     )
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "reconcile", help="compare with dhcpd.leases and dhcpd.conf; repair drift"
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="report only (exit 0/1/2)")
+    mode.add_argument("--fix", action="store_true", help="journal corrections and build (default)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="remove stale names even when the lease files look empty, damaged or much fewer",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=main)
+    return p
+
+
+def main(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
+    """`leasedns reconcile`. With --check the drift's level (0 in sync, 1 drift, 2 critical);
+    else 2 when removals were held back or the lease files are damaged, 0 otherwise."""
+    drift = run(cfg, fix=not args.check, force=args.force)
+    out.write(as_json(drift) if args.json else as_text(drift, not args.check))
+    return drift.level if args.check else (2 if drift.held or drift.problems else 0)

@@ -2,16 +2,57 @@
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
+from typing import Any, TextIO
 
 from leasedns import journal
+from leasedns.commands import apply
 from leasedns.commands.apply import ensure_dirs
 from leasedns.config import Config
 from leasedns.engine import cache as mergestate
 from leasedns.engine.rules import Settings, stamp_runs
-from leasedns.errors import EventError
+from leasedns.errors import ConfigError, EventError
 from leasedns.journal import identity
-from leasedns.model import MAX_TIME_US, MIN_TIME_US, Event, format_time, make_event
+from leasedns.model import MAX_TIME_US, MIN_TIME_US, Event, format_time, make_event, parse_time
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "record", help="journal one event given as arguments, then apply"
+    )
+    p.add_argument("event", help="commit, release or expiry")
+    p.add_argument("ip")
+    p.add_argument("mac")
+    p.add_argument("client_name", nargs="?", default="")
+    p.add_argument("host_decl", nargs="?", default="")
+    p.add_argument("lease_secs", nargs="?", default="")
+    p.add_argument(
+        "--time",
+        help="event time, ISO 8601 with zone (default: now); at most build.clock_skew_secs "
+        "ahead, journal.max_lease_secs + journal.compact_grace_secs back",
+    )
+    p.add_argument("--no-apply", action="store_true", help="journal only, do not build")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
+    """Exit 0: journaled (and built); 1: the build failed; 2: the event or its time refused."""
+    try:
+        t = parse_time(args.time) if args.time else None
+    except ValueError as e:
+        raise ConfigError(f"--time: {e}") from None
+    ev_args = [args.event, args.ip, args.mac, args.client_name, args.host_decl, args.lease_secs]
+    try:
+        record(cfg, ev_args, t)
+    except EventError as e:
+        print(f"leasedns: record: {e}", file=sys.stderr)
+        return 2
+    if args.no_apply:
+        return 0
+    return 0 if apply.run(cfg).ok else 1
 
 
 def record(

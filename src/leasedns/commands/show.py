@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
+from typing import Any, TextIO
 
 from leasedns import journal
 from leasedns.config import Config
@@ -90,3 +92,18 @@ def as_table(result: Result) -> str:
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in data
     ]
     return "\n".join(lines) + "\n"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "show", help="merged bindings: name, address, peer, when"
+    )
+    p.add_argument("--json", action="store_true", help="JSON lines")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
+    result = compute(cfg)
+    out.write(as_json(result) if args.json else as_table(result))
+    return 0

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
 
 from leasedns import journal
 from leasedns.commands.apply import load_report
@@ -185,3 +188,19 @@ def as_text(cfg: Config, st: Status) -> str:
     else:
         out.append("no build yet")
     return "\n".join(out) + "\n"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "status", help="spool, journals per peer, last build (exit 0/1/2)"
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
+    """Exit 0 ok, 1 warning, 2 critical (for monitoring)."""
+    st = gather(cfg)
+    out.write(json.dumps(asdict(st), indent=1) + "\n" if args.json else as_text(cfg, st))
+    return st.level
