@@ -1,12 +1,24 @@
 """Event validation and normalisation, and the journal line form."""
 
+import ipaddress
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leasedns import model as events
 from leasedns.errors import EventError
-from leasedns.model import Event, Kind, format_time, from_line, make_event, parse_time, to_line
+from leasedns.model import (
+    Event,
+    Kind,
+    format_time,
+    from_line,
+    ip_key,
+    ip_keys,
+    make_event,
+    parse_time,
+    to_line,
+)
 
 
 def test_make_event_normalises_mac_and_keeps_raw_name() -> None:
@@ -325,3 +337,17 @@ def test_make_event_refuses_a_time_outside_the_window(us: int) -> None:
         f"event time {format_time(us)} is outside "
         "1970-01-01T00:00:00Z .. 2100-01-01T00:00:00Z; is the clock set?"
     )
+
+
+def test_ip_key_is_the_address_as_a_number() -> None:
+    ips = ["192.0.2.10", "192.0.2.9", "10.0.0.1", "255.255.255.255", "0.0.0.0", "192.0.10.2"]
+    assert [ip_key(ip) for ip in ips] == [int(ipaddress.IPv4Address(ip)) for ip in ips]
+    assert sorted(ips, key=ip_key) == [
+        "0.0.0.0",
+        "10.0.0.1",
+        "192.0.2.9",
+        "192.0.2.10",
+        "192.0.10.2",
+        "255.255.255.255",
+    ]
+    assert ip_keys(iter(ips)) == [ip_key(ip) for ip in ips]

@@ -30,11 +30,10 @@ from leasedns.engine.rules import (
     Record,
     Refusal,
     Settings,
-    _ipkey,
     static_records,
 )
 from leasedns.engine.store import Table
-from leasedns.model import INFINITE_LEASE, Event, Row, event_of
+from leasedns.model import INFINITE_LEASE, Event, Row, event_of, ip_key
 from leasedns.names import fqdn, label_for, protected_fqdns
 from leasedns.outputs.tinydns import DYNAMIC_MARK, escape, from_tai64, record_line, render_parts
 from leasedns.sources.statics import Statics
@@ -124,7 +123,7 @@ class _Judge:
         if ip in self.static_ips:
             return end, None, f"{ip} is a fixed address; its name comes from dhcpd.conf"
         if self.nets:
-            ipk = _ipkey(ip)
+            ipk = ip_key(ip)
             if not any(ipk & mask == net for net, mask in self.nets):
                 return end, None, f"{ip} is outside the configured subnets"
         raw = r[5] or r[4]
@@ -367,7 +366,7 @@ def fresh_refusals(
         c = e
         out.append(
             (
-                _ipkey(e.ip),
+                ip_key(e.ip),
                 Refusal(
                     Binding(
                         e.ip,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 
 from leasedns.config import Config, ConflictPolicy, NamePolicy
-from leasedns.model import INFINITE_LEASE, Event, Row, event_of, row_of
+from leasedns.model import INFINITE_LEASE, Event, Row, event_of, ip_key, row_of
 from leasedns.names import fqdn, label_for, protected_fqdns
 from leasedns.sources.statics import Statics
 
@@ -241,7 +240,7 @@ def resolve(
             continue
         c = event_of(r)
         b = Binding(ip, c.mac, c.time_us, end, c.host_decl or c.client_name, c.peer, c.source, c)
-        ipk = _ipkey(ip)
+        ipk = ip_key(ip)
         bindings.append((ipk, b))
         if ip in static_ips:
             refusals.append(
@@ -290,7 +289,7 @@ def resolve(
                 if b is not winner:
                     refusals.append(
                         (
-                            _ipkey(b.ip),
+                            ip_key(b.ip),
                             Refusal(
                                 b,
                                 f"name {name} is held by {winner.ip} "
@@ -318,7 +317,7 @@ def static_records(statics: Statics, s: Settings) -> list[Record]:
     """The records of the fixed-address hosts, in the order they are rendered."""
     records = []
     static_ptr = set(statics.ptr_ips)
-    for h in sorted(statics.hosts, key=lambda h: (h.name, _ipkey(h.ip))):
+    for h in sorted(statics.hosts, key=lambda h: (h.name, ip_key(h.ip))):
         records.append(Record(h.name, h.ip, None, s.reverse and h.ip not in static_ptr, True))
         static_ptr.add(h.ip)
     return records
@@ -326,13 +325,3 @@ def static_records(statics: Statics, s: Settings) -> list[Record]:
 
 def _first(x: tuple[int, Binding]) -> int:
     return x[0]
-
-
-def _ipkey(ip: str) -> int:
-    try:
-        b = socket.inet_aton(ip)
-        if socket.inet_ntoa(b) == ip:
-            return int.from_bytes(b, "big")
-    except (OSError, ValueError):
-        pass
-    return int(ipaddress.IPv4Address(ip))
