@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import logging
 import os
@@ -21,11 +20,11 @@ from leasedns.engine import guard, store
 from leasedns.engine import resolve as resolved
 from leasedns.engine.rules import Record, Settings, stamp_runs
 from leasedns.errors import EventError, GuardError, LeasednsError
-from leasedns.fsutil import flocked, write_atomic
+from leasedns.fsutil import Runner, flocked, gc_paused, write_atomic
 from leasedns.journal import holdings, identity, inbox
 from leasedns.journal import sync as syncing
 from leasedns.model import Event, format_time, make_event
-from leasedns.outputs.tinydns import Runner, publish, published_dynamic, static_origin
+from leasedns.outputs.tinydns import publish, published_dynamic, static_origin
 from leasedns.sources import spool, statics
 
 log = logging.getLogger("leasedns.apply")
@@ -279,17 +278,6 @@ def _state_report(report: Report, state: mergestate.MergeState, failed: str, ske
             f"time, the first {report.held_until} (a peer's clock ahead, or record --time?)"
         )
         log.warning("%s", report.problems[-1])
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def log_refusals(result: resolved.Built, new: list[Event]) -> None:

@@ -18,6 +18,7 @@ from leasedns.engine import store
 from leasedns.engine.resolve import Resolved
 from leasedns.engine.rules import Aggregates, Settings, stamp_runs
 from leasedns.errors import ConfigError, LeasednsError
+from leasedns.fsutil import gc_paused
 from leasedns.journal import identity
 from leasedns.model import INFINITE_LEASE, MAX_TIME_US, MIN_TIME_US, Event, Kind, format_time
 from leasedns.names import fqdn, label_for
@@ -323,9 +324,7 @@ def published_pairs(data: bytes) -> set[tuple[str, str]]:
 
 def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> Drift:
     """Read everything, compute the drift and, with `fix`, journal the corrections and build."""
-    from leasedns.commands import apply
-
-    with apply.gc_paused():  # 100,000s of long-lived objects and no cycles
+    with gc_paused():  # 100,000s of long-lived objects and no cycles
         return _run(cfg, fix, force, now)
 
 

@@ -16,14 +16,13 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from leasedns import journal
 from leasedns.config import Config, Partner
 from leasedns.errors import LeasednsError
-from leasedns.fsutil import write_atomic
+from leasedns.fsutil import Runner, write_atomic
 from leasedns.journal import identity
 from leasedns.model import format_time
 
@@ -33,7 +32,6 @@ SYNC_STATE = "sync.json"
 SYNC_LOCK = "sync.lock"
 SYNC_DUE = "sync-due"
 INBOX_PREFIX = ".incoming-"  # <journal root>/.incoming-<sender>/: what a partner pushed
-Runner = Callable[..., "subprocess.CompletedProcess[Any]"]
 
 
 @dataclass(slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import gc
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -12,6 +11,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from leasedns.errors import ParseError
+from leasedns.fsutil import gc_paused
 from leasedns.model import ip_key, ip_keys
 from leasedns.sources.dhcpd import tokens
 from leasedns.sources.dhcpd.tokens import Tok
@@ -664,15 +664,9 @@ def parse_leases(text: str, path: str) -> LeaseFile:
     Never raises for damage: each problem is a ParseError in `problems`, the damaged block is
     skipped and parsing goes on at the next top-level statement, as dhcpd does on startup.
     """
-    # A big file makes ~10**5 tuples that all survive; the cyclic GC would rescan them again
-    # and again while they are built (a third of the run time). They hold no cycles.
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
+    # A big file makes ~10**5 tuples that all survive and hold no cycles.
+    with gc_paused():
         return _parse(text, path)
-    finally:
-        if gc_was_on:
-            gc.enable()
 
 
 def _parse_chunk(acc: _Acc, final: bool) -> int:
@@ -818,13 +812,8 @@ def _read(path: str) -> LeaseFile:
 def read_leases(path: str) -> LeaseFile:
     """Read and parse one lease file, 1 MiB at a time so a 30 MB file never sits in memory
     whole. The same result as parse_leases(). OSError propagates: unreadable is not damage."""
-    gc_was_on = gc.isenabled()
-    gc.disable()  # see parse_leases
-    try:
+    with gc_paused():  # see parse_leases
         return _read(path)
-    finally:
-        if gc_was_on:
-            gc.enable()
 
 
 _NEVER = 2**63
