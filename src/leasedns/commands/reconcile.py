@@ -126,7 +126,7 @@ def merged_from(res: Resolved, agg: Aggregates) -> Merged:
 def compare(
     files: list[LeaseFile],
     merged: Merged,
-    st: statics.Statics,
+    statics_: statics.Statics,
     published: set[tuple[str, str]],
     s: Settings,
     cfg_peer: str,
@@ -156,7 +156,7 @@ def compare(
     winners = merged.live
     dynamic = merged.published
     name_ip = {name: ip for ip, name in dynamic.items()}
-    static_ips = {h.ip for h in st.hosts}
+    static_ips = {h.ip for h in statics_.hosts}
     newest = list(newest_per_address(files))
     seen = set()
     removals: list[Item] = []
@@ -296,7 +296,7 @@ def compare(
         )
     else:
         d.items.extend(removals)
-    for h in st.hosts:
+    for h in statics_.hosts:
         if (h.name, h.ip) not in published:
             d.items.append(
                 Item(
@@ -347,7 +347,7 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
             raise LeasednsError(
                 f"{p}: cannot read the lease file: {e.strerror}; check dhcpd.leases in the config"
             ) from None
-    st = statics.load(cfg)
+    statics_ = statics.load(cfg)
     s = Settings.from_config(cfg)
     try:
         published = published_pairs((cfg.tinydns_root / "data").read_bytes())
@@ -362,7 +362,7 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
             state, _ = mergestate.refresh(cfg.journal_dir, saved, s, now)
             agg = state.aggregates
             up = resolved.update(
-                state.resolved, state.touched, agg, st, s, cfg.ttl, now, state.verdicts, False
+                state.resolved, state.touched, agg, statics_, s, cfg.ttl, now, state.verdicts, False
             )
             merged = merged_from(up.resolved, agg)
         except sqlite3.Error as e:
@@ -370,7 +370,7 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
         drift = compare(
             files,
             merged,
-            st,
+            statics_,
             published,
             s,
             cfg.peer,
@@ -388,7 +388,7 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
         if fixes:
             owner = identity.installation_id(cfg.state_dir)  # never another one's journal
             journal.append(cfg.journal_dir / cfg.peer, fixes, owner=owner)
-        report = apply.run(cfg, force=force, st=st)
+        report = apply.run(cfg, force=force, st=statics_)
         if not report.ok:
             drift.problems.append(f"build after reconcile failed: {report.error}")
         if fixes and cfg.partners:
