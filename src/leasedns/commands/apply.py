@@ -410,9 +410,17 @@ def maybe_compact(cfg: Config, report: Report, state: mergestate.MergeState, now
     skew_us = cfg.clock_skew_secs * 1_000_000
     survivors = len(journal.survivors(own.events, now_us, keep_us, skew_us))
     if survivors * 2 <= len(own.events):
-        before, after = journal.compact(cfg.journal_dir / cfg.peer, now_us, keep_us, skew_us)
-        report.compacted = f"{before} -> {after} events"
-        looked_at = after
+        # The merge cache keeps a note of it, and the next build follows it instead of
+        # reading every journal line again (see engine.cache.note_compaction).
+        done = journal.compact(
+            cfg.journal_dir / cfg.peer,
+            now_us,
+            keep_us,
+            skew_us,
+            functools.partial(mergestate.note_compaction, cfg.state_dir),
+        )
+        report.compacted = f"{done.before} -> {done.after} events"
+        looked_at = done.after
     else:
         looked_at = len(own.events)
     write_atomic(path, json.dumps({"looked_at": looked_at}).encode(), 0o640)

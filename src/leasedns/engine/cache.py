@@ -15,6 +15,22 @@ journal line, exactly as a cold build does. That keeps the mass-delete guard
 honest when a journal is lost. Journal segments roll over at a size
 (`journal.ROLL_BYTES`), so reading a changed one again stays cheap.
 
+Except a compaction this host made or checked: its survivors are a subset of
+the events of the segments it replaced, so a state that had folded those
+segments completely already holds every survivor, and only its marks move to
+the new segment. The party that knows (`journal.compact` on this peer's own
+journal, under the journal lock; `inbox` adopting a partner's compacted copy
+after checking it event by event) leaves a note in the state directory
+(`note`, `NOTES_FILE`; never in the journal directory, which partners write):
+the replaced segments with the size and digest they were compacted with, the
+new one with the size, line and event counts and digest of the survivors'
+lines. A gone segment is followed only when a note replaced it with the exact
+bytes this state folded, and the new segment still starts with the noted
+bytes (read up to there again, like any changed segment); anything else
+rebuilds. The compaction dropped only events superseded by one settled at its
+time (`journal.survivors`), in effect here too as long as the clocks agree
+within the skew: a note from a time past this build's horizon is not followed.
+
 Events dated more than the clock skew after "now" are not folded in: they
 wait in `pending` until their time comes (`merge.Settings.clock_skew_secs`;
 a full merge leaves them out alike).
@@ -27,7 +43,6 @@ deleting the file costs one cold build.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -46,6 +61,7 @@ from leasedns.engine import store
 from leasedns.engine.resolve import Outcome, Resolved
 from leasedns.engine.rules import Aggregates, Settings
 from leasedns.engine.store import Spec, Table, text_in, text_out
+from leasedns.fsutil import write_atomic
 from leasedns.model import Row
 
 log = logging.getLogger("leasedns.mergestate")
@@ -116,6 +132,7 @@ class Progress:
     torn: int = 0
     problems: list[str] = field(default_factory=list)
     due: int = 0  # held-back events folded in now that their time came
+    followed: list[str] = field(default_factory=list)  # compactions followed, not read again
 
 
 class _Rebuild(Exception):
@@ -134,7 +151,7 @@ def stat_of(f: BinaryIO) -> Stat:
 
 def prefix_hash(f: BinaryIO, consumed: int) -> Any:
     """A digest object fed with the first `consumed` bytes of a file (pure but for reads)."""
-    h = hashlib.blake2b(digest_size=16)
+    h = journal.new_digest()
     f.seek(0)
     left = consumed
     while left > 0:
@@ -206,6 +223,8 @@ def refresh(
             state.verdict_key, state.verdicts = key, {}
     for p in progress.problems:
         log.warning("%s", p)
+    for f in progress.followed:
+        log.info("followed a compaction, its survivors not read again: %s", f)
     return state, progress
 
 
@@ -231,16 +250,18 @@ def _fold(
         if gone:
             raise _Rebuild(f"journal directory of {', '.join(gone)} is gone")
     todo: list[tuple[str, Path, Mark | None, BinaryIO, Stat, Any]] = []
+    moved: dict[str, dict[str, Mark]] = {}  # peer -> its marks, following a compaction
+    followed: list[str] = []
     try:
         # First check every mark, then read: a stale mark must leave the state untouched.
         for peer in peers:
             segs = journal.segments(journal_dir / peer)
             marks = state.marks.get(peer, {})
             if incremental:
-                gone = sorted(set(marks) - {s.name for s in segs})
-                if gone:
-                    raise _Rebuild(
-                        f"{journal_dir / peer}: segment {gone[0]} is gone (compacted or removed)"
+                present = {s.name for s in segs}
+                if set(marks) - present:
+                    marks = moved[peer] = _follow(
+                        journal_dir / peer, marks, present, state.path, horizon, followed
                     )
             for seg in segs:
                 try:
@@ -259,12 +280,73 @@ def _fold(
                     if hasher.digest() != mark.fingerprint:
                         raise _Rebuild(f"{seg}: no longer holds the lines read before")
                     todo[-1] = (peer, seg, mark, f, stat, hasher)
+        for peer, marks in moved.items():
+            state.marks[peer] = marks
+        progress.followed += followed
         for peer, seg, mark, fh, stat, hasher in todo:
             _fold_segment(state, peer, seg, mark, fh, stat, hasher, horizon, progress)
     finally:
         for item in todo:
             item[3].close()
     _fold_due(state, horizon, progress)
+
+
+def _follow(
+    peer_dir: Path,
+    marks: dict[str, Mark],
+    present: set[str],
+    db_path: Path | None,
+    horizon: int,
+    followed: list[str],
+) -> dict[str, Mark]:
+    """The marks of a peer some of whose marked segments are gone, moved to the segments
+    noted compactions replaced them with (pure but for reading the notes).
+
+    Raises _Rebuild unless every gone segment was replaced, by a note, with the
+    very bytes its mark says were folded. A replaced segment still there (a
+    compaction cut short) keeps its mark; one never folded must still be there,
+    or its survivors are not in the state. The new segment's mark is that of
+    the noted survivors; `_fold` reads it up to there again and checks the
+    digest, as for any segment whose file changed.
+    """
+    gone = sorted(set(marks) - present)
+    why = f"{peer_dir}: segment {gone[0]} is gone (compacted or removed)"
+    notes = _notes(db_path.parent, peer_dir) if db_path is not None else []
+    if not notes:
+        raise _Rebuild(why)
+    marks = dict(marks)
+    used: set[int] = set()
+    while gone:
+        for i, n in enumerate(notes):
+            if i in used or not set(gone) & n.replaced.keys():
+                continue
+            if n.settled > horizon:
+                raise _Rebuild(
+                    f"{why}; its compaction (superseding events up to {n.settled} us) is ahead "
+                    "of this build's clock"
+                )
+            if all(
+                name in present
+                or (
+                    (m := marks.get(name)) is not None
+                    and (m.consumed, m.fingerprint) == (p.size, p.digest)
+                )
+                for name, p in n.replaced.items()
+            ):
+                break
+        else:
+            raise _Rebuild(f"{why}; no compaction noted replaced the lines this state read")
+        used.add(i)
+        for name in n.replaced:
+            if name not in present:
+                marks.pop(name, None)
+        for name, p in n.written.items():
+            if name not in marks:
+                # stat unknown: the file is read up to the mark and checked against the digest
+                marks[name] = Mark(p.size, p.lines, p.events, p.digest)
+        followed.append(f"{peer_dir}: {', '.join(sorted(n.replaced))} -> {', '.join(n.written)}")
+        gone = sorted(set(marks) - present)
+    return marks
 
 
 def _fold_segment(
@@ -352,6 +434,110 @@ def held_back(state: MergeState) -> tuple[int, int | None]:
         first = pending.first() if n else None
         return n, None if first is None else first[0]
     return len(pending), min((r[0] for r in pending), default=None)
+
+
+# --- compaction notes --------------------------------------------------------------------------
+
+NOTES_FILE = "compacted.json"
+NOTES_KEPT = 4  # per peer directory: a note is only of use to the next build or two
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One compaction this host made or checked (see `note`)."""
+
+    replaced: dict[str, journal.Piece]  # segment -> the complete lines it was compacted with
+    written: dict[str, journal.Piece]  # segment -> the lines of it that are survivors
+    settled: int  # microseconds: no event dated later superseded one the compaction dropped
+
+
+def note_compaction(state_dir: Path, done: journal.Compaction) -> None:
+    """Keep a note of a compaction of this peer's own journal (`journal.compact` calls it)."""
+    if done.written is not None:
+        note(
+            state_dir,
+            done.peer_dir,
+            done.replaced,
+            {done.segment: done.written},
+            done.now_us - done.skew_us,
+        )
+
+
+def note(
+    state_dir: Path,
+    peer_dir: Path,
+    replaced: dict[str, journal.Piece],
+    written: dict[str, journal.Piece],
+    settled: int,
+) -> None:
+    """Note that the segments `replaced` of `peer_dir` (with the lines given) are now in
+    `written`, which start with lines holding only events of the replaced ones that
+    `journal.survivors` keeps with superseding events dated up to `settled`.
+
+    Only the party that checked this may write it (the file is trusted, so it is
+    kept in the state directory). A note that cannot be written costs one cold
+    build: logged, never raised.
+    """
+    path = state_dir / NOTES_FILE
+    key = os.path.abspath(peer_dir)
+    doc = _read_notes(path)
+    entry = {
+        "replaced": {n: _piece_out(p) for n, p in replaced.items()},
+        "written": {n: _piece_out(p) for n, p in written.items()},
+        "settled": settled,
+    }
+    doc[key] = [*doc.get(key, []), entry][-NOTES_KEPT:]
+    try:
+        write_atomic(path, json.dumps({"notes": doc}, sort_keys=True).encode(), 0o640)
+    except OSError as e:
+        log.warning("%s: cannot keep the compaction note (%s); the next build is cold", path, e)
+
+
+def _piece_out(p: journal.Piece) -> list[object]:
+    return [p.size, p.lines, p.events, p.digest.hex()]
+
+
+def _piece_in(v: Any) -> journal.Piece:
+    size, lines, events, hexdigest = v
+    if not all(type(x) is int and x >= 0 for x in (size, lines, events)):
+        raise ValueError("not a count")
+    d = bytes.fromhex(hexdigest)
+    if len(d) != 16:
+        raise ValueError("not a digest")
+    return journal.Piece(size, lines, events, d)
+
+
+def _read_notes(path: Path) -> dict[str, list[Any]]:
+    try:
+        notes = json.loads(path.read_bytes())["notes"]
+        if not isinstance(notes, dict) or not all(isinstance(v, list) for v in notes.values()):
+            raise ValueError("not a mapping of lists")
+        return notes
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("%s: compaction notes unusable (%s); ignored", path, e)
+        return {}
+
+
+def _notes(state_dir: Path, peer_dir: Path) -> list[Note]:
+    """The notes kept for `peer_dir`, newest first (none when unreadable)."""
+    out = []
+    for entry in reversed(_read_notes(state_dir / NOTES_FILE).get(os.path.abspath(peer_dir), [])):
+        try:
+            settled = entry["settled"]
+            if type(settled) is not int:
+                raise ValueError("not a time")
+            out.append(
+                Note(
+                    {str(n): _piece_in(v) for n, v in entry["replaced"].items()},
+                    {str(n): _piece_in(v) for n, v in entry["written"].items()},
+                    settled,
+                )
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            log.warning("%s: a compaction note is unusable (%s); ignored", state_dir, e)
+    return out
 
 
 # --- the tables ------------------------------------------------------------------------------

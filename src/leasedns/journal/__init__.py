@@ -4,15 +4,17 @@ replication (sync, inbox) and what this host holds of them."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import json.scanner
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from leasedns.errors import EventError, LeasednsError
 from leasedns.fsutil import flocked, fsync_dir, write_all
@@ -278,20 +280,27 @@ def survivors(
 ) -> list[Event]:
     """The events of one peer's journal that can still matter to the merge (pure).
 
-    Events dated more than `skew_us` after now are not in effect yet (see
-    `merge.Settings.clock_skew_secs`): they are kept, and supersede nothing.
-
     An event goes when a later event of its own peer supersedes it (a commit by
     a later commit of the same address, a release/expiry by a later one of the
     same address and MAC: neither can win or end anything the later one does
     not), or when it is older than the longest lease plus a grace (every lease
     it could affect has ended), unless it is, or ends, an infinite lease.
+
+    Only a settled event supersedes: one dated at most `skew_us` before now.
+    A later one (up to `skew_us` after now: not in effect yet, see
+    `merge.Settings.clock_skew_secs`; or just recent) is kept and supersedes
+    nothing. So on every peer whose clock is within the skew of this one, the
+    event that superseded one dropped is in effect (not held back): a build
+    there that already folded the dropped event in publishes what a build of
+    the survivors alone publishes, and can follow the compaction (see
+    `engine.cache`).
     """
     commits: dict[str, Event] = {}  # per address its greatest commit
     ends: dict[tuple[str, str], Event] = {}  # per address and MAC its greatest release/expiry
     events = set(events)
-    ahead = {e for e in events if e.time_us > now_us + skew_us}
-    for e in events - ahead:
+    settled = now_us - skew_us
+    recent = {e for e in events if e.time_us > settled}
+    for e in events - recent:
         if e.kind.value == "commit":
             cur = commits.get(e.ip)
             if cur is None or e.key() > cur.key():
@@ -314,36 +323,92 @@ def survivors(
         c = infinite.get(k)
         if e.time_us >= cutoff or (c is not None and e.time_us >= c.time_us):
             keep.append(e)
-    keep.extend(ahead)
+    keep.extend(recent)
     return sorted(keep, key=Event.key)
 
 
+def new_digest() -> Any:
+    """The digest a build keeps of the bytes it read of a segment (see `engine.cache`)."""
+    return hashlib.blake2b(digest_size=16)
+
+
+def digest(data: bytes | memoryview) -> bytes:
+    h = new_digest()
+    h.update(data)
+    return bytes(h.digest())
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """The complete lines at the start of a segment, as a build that read them marks them."""
+
+    size: int  # bytes, up to and including the last newline
+    lines: int
+    events: int  # events parsed from them
+    digest: bytes  # `digest` of those bytes
+
+
+@dataclass(slots=True)
+class Compaction:
+    """What one `compact` did."""
+
+    peer_dir: Path
+    now_us: int
+    skew_us: int
+    before: int = 0  # events
+    after: int = 0
+    replaced: dict[str, Piece] = field(default_factory=dict)  # the old segments, as compacted
+    segment: str = ""  # the new one ("" when there was nothing to compact)
+    written: Piece | None = None  # what it was written with
+
+
 def compact(
-    peer_dir: Path, now_us: int, keep_us: int, skew_us: int = 30_000_000
-) -> tuple[int, int]:
-    """Rewrite the owner's journal as one segment of its survivors; returns (before, after).
+    peer_dir: Path,
+    now_us: int,
+    keep_us: int,
+    skew_us: int = 30_000_000,
+    on_compacted: Callable[[Compaction], None] | None = None,
+) -> Compaction:
+    """Rewrite the owner's journal as one segment of its survivors.
 
     Crash-safe: the new segment is written under a temporary name, fsynced and
     renamed to the next segment number before the old ones are removed, so a
     reader (or an rsync to a partner) sees the old segments, or the old and the
     new (duplicates count once), or the new alone; never a half-written file.
+
+    `on_compacted` is called with the outcome once the new segment is in place,
+    before the old ones go, under the journal lock (no append in between): the
+    merge cache keeps it, to follow the compaction instead of reading every line
+    again (see `engine.cache.note_compaction`).
     """
+    out = Compaction(peer_dir, now_us, skew_us)
     with locked(peer_dir):
         old = segments(peer_dir)
         if not old:
-            return 0, 0
+            return out
         pj = PeerJournal(peer_dir.name)
         for seg in old:
-            parse_segment(seg.read_bytes(), str(seg), pj.peer, pj)
+            data = seg.read_bytes()
+            had = len(pj.events)
+            parse_segment(data, str(seg), pj.peer, pj)
+            end = data.rfind(b"\n") + 1
+            out.replaced[seg.name] = Piece(
+                end, data.count(b"\n", 0, end), len(pj.events) - had, digest(memoryview(data)[:end])
+            )
         keep = survivors(pj.events, now_us, keep_us, skew_us)
         last = int(SEGMENT_RE.match(old[-1].name).group(1))  # type: ignore[union-attr]
         target = peer_dir / segment_name(last + 1)
         tmp = peer_dir / f".{target.name}.tmp"
-        write_small(tmp, "".join(to_line(e) for e in keep).encode("utf-8", "surrogateescape"))
+        blob = "".join(to_line(e) for e in keep).encode("utf-8", "surrogateescape")
+        write_small(tmp, blob)
         os.replace(tmp, target)
         fsync_dir(peer_dir)
+        out.before, out.after = len(pj.events), len(keep)
+        out.segment, out.written = target.name, Piece(len(blob), len(keep), len(keep), digest(blob))
+        if on_compacted is not None:
+            on_compacted(out)
         for seg in old:
             seg.unlink()
         fsync_dir(peer_dir)
         log.info("%s: compacted %d events to %d", peer_dir, len(pj.events), len(keep))
-        return len(pj.events), len(keep)
+        return out

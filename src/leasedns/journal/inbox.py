@@ -23,6 +23,12 @@ Adopting a copy replaces `journal/S/` segment by segment: each new or
 changed segment is copied from the inbox under a temporary name,
 then renamed into place; segments the copy no longer has go last. A reader
 sees the old segments, old and new, or the new ones, never less.
+
+A copy that replaces held segments (S compacted its journal) was checked
+event by event; what that check proved is noted for the merge cache
+(`cache.note`): the held segments it replaced, and the lines at the start of
+each new segment that hold only events of those. The next build then follows
+the compaction instead of reading every journal line again.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import Any
 
 from leasedns import journal
 from leasedns.config import Config
+from leasedns.engine import cache as mergestate
 from leasedns.errors import LeasednsError
 from leasedns.fsutil import fsync_dir, write_atomic
 from leasedns.journal import identity
@@ -174,11 +181,14 @@ def _adopt(cfg: Config, sender: str, src: Path, now_us: int, out: Outcome) -> st
     staged = _stage(src, dst)
     try:
         if not _grows(dst, staged):
+            mine, copy, replaced, written = _read_both(dst, staged)
+            skew_us = cfg.clock_skew_secs * 1_000_000
             lost = _lost(
-                journal.read_peer(dst).events,
-                _read_staged(dst, staged),
-                now_us + cfg.clock_skew_secs * 1_000_000,
+                mine,
+                copy,
+                now_us + skew_us,
                 (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000,
+                skew_us,
             )
             if lost:
                 return (
@@ -188,6 +198,10 @@ def _adopt(cfg: Config, sender: str, src: Path, now_us: int, out: Outcome) -> st
                     f"backup?). This peer's copy stays, and is pushed back to {sender}, which "
                     f"recovers them; to take the copy anyway, remove {dst}"
                 )
+            if replaced and written:
+                # Every event dropped was superseded by one dated up to now (in effect here)
+                # or aged out: see _lost.
+                mergestate.note(cfg.state_dir, dst, replaced, written, now_us)
         _install(dst, staged, theirs)
     finally:
         _unstage(staged)
@@ -264,6 +278,75 @@ def _starts_with(path: Path, prefix_of: Path) -> bool:
                 return False
 
 
+def _read_both(
+    dst: Path, staged: dict[str, Path | None]
+) -> tuple[list[Event], list[Event], dict[str, journal.Piece], dict[str, journal.Piece]]:
+    """The events held and those of the copy (staged segments, and held ones it has
+    unchanged), each segment read once; and for the merge cache's note, the held
+    segments the copy replaces (their complete lines) and, per new segment of
+    the copy, the lines at its start that hold only events of those."""
+    peer = dst.name
+    held: list[Event] = []
+    copy: list[Event] = []
+    replaced: dict[str, journal.Piece] = {}
+    written: dict[str, journal.Piece] = {}
+    dropped: set[Event] = set()
+    problems: list[str] = []
+    for seg in journal.segments(dst):
+        try:
+            data = seg.read_bytes()
+        except FileNotFoundError:
+            continue
+        evs = _parse(data, str(seg), peer, problems)
+        held += evs
+        if seg.name not in staged:
+            copy += evs
+        elif staged[seg.name] is None:
+            replaced[seg.name] = _piece(data, evs)
+            dropped.update(evs)
+    for p in problems:
+        log.warning("%s", p)
+    for name, tmp in sorted(staged.items()):
+        if tmp is not None:
+            data = tmp.read_bytes()
+            evs = _parse(data, f"{dst / name} (copy)", peer, [])
+            copy += evs
+            if replaced and not (dst / name).exists():
+                covered = _covered(data, evs, dropped)
+                if covered.size:
+                    written[name] = covered
+    return held, copy, replaced, written
+
+
+def _parse(data: bytes, path: str, peer: str, problems: list[str]) -> list[Event]:
+    pj = journal.PeerJournal(peer)
+    journal.parse_segment(data, path, peer, pj)
+    problems += pj.problems
+    return pj.events
+
+
+def _piece(data: bytes, events: list[Event]) -> journal.Piece:
+    """A segment's complete lines, as a build that read them all marks them."""
+    end = data.rfind(b"\n") + 1
+    return journal.Piece(
+        end, data.count(b"\n", 0, end), len(events), journal.digest(memoryview(data)[:end])
+    )
+
+
+def _covered(data: bytes, events: list[Event], have: set[Event]) -> journal.Piece:
+    """The lines at the start of a segment (parsed as `events`) whose events are all in
+    `have` (pure). None when a line is blank or no event: it is read again, and reported."""
+    end = data.rfind(b"\n") + 1
+    if len(events) != data.count(b"\n", 0, end):
+        return journal.Piece(0, 0, 0, journal.digest(b""))
+    n = next((i for i, e in enumerate(events) if e not in have), len(events))
+    if n < len(events):
+        end = 0
+        for _ in range(n):
+            end = data.index(b"\n", end) + 1
+    return journal.Piece(end, n, n, journal.digest(memoryview(data)[:end]))
+
+
 def _read_staged(dst: Path, staged: dict[str, Path | None]) -> list[Event]:
     """The events of the copy: staged segments, and held ones it has unchanged."""
     pj = journal.PeerJournal(dst.name)
@@ -276,17 +359,21 @@ def _read_staged(dst: Path, staged: dict[str, Path | None]) -> list[Event]:
     return pj.events
 
 
-def _lost(held: Iterable[Event], copy: Iterable[Event], now_us: int, keep_us: int) -> list[Event]:
+def _lost(
+    held: Iterable[Event], copy: Iterable[Event], now_us: int, keep_us: int, skew_us: int
+) -> list[Event]:
     """Events held that the copy lacks and that compaction would not have dropped (pure).
 
     The journal of a peer is a set of events that only compaction shrinks; what
     compaction keeps of everything known (held and copy) must be in the copy.
+    Judged at `now_us` with the clock skew: an event dropped must have been
+    superseded by one dated up to `now_us - skew_us` (see `journal.survivors`).
     """
     have = set(copy)
     gone = set(held) - have
     if not gone:
         return []
-    return [e for e in journal.survivors([*gone, *have], now_us, keep_us) if e in gone]
+    return [e for e in journal.survivors([*gone, *have], now_us, keep_us, skew_us) if e in gone]
 
 
 def _examples(events: list[Event]) -> str:
@@ -342,7 +429,7 @@ def _recover(
     finally:
         _unstage(staged)
     keep_us = (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
-    back = _lost(theirs, mine, now_us, keep_us)
+    back = _lost(theirs, mine, now_us, keep_us, cfg.clock_skew_secs * 1_000_000)
     if back:
         journal.append(own, back, owner=me)
         out.recovered += len(back)
