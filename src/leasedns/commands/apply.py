@@ -6,7 +6,6 @@ import functools
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -16,16 +15,19 @@ from pathlib import Path
 from leasedns import journal
 from leasedns.config import Config
 from leasedns.engine import cache as mergestate
-from leasedns.engine import guard, store
+from leasedns.engine import guard
 from leasedns.engine import resolve as resolved
-from leasedns.engine.rules import Record, Settings, stamp_runs
+from leasedns.engine.rules import Record
+from leasedns.engine.state import State
 from leasedns.errors import EventError, GuardError, LeasednsError
 from leasedns.fsutil import Runner, flocked, gc_paused, write_atomic
 from leasedns.journal import holdings, identity, inbox
 from leasedns.journal import sync as syncing
 from leasedns.model import Event, format_time, make_event
 from leasedns.outputs.tinydns import publish, published_dynamic, static_origin
-from leasedns.sources import spool, statics
+from leasedns.sources import spool
+from leasedns.sources.statics import Statics
+from leasedns.sources.statics import load as load_statics
 
 log = logging.getLogger("leasedns.apply")
 
@@ -80,15 +82,12 @@ def build_lock(cfg: Config) -> Iterator[None]:
         yield
 
 
-def ingest(
-    cfg: Config, report: Report, now_ns: int, state: mergestate.MergeState | None = None
-) -> list[Event]:
+def ingest(cfg: Config, report: Report, now_ns: int, state: State) -> list[Event]:
     """Move valid spool events into this peer's journal; reject the invalid ones, keeping them.
 
-    With the merge `state`, each commit is journaled with the start of the run
-    of leases it renews (`Event.since`), which the `first` policy ranks by.
+    Each commit is journaled with the start of the run of leases it renews
+    (`Event.since`, from the engine's state), which the `first` policy ranks by.
     """
-    peer_dir = cfg.journal_dir / cfg.peer
     good: list[Event] = []
     done: list[Path] = []
     for item in spool.scan(cfg.spool_dir):
@@ -120,10 +119,11 @@ def ingest(
             continue
         good.append(ev)
         done.append(item.path)
-    if good and state is not None:
-        good = stamp_runs(good, state.aggregates, cfg.default_lease_secs)
     if good:  # durable before the spool files go; refused in another installation's directory
-        journal.append(peer_dir, good, owner=identity.installation_id(cfg.state_dir))
+        good = state.stamp(good)
+        owner = identity.installation_id(cfg.state_dir)
+        journal.append(cfg.journal_dir / cfg.peer, good, owner=owner)
+        state.journaled()
         spool.remove(done)
     report.ingested = len(good)
     return good
@@ -131,19 +131,17 @@ def ingest(
 
 def build(
     cfg: Config,
-    now: int,
+    state: State,
+    statics: Statics,
     report: Report,
     force: bool = False,
     runner: Runner | None = None,
-    state: mergestate.MergeState | None = None,
-    st: statics.Statics | None = None,
-) -> resolved.Built:
-    """Merge every peer's journal with the static input and publish the result.
+) -> resolved.Update:
+    """Advance the state to its `now`, guard, publish: each stage once.
 
-    The merge starts from the aggregates the last build kept
-    (the merge state in state_dir, or `state` already refreshed), reads only the
-    journal lines appended since, and resolves again only what they (and the
-    time passed) changed.
+    The engine's state has caught up with the journals (once, when opened) and
+    folded in what this apply journaled; `advance` resolves again only what
+    that and the time passed changed.
     """
     t0 = time.monotonic()
     held, was = holdings.survey(cfg.journal_dir), holdings.load(cfg.state_dir)
@@ -152,137 +150,86 @@ def build(
         if not force:
             raise GuardError(holdings.refusal(lost, cfg.journal_dir))
         log.warning("--force: publishing although %s", "; ".join(lost.values()))
-    if st is None:
-        st = statics.load(cfg)
-    for p in st.problems:
+    for p in statics.problems:
         log.warning("%s", p)
-    report.problems.extend(st.problems)
-    settings = Settings.from_config(cfg)
+    report.problems.extend(statics.problems)
     try:
         previous_data: bytes | None = (cfg.tinydns_root / "data").read_bytes()
     except FileNotFoundError:
         previous_data = None
     with gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
-        result, report.events, saved_digest = _merge_incremental(
-            cfg, settings, st, now, state, report
-        )
-    up = result.update
-    data = up.data
+        saved = state.saved_digest
+        up = state.advance(statics)
+    _health(report, state, cfg.clock_skew_secs)
+    report.events = state.events
     report.dynamic = up.dynamic
-    report.records = len(st.hosts) + up.dynamic
+    report.records = len(statics.hosts) + up.dynamic
     report.refused = up.bindings - up.dynamic
     if not force:
-        check_guard(result, previous_data, saved_digest, st, now, cfg.guard_fraction, cfg.guard_min)
+        check_guard(up, state, previous_data, saved, statics, cfg.guard_fraction, cfg.guard_min)
     outcome = publish(
         cfg.tinydns_root,
-        data,
+        up.data,
         cfg.tinydns_data,
         **({"runner": runner} if runner else {}),
-        origin=functools.partial(static_origin, st),
+        origin=functools.partial(static_origin, statics),
     )
     report.changed, report.compiled = outcome.changed, outcome.compiled
     if held != was:
         holdings.save(cfg.state_dir, held)  # published: what the journals hold is the new floor
     report.compile_secs = round(outcome.compile_secs, 4)
     report.build_secs = round(time.monotonic() - t0, 4)
-    return result
+    return up
 
 
 def check_guard(
-    result: resolved.Built,
+    up: resolved.Update,
+    state: State,
     previous_data: bytes | None,
     saved_digest: bytes,
-    st: statics.Statics,
-    now: int,
+    statics: Statics,
     fraction: float,
     minimum: int,
 ) -> None:
     """The mass-delete guard on a build's result against the data file it replaces."""
     if (
-        result.update.before is not None
+        up.before is not None
         and previous_data is not None
         and saved_digest
         and resolved.digest(previous_data) == saved_digest
-        and not resolved.static_mark_clash(st)
+        and not resolved.static_mark_clash(statics)
     ):
         # The data file is what the saved outcome rendered: the losses follow from what
         # changed since (see `resolved.update`), without reading it back.
-        guard.decide(
-            [name for name, _ip, _ttd in result.update.lost],
-            result.update.before,
-            fraction,
-            minimum,
-        )
+        guard.decide([name for name, _ip, _ttd in up.lost], up.before, fraction, minimum)
         return
     previous = published_dynamic(previous_data) if previous_data is not None else []
-    kept = [Record(n, ip, None, False, False) for n, ip in result.update.resolved.winner.items()]
-    guard.check(previous, kept, result.agg.latest, now, fraction, minimum)
+    kept = [Record(n, ip, None, False, False) for n, ip in up.resolved.winner.items()]
+    guard.check(previous, kept, state.known_ips, state.now, fraction, minimum)
 
 
-def _merge_incremental(
-    cfg: Config,
-    settings: Settings,
-    st: statics.Statics,
-    now: int,
-    state: mergestate.MergeState | None = None,
-    report: Report | None = None,
-) -> tuple[resolved.Built, int, bytes]:
-    """Merge from the saved aggregates plus the new journal lines and the saved resolve's
-    outcome; keep both again. Also returns the digest of the data the saved outcome rendered.
-
-    `report` learns whether the state was saved and which events wait for their time."""
-    owner = mergestate.owner_of(cfg)
-    if state is None:
-        state = mergestate.load(cfg.state_dir, owner)
-    state, progress = mergestate.refresh(cfg.journal_dir, state, settings, now)
-    if progress.rebuilt:
-        log.info(
-            "merge state rebuilt from every journal line (%d events): %s",
-            state.events,
-            progress.rebuilt,
-        )
-    saved = state.resolved
-    saved_digest = saved.data_digest if saved is not None else b""
-    up = resolved.update(
-        saved, state.touched, state.aggregates, st, settings, cfg.ttl, now, state.verdicts
-    )
-    if up.full and saved is not None:
-        log.info("resolving every binding again: %s", up.full)
-    state.resolved, state.touched = up.resolved, set()
-    # Saved before the guard and publishing: it describes the journals, whatever is done
-    # with the result.
-    failed = mergestate.save(cfg.state_dir, state, owner=owner)
-    if report is not None:
-        _state_report(report, state, failed, cfg.clock_skew_secs)
-    return (
-        resolved.Built(up, state.aggregates, st, settings, now, state.verdicts),
-        state.events,
-        saved_digest,
-    )
-
-
-def _state_report(report: Report, state: mergestate.MergeState, failed: str, skew: int) -> None:
+def _health(report: Report, state: State, skew: int) -> None:
     """Tell (report, so status warns) a merge state not saved and events held back."""
-    if failed:
+    h = state.health
+    if h.saved:
         report.state_saved = False
         report.problems.append(
-            f"merge state not saved ({failed}); the next build catches up from the last "
+            f"merge state not saved ({h.saved}); the next build catches up from the last "
             "one saved, or from every journal line (check the state directory's disk)"
         )
         return
-    n, first = mergestate.held_back(state)
-    if n and first is not None:
-        report.held_back, report.held_until = n, format_time(first)
+    if h.held_back and h.held_until is not None:
+        report.held_back, report.held_until = h.held_back, format_time(h.held_until)
         report.problems.append(
-            f"{n} journal event(s) dated more than {skew} s ahead are held back until their "
-            f"time, the first {report.held_until} (a peer's clock ahead, or record --time?)"
+            f"{h.held_back} journal event(s) dated more than {skew} s ahead are held back until "
+            f"their time, the first {report.held_until} (a peer's clock ahead, or record --time?)"
         )
         log.warning("%s", report.problems[-1])
 
 
-def log_refusals(result: resolved.Built, new: list[Event]) -> None:
+def log_refusals(state: State, up: resolved.Update, new: list[Event]) -> None:
     """Log, once (when their event arrives), the bindings whose name is not published."""
-    for r in result.fresh_refusals(set(new)):
+    for r in state.fresh_refusals(up, new):
         b = r.binding
         log.warning("lease %s %s (peer %s): name not published: %s", b.ip, b.mac, b.peer, r.reason)
 
@@ -293,11 +240,12 @@ def run(
     force: bool = False,
     coalesce: bool = False,
     runner: Runner | None = None,
-    st: statics.Statics | None = None,
+    statics: Statics | None = None,
 ) -> Report:
-    """One apply: wait for the build lock, coalesce, ingest the spool, build, record the outcome.
+    """`leasedns apply`: wait for the build lock, coalesce, take the partners' pushed copies,
+    ingest the spool, build, compact, record the outcome; then sync, outside the lock.
 
-    `st`: the static input, when the caller has just read it (reconcile)."""
+    `statics`: the static input, when the caller has just read it (reconcile)."""
     ensure_dirs(cfg)
     report = Report()
     with build_lock(cfg):
@@ -309,36 +257,16 @@ def run(
             (cfg.spool_dir / spool.DUE_FLAG).unlink()
         now_ns = time.time_ns()
         report.time = format_time(now_ns // 1000)
-        new: list[Event] = []
-        state = None
         try:
             receive(cfg, report, now_ns // 1000)
-            for attempt in (1, 2):
-                try:
-                    # The merge state (aggregates of every journal line so far) serves both
-                    # the run stamps of new commits and the incremental build.
-                    state, _ = mergestate.refresh(
-                        cfg.journal_dir,
-                        mergestate.load(cfg.state_dir, mergestate.owner_of(cfg)),
-                        Settings.from_config(cfg),
-                        now_ns // 1_000_000_000,
-                    )
-                    new += ingest(cfg, report, now_ns, state)
-                    result = build(cfg, now_ns // 1_000_000_000, report, force, runner, state, st)
-                    log_refusals(result, new)
-                    break
-                except sqlite3.Error as e:
-                    # A damaged cache: drop it and build again from the journals alone.
-                    if attempt == 2 or not store.damaged(e):
-                        raise LeasednsError(f"{cfg.state_dir}: merge state: {e}") from None
-                    log.warning("merge state unreadable (%s); rebuilding it", e)
-                    mergestate.drop(state)
-                    mergestate.discard(cfg.state_dir)
-                    state = None
-            report.ingested = len(new)
-            report.ok = True
-            assert state is not None
-            maybe_compact(cfg, report, state, now_ns // 1000)
+            if statics is None:
+                statics = load_statics(cfg)
+            with State.open(cfg, now_ns // 1_000_000_000) as state:
+                new = ingest(cfg, report, now_ns, state)
+                up = build(cfg, state, statics, report, force, runner)
+                log_refusals(state, up, new)
+                report.ok = True
+                maybe_compact(cfg, report, state.cache, now_ns // 1000)
         except (LeasednsError, OSError) as e:
             report.error = str(e) or f"{e.__class__.__name__} (no message)"
             log.error("%s", report.error)
@@ -346,8 +274,6 @@ def run(
             report.error = f"{e.__class__.__name__}: {e} (a bug; please report it with the log)"
             log.exception("apply failed: %s", report.error)
         finally:
-            if state is not None:
-                state.close()
             save_report(cfg, report)
     if cfg.partners and (
         report.ingested or report.recovered or report.inbox_refused or syncing.needs_retry(cfg)
@@ -359,6 +285,7 @@ def run(
             ", ".join(f"{r.partner}: {'ok' if r.ok else r.error}" for r in results)
             or "deferred to the sync already running"
         )
+        save_report(cfg, report)
     log.info(
         "apply: %d new events, %d rejected, %d records (%d dynamic), %s",
         report.ingested,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
 from operator import itemgetter
@@ -13,10 +12,10 @@ from typing import Any, NamedTuple, TextIO
 from leasedns import journal
 from leasedns.config import Config
 from leasedns.engine import cache as mergestate
-from leasedns.engine import resolve as resolved
 from leasedns.engine import store
 from leasedns.engine.resolve import Resolved
-from leasedns.engine.rules import Aggregates, Settings, stamp_runs
+from leasedns.engine.rules import Aggregates, Settings
+from leasedns.engine.state import State
 from leasedns.errors import ConfigError, LeasednsError
 from leasedns.fsutil import gc_paused
 from leasedns.journal import identity
@@ -353,20 +352,11 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
         published = published_pairs((cfg.tinydns_root / "data").read_bytes())
     except FileNotFoundError:
         published = set()
-    # The merge state kept by apply, brought up to date as a build would (in memory: reconcile
-    # only reads it, so it runs beside apply and as any user who can read the state).
-    state = None
-    try:
-        try:
-            saved = mergestate.load(cfg.state_dir, mergestate.owner_of(cfg))
-            state, _ = mergestate.refresh(cfg.journal_dir, saved, s, now)
-            agg = state.aggregates
-            up = resolved.update(
-                state.resolved, state.touched, agg, statics_, s, cfg.ttl, now, state.verdicts, False
-            )
-            merged = merged_from(up.resolved, agg)
-        except sqlite3.Error as e:
-            raise LeasednsError(f"{cfg.state_dir}: merge state: {e}; run leasedns apply") from None
+    # The engine's state kept by apply, brought up to date as a build would (in memory:
+    # reconcile only reads it, so it runs beside apply and as any user who can read it).
+    with State.open(cfg, now, keep=False) as state:
+        res, agg = state.outcome(statics_)
+        merged = merged_from(res, agg)
         drift = compare(
             files,
             merged,
@@ -380,15 +370,12 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
             cfg.guard_fraction,
             cfg.guard_min,
         )
-        fixes = stamp_runs(drift.fixes(), agg, cfg.default_lease_secs) if fix else []
-    finally:
-        if state is not None:
-            state.close()
+        fixes = state.stamp(drift.fixes()) if fix else []
     if fix:
         if fixes:
             owner = identity.installation_id(cfg.state_dir)  # never another one's journal
             journal.append(cfg.journal_dir / cfg.peer, fixes, owner=owner)
-        report = apply.run(cfg, force=force, st=statics_)
+        report = apply.run(cfg, force=force, statics=statics_)
         if not report.ok:
             drift.problems.append(f"build after reconcile failed: {report.error}")
         if fixes and cfg.partners:

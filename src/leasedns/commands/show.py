@@ -7,19 +7,19 @@ import json
 import time
 from typing import Any, TextIO
 
-from leasedns import journal
 from leasedns.config import Config
-from leasedns.engine.rules import Result, Settings, merge
+from leasedns.engine.rules import Result
+from leasedns.engine.state import State
 from leasedns.model import format_time
 from leasedns.names import show_name
 from leasedns.sources import statics
 
 
 def compute(cfg: Config, now: int | None = None) -> Result:
-    """Merge what the journals hold right now (no publishing)."""
+    """What the engine decides from the journals right now (nothing kept, nothing published)."""
     now = int(time.time()) if now is None else now
-    events = [e for pj in journal.read_all(cfg.journal_dir).values() for e in pj.events]
-    return merge(events, statics.load(cfg), Settings.from_config(cfg), now)
+    with State.open(cfg, now, keep=False) as state:
+        return state.snapshot(statics.load(cfg))
 
 
 def rows(result: Result) -> list[dict[str, object]]:

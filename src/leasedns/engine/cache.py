@@ -58,8 +58,8 @@ from typing import Any, BinaryIO
 from leasedns import __version__, journal
 from leasedns.config import Config
 from leasedns.engine import store
-from leasedns.engine.resolve import Outcome, Resolved
-from leasedns.engine.rules import Aggregates, Settings
+from leasedns.engine.resolve import Resolved
+from leasedns.engine.rules import Aggregates, Outcome, Settings
 from leasedns.engine.store import Spec, Table, text_in, text_out
 from leasedns.fsutil import write_atomic
 from leasedns.model import Row
@@ -173,9 +173,13 @@ def refresh(
     state: MergeState | None,
     settings: Settings | None = None,
     now: int | None = None,
+    only: str | None = None,
 ) -> tuple[MergeState, Progress]:
     """Bring `state` up to date with the journals at `now` (a cold read when it is None or
     stale); events dated past `settings.horizon(now)` wait in `state.pending`.
+
+    With `only` (a peer), only that peer's journal is read again: the lines it
+    just appended, when the others were caught up with a moment before.
 
     `state` is updated in place when it can be; the state to keep is returned.
     With `settings`, cached name verdicts made for another domain or policy go.
@@ -188,7 +192,7 @@ def refresh(
         state = None
     elif state is not None:
         try:
-            _fold(journal_dir, state, progress, horizon, incremental=True)
+            _fold(journal_dir, state, progress, horizon, incremental=True, only=only)
         except _Rebuild as e:
             progress.rebuilt = str(e)
             state = None
@@ -236,6 +240,7 @@ def _fold(
     *,
     incremental: bool,
     strict: bool = True,
+    only: str | None = None,
 ) -> None:
     """Fold every journal line past the marks into the aggregates (or into `pending`, when
     dated past `horizon`), and the pending events up to `horizon`.
@@ -245,7 +250,9 @@ def _fold(
     vanished and `strict`.
     """
     peers = journal.peers(journal_dir)
-    if incremental:
+    if only is not None:
+        peers = [p for p in peers if p == only]
+    elif incremental:
         gone = sorted(set(state.marks) - set(peers))
         if gone:
             raise _Rebuild(f"journal directory of {', '.join(gone)} is gone")

@@ -23,22 +23,22 @@ import hashlib
 from collections.abc import Iterable, Mapping, MutableMapping, Set
 from dataclasses import dataclass, field
 
-from leasedns.config import ConflictPolicy
 from leasedns.engine.rules import (
     Aggregates,
     Binding,
+    Judge,
+    Outcome,
     Record,
     Refusal,
+    Result,
     Settings,
+    pick,
     static_records,
 )
 from leasedns.engine.store import Table
-from leasedns.model import INFINITE_LEASE, Event, Row, event_of, ip_key
-from leasedns.names import fqdn, label_for, protected_fqdns
+from leasedns.model import Event, Row, event_of, ip_key, row_of
 from leasedns.outputs.tinydns import DYNAMIC_MARK, escape, from_tai64, record_line, render_parts
 from leasedns.sources.statics import Statics
-
-Outcome = tuple[int | None, str | None, str]  # (end, claimed name or None, refusal reason or "")
 
 
 @dataclass(slots=True)
@@ -93,55 +93,6 @@ def fingerprint(statics: Statics, s: Settings, ttl: int) -> bytes:
     return hashlib.blake2b(repr(key).encode("utf-8", "surrogateescape"), digest_size=16).digest()
 
 
-class _Judge:
-    """Per address: its live binding's end and claimed name or refusal (resolve's first pass)."""
-
-    def __init__(
-        self,
-        agg: Aggregates,
-        statics: Statics,
-        s: Settings,
-        verdicts: MutableMapping[str, tuple[str | None, str]],
-    ) -> None:
-        self.latest, self.ends = agg.latest, agg.ends
-        self.static_ips = {h.ip for h in statics.hosts}
-        self.taken = statics.taken
-        self.protected = protected_fqdns(s.protected, s.domain)
-        self.nets = [(int(n.network_address), int(n.netmask)) for n in s.subnets]
-        self.verdicts = verdicts
-        self.s = s
-
-    def __call__(self, ip: str, now: int) -> Outcome | None:
-        r = self.latest.get(ip)
-        if r is None or self.ends.get((ip, r[3]), -1) >= r[0]:
-            return None
-        s = self.s
-        secs = s.default_lease_secs if r[9] else r[6]
-        end = None if secs >= INFINITE_LEASE else r[0] // 1_000_000 + secs
-        if end is not None and end <= now:
-            return None
-        if ip in self.static_ips:
-            return end, None, f"{ip} is a fixed address; its name comes from dhcpd.conf"
-        if self.nets:
-            ipk = ip_key(ip)
-            if not any(ipk & mask == net for net, mask in self.nets):
-                return end, None, f"{ip} is outside the configured subnets"
-        raw = r[5] or r[4]
-        verdict = self.verdicts.get(raw)
-        if verdict is None:
-            v = label_for(raw, s.domain, s.name_policy)
-            verdict = self.verdicts[raw] = (v.label, v.note)
-        label, note = verdict
-        if label is None:
-            return end, None, note
-        name = fqdn(label, s.domain)
-        if name in self.protected:
-            return end, None, f"name {name} is protected"
-        if name in self.taken:
-            return end, None, f"name {name} belongs to static data or a dhcpd.conf host"
-        return end, name, ""
-
-
 @dataclass(slots=True)
 class Update:
     """One build's resolve: the data to publish and what the guard and the report need."""
@@ -177,7 +128,7 @@ def update(
     rendered (`data` is empty) and so must not be saved.
     """
     fp = fingerprint(statics, s, ttl)
-    judge = _Judge(agg, statics, s, verdicts)
+    judge = Judge(agg, statics, s, verdicts)
     why = ""
     if saved is None:
         why = "no saved resolve"
@@ -212,7 +163,7 @@ def update(
     return out
 
 
-def _apply(res: Resolved, dirty: Iterable[str], judge: _Judge, now: int) -> set[str]:
+def _apply(res: Resolved, dirty: Iterable[str], judge: Judge, now: int) -> set[str]:
     """Judge the dirty addresses again; returns the names whose claimants may have changed."""
     outcome = res.outcome
     affected: set[str] = set()
@@ -275,7 +226,7 @@ def _settle(
 ) -> None:
     """Pick `name`'s winner among its claimants again and render its line."""
     riv = res.rivals.get(name)
-    w = _pick(riv, latest, s.conflict_policy) if riv is not None else res.winner.get(name)
+    w = pick(riv, latest, s.conflict_policy) if riv is not None else res.winner.get(name)
     lines = res.lines
     if w is None:
         if name in lines:
@@ -289,17 +240,6 @@ def _settle(
     line = record_line(Record(name, w, end, ptr, False), ttl)
     if lines.get(name) != line:
         lines[name] = line
-
-
-def _pick(ips: list[str], latest: Mapping[str, Row], policy: ConflictPolicy) -> str:
-    if policy is ConflictPolicy.LATEST:  # the most recently started lease
-        return max(ips, key=lambda ip: _key(latest[ip]))
-    return min(ips, key=lambda ip: (latest[ip][10], _key(latest[ip])))
-
-
-def _key(r: Row) -> tuple[object, ...]:
-    """`Event.key()` of a row's event."""
-    return (*r[:9], r[10])
 
 
 def _losses(
@@ -408,3 +348,50 @@ class Built:
 
     def fresh_refusals(self, new: Iterable[Event]) -> list[Refusal]:
         return fresh_refusals(self.update.resolved, self.agg, self.s, new)
+
+
+def result_of(res: Resolved, agg: Aggregates, statics: Statics, s: Settings) -> Result:
+    """The outcome as the merge rules state it: records, live bindings and refusals."""
+    latest = agg.latest
+    bindings: list[tuple[int, Binding]] = []
+    refusals: list[tuple[int, Refusal]] = []
+    published: dict[str, str] = {}
+    for ip, (end, name, _reason) in res.outcome.items():
+        c = event_of(latest[ip])
+        raw = c.host_decl or c.client_name
+        b = Binding(ip, c.mac, c.time_us, end, raw, c.peer, c.source, c)
+        key = ip_key(ip)
+        bindings.append((key, b))
+        why = refusal_of(res, ip, s)
+        if why is not None:
+            refusals.append((key, Refusal(b, why)))
+        elif name is not None:
+            published[ip] = name
+    static_ptr = statics.ptr_ips | {h.ip for h in statics.hosts}
+    records = static_records(statics, s)
+    for name in sorted(res.winner):
+        ip = res.winner[name]
+        records.append(
+            Record(name, ip, res.outcome[ip][0], s.reverse and ip not in static_ptr, False)
+        )
+    bindings.sort(key=lambda x: x[0])
+    refusals.sort(key=lambda x: (x[0], x[1].reason))
+    return Result(
+        tuple(records),
+        tuple(b for _, b in bindings),
+        tuple(r for _, r in refusals),
+        frozenset(latest),
+        published,
+    )
+
+
+def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> Result:
+    """The merge rules applied to a set of events from scratch (pure; no state kept).
+
+    Events dated after `s.horizon(now)` are not in effect yet (see Settings.clock_skew_secs).
+    """
+    horizon = s.horizon(now)
+    agg = Aggregates()
+    agg.add(row_of(e) for e in events if e.time_us <= horizon)
+    up = update(None, None, agg, statics, s, 0, now, {}, render=False)
+    return result_of(up.resolved, agg, statics, s)

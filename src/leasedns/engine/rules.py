@@ -7,9 +7,12 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 
 from leasedns.config import Config, ConflictPolicy, NamePolicy
-from leasedns.model import INFINITE_LEASE, Event, Row, event_of, ip_key, row_of
+from leasedns.model import INFINITE_LEASE, Event, Row, event_of, ip_key
 from leasedns.names import fqdn, label_for, protected_fqdns
 from leasedns.sources.statics import Statics
+
+# What the rules decide for one address: (end, claimed name or None, refusal reason or "").
+Outcome = tuple[int | None, str | None, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +147,16 @@ class _Overlay(dict[tuple[str, str], int]):
 
 def lease_end(e: Event, default_secs: int) -> int | None:
     """When a commit's lease ends (unix seconds), None if infinite."""
-    secs = default_secs if e.lease_secs is None else e.lease_secs
-    if secs >= INFINITE_LEASE:
-        return None
-    return e.time_us // 1_000_000 + secs
+    return _end(e.time_us, default_secs if e.lease_secs is None else e.lease_secs)
+
+
+def row_end(r: Row, default_secs: int) -> int | None:
+    """`lease_end` of a commit given as a row (`model.Row`)."""
+    return _end(r[0], default_secs if r[9] else r[6])
+
+
+def _end(time_us: int, secs: int) -> int | None:
+    return None if secs >= INFINITE_LEASE else time_us // 1_000_000 + secs
 
 
 @dataclass(slots=True)
@@ -193,124 +202,68 @@ class Aggregates:
         return {ip: c for ip, c in self.latest.items() if ends.get((ip, c[3]), -1) < c[0]}
 
 
-def aggregate(events: Iterable[Event]) -> Aggregates:
-    """The aggregates of a set of events (duplicates count once, order does not matter)."""
-    agg = Aggregates()
-    agg.add(map(row_of, events))
-    return agg
+class Judge:
+    """The rules per address: its live binding's end, and the name it claims or why it may not.
 
-
-def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> Result:
-    """Apply the merge rules (docs/design.md). `now` is unix seconds; output depends on it alone.
-
-    Events dated after `s.horizon(now)` are not in effect yet (see Settings.clock_skew_secs).
+    Called with an address and `now`: None when no binding of it is live, else
+    (end, name, "") or (end, None, reason). Name verdicts are cached in `verdicts`.
     """
-    horizon = s.horizon(now)
-    return resolve(aggregate(e for e in events if e.time_us <= horizon), statics, s, now)
 
+    def __init__(
+        self,
+        agg: Aggregates,
+        statics: Statics,
+        s: Settings,
+        verdicts: MutableMapping[str, tuple[str | None, str]],
+    ) -> None:
+        self.latest, self.ends = agg.latest, agg.ends
+        self.static_ips = {h.ip for h in statics.hosts}
+        self.taken = statics.taken
+        self.protected = protected_fqdns(s.protected, s.domain)
+        self.nets = [(int(n.network_address), int(n.netmask)) for n in s.subnets]
+        self.verdicts = verdicts
+        self.s = s
 
-def resolve(
-    agg: Aggregates,
-    statics: Statics,
-    s: Settings,
-    now: int,
-    verdicts: MutableMapping[str, tuple[str | None, str]] | None = None,
-) -> Result:
-    """The merge rules after the aggregates: expiry, names, conflicts, records.
-
-    `verdicts` caches `label_for` per raw name as (label, note) and is filled
-    as names are judged; it must only ever have seen this `s.domain` and
-    `s.name_policy`.
-    """
-    if verdicts is None:
-        verdicts = {}
-    static_ips = {h.ip for h in statics.hosts}
-    taken = statics.taken
-    protected = protected_fqdns(s.protected, s.domain)
-    nets = [(int(n.network_address), int(n.netmask)) for n in s.subnets]
-    refusals: list[tuple[int, Refusal]] = []
-    bindings: list[tuple[int, Binding]] = []
-    claims: dict[str, list[Binding]] = {}
-    default_secs, domain, policy = s.default_lease_secs, s.domain, s.name_policy
-
-    for ip, r in agg.live().items():
-        secs = default_secs if r[9] else r[6]
-        end = None if secs >= INFINITE_LEASE else r[0] // 1_000_000 + secs
+    def __call__(self, ip: str, now: int) -> Outcome | None:
+        r = self.latest.get(ip)
+        if r is None or self.ends.get((ip, r[3]), -1) >= r[0]:
+            return None
+        s = self.s
+        end = row_end(r, s.default_lease_secs)
         if end is not None and end <= now:
-            continue
-        c = event_of(r)
-        b = Binding(ip, c.mac, c.time_us, end, c.host_decl or c.client_name, c.peer, c.source, c)
-        ipk = ip_key(ip)
-        bindings.append((ipk, b))
-        if ip in static_ips:
-            refusals.append(
-                (ipk, Refusal(b, f"{ip} is a fixed address; its name comes from dhcpd.conf"))
-            )
-            continue
-        if nets and not any(ipk & mask == net for net, mask in nets):
-            refusals.append((ipk, Refusal(b, f"{ip} is outside the configured subnets")))
-            continue
-        verdict = verdicts.get(b.name)
+            return None
+        if ip in self.static_ips:
+            return end, None, f"{ip} is a fixed address; its name comes from dhcpd.conf"
+        if self.nets:
+            ipk = ip_key(ip)
+            if not any(ipk & mask == net for net, mask in self.nets):
+                return end, None, f"{ip} is outside the configured subnets"
+        raw = r[5] or r[4]
+        verdict = self.verdicts.get(raw)
         if verdict is None:
-            v = label_for(b.name, domain, policy)
-            verdict = verdicts[b.name] = (v.label, v.note)
+            v = label_for(raw, s.domain, s.name_policy)
+            verdict = self.verdicts[raw] = (v.label, v.note)
         label, note = verdict
         if label is None:
-            refusals.append((ipk, Refusal(b, note)))
-            continue
-        name = fqdn(label, domain)
-        if name in protected:
-            refusals.append((ipk, Refusal(b, f"name {name} is protected")))
-        elif name in taken:
-            refusals.append(
-                (ipk, Refusal(b, f"name {name} belongs to static data or a dhcpd.conf host"))
-            )
-        elif (owners := claims.get(name)) is None:
-            claims[name] = [b]
-        else:
-            owners.append(b)
+            return end, None, note
+        name = fqdn(label, s.domain)
+        if name in self.protected:
+            return end, None, f"name {name} is protected"
+        if name in self.taken:
+            return end, None, f"name {name} belongs to static data or a dhcpd.conf host"
+        return end, name, ""
 
-    records = static_records(statics, s)
-    published: dict[str, str] = {}
-    static_ptr = statics.ptr_ips | static_ips
-    latest_wins = s.conflict_policy is ConflictPolicy.LATEST
-    for name in sorted(claims):
-        owners = claims[name]
-        if len(owners) == 1:
-            winner = owners[0]
-        else:
-            if latest_wins:  # the most recently started lease
-                owners.sort(key=lambda b: b.commit.key())
-                winner = owners[-1]
-            else:  # the owner whose unbroken run of leases began first (renewals keep it)
-                owners.sort(key=lambda b: (b.commit.since, b.commit.key()))
-                winner = owners[0]
-            for b in owners:
-                if b is not winner:
-                    refusals.append(
-                        (
-                            ip_key(b.ip),
-                            Refusal(
-                                b,
-                                f"name {name} is held by {winner.ip} "
-                                f"({s.conflict_policy.value} policy)",
-                            ),
-                        )
-                    )
-        records.append(
-            Record(name, winner.ip, winner.end, s.reverse and winner.ip not in static_ptr, False)
-        )
-        published[winner.ip] = name
 
-    bindings.sort(key=_first)
-    refusals.sort(key=lambda x: (x[0], x[1].reason))
-    return Result(
-        tuple(records),
-        tuple(b for _, b in bindings),
-        tuple(r for _, r in refusals),
-        frozenset(agg.latest),
-        published,
-    )
+def pick(ips: list[str], latest: Mapping[str, Row], policy: ConflictPolicy) -> str:
+    """The winner of a name among the addresses claiming it."""
+    if policy is ConflictPolicy.LATEST:  # the most recently started lease
+        return max(ips, key=lambda ip: _key(latest[ip]))
+    return min(ips, key=lambda ip: (latest[ip][10], _key(latest[ip])))
+
+
+def _key(r: Row) -> tuple[object, ...]:
+    """`Event.key()` of a row's event."""
+    return (*r[:9], r[10])
 
 
 def static_records(statics: Statics, s: Settings) -> list[Record]:
@@ -321,7 +274,3 @@ def static_records(statics: Statics, s: Settings) -> list[Record]:
         records.append(Record(h.name, h.ip, None, s.reverse and h.ip not in static_ptr, True))
         static_ptr.add(h.ip)
     return records
-
-
-def _first(x: tuple[int, Binding]) -> int:
-    return x[0]
