@@ -31,8 +31,6 @@ cache needs.
 
 from __future__ import annotations
 
-import bisect
-import hashlib
 import itertools
 import os
 import sqlite3
@@ -86,15 +84,6 @@ def check(seed: int, stored: tuple[Any, ...]) -> int:
     return zlib.crc32(repr(stored).encode(), seed)
 
 
-def bulk_digest(keys: list[Any], values: list[Any]) -> bytes:
-    """The digest of a bulk table's keys and values in key order (TypeError: not all text)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update("\x00".join(keys).encode("utf-8", "surrogatepass"))
-    h.update(b"\x01")
-    h.update("\x00".join(values).encode("utf-8", "surrogatepass"))
-    return h.digest()
-
-
 def _rank(v: Any) -> tuple[int, Any]:
     t = type(v)
     if t is str:
@@ -143,10 +132,6 @@ class Spec(Generic[K, V]):
     decode: Callable[[K, tuple[Any, ...]], V]  # from the key and the value columns
     key_of: Callable[[tuple[Any, ...]], K]  # from the key columns
     index: str = ""  # a value column to find keys by (`Table.expiring`), if any
-    # One text key and one text value, read whole by every build (`ordered_values`): the
-    # sentinel keeps a digest of all keys and values in order, which checks a whole read
-    # at the cost of hashing one string instead of checking every row.
-    bulk: bool = False
 
     @property
     def nexts(self) -> tuple[str, ...]:
@@ -212,12 +197,6 @@ class Table(MutableMapping[K, V]):
             f"INSERT OR REPLACE INTO {spec.name} ({cols}) VALUES ({', '.join('?' * (self._b + 2))})"
         )
         self._whole: dict[K, V] | None = None
-        # bulk: every key and value in order as `ordered_values` last made them (None: changed)
-        self._ordered: tuple[list[Any], list[Any]] | None = None
-        if spec.bulk:
-            assert nk == 1 and nv == 1
-            k, v = spec.keys[0], spec.values[0]
-            self._bulk = f"SELECT {k}, {v} FROM {spec.name} WHERE {k} > 0 ORDER BY {k}"
         self._index: Table[tuple[Any, ...], bool] | None = None
         self._ix = -1
         if spec.index:
@@ -267,21 +246,8 @@ class Table(MutableMapping[K, V]):
         """Every row as stored but the sentinel, in key order, checked along the chain of keys.
 
         With `limit`: only the rows whose first key column is <= limit (a prefix of the
-        chain, so the rest is not read). A bulk table gives (key, value) only."""
+        chain, so the rest is not read)."""
         seed, nk, a, b = self._seed, len(self.spec.keys), self._a, self._b
-        if self.spec.bulk:
-            assert limit is ABSENT
-            head = self._stored(self._sentinel)
-            if head is None:
-                raise self._damaged("its first row is missing")
-            rows = self.db.execute(self._bulk).fetchall()
-            try:
-                digest = bulk_digest([r[0] for r in rows], [r[1] for r in rows])
-            except (TypeError, UnicodeError):
-                digest = b""
-            if len(rows) != head[b] or digest != head[nk]:
-                raise self._damaged("its rows do not add up to the digest it keeps of them")
-            return rows
         expect = self._sentinel
         out: list[tuple[Any, ...]] = []
         lim = None if limit is ABSENT else _rank(limit)
@@ -353,7 +319,6 @@ class Table(MutableMapping[K, V]):
         return self._get(k) is not ABSENT  # type: ignore[arg-type]
 
     def __setitem__(self, k: K, v: V) -> None:
-        self._ordered = None
         if k not in self._was:
             self._was[k] = self._get(k) is not ABSENT
         self._cache[k] = v
@@ -363,7 +328,6 @@ class Table(MutableMapping[K, V]):
     def __delitem__(self, k: K) -> None:
         if self._get(k) is ABSENT:
             raise KeyError(k)
-        self._ordered = None
         if k not in self._was:
             self._was[k] = True
         self._cache[k] = ABSENT
@@ -415,39 +379,6 @@ class Table(MutableMapping[K, V]):
     def changes(self) -> dict[K, V]:
         """Changed keys and their values (ABSENT: deleted)."""
         return {k: self._cache[k] for k in self._was}
-
-    def ordered_values(self) -> list[V]:
-        """Every value in key order (as Python sorts the keys)."""
-        if self._ordered is not None:
-            return self._ordered[1]
-        spec = self.spec
-        nk = len(spec.keys)
-        rows = self._scan()
-        keys: list[Any]
-        if spec.bulk:  # key and value are the text stored
-            keys, values = [r[0] for r in rows], [r[1] for r in rows]
-        else:
-            keys = [spec.key_of(r[:nk]) for r in rows]
-            values = [self._decode(k, r) for k, r in zip(keys, rows, strict=True)]
-        if keys != sorted(keys):  # SQLite puts BLOBs (odd text, see text_in) after all TEXT
-            order_ = sorted(range(len(keys)), key=keys.__getitem__)
-            keys, values = [keys[i] for i in order_], [values[i] for i in order_]
-        changed: list[Any] = sorted(self._was)  # type: ignore[type-var,unused-ignore]
-        for k in changed:
-            i = bisect.bisect_left(keys, k)
-            there = i < len(keys) and keys[i] == k
-            v = self._cache[k]
-            if v is ABSENT:
-                if there:
-                    del keys[i], values[i]
-            elif there:
-                values[i] = v
-            else:
-                keys.insert(i, k)
-                values.insert(i, v)
-        if spec.bulk:
-            self._ordered = (keys, values)
-        return values
 
     def columns(self, cols: tuple[str, ...]) -> dict[K, tuple[Any, ...]]:
         """See the module-level `columns`."""
@@ -517,7 +448,6 @@ class Table(MutableMapping[K, V]):
     def forget(self) -> None:
         """Drop what was read (the database changed under it); unflushed changes must not exist."""
         assert not self._was
-        self._ordered = None
         self._cache.clear()
         self._raw.clear()
         self._whole = None
@@ -534,8 +464,6 @@ class Table(MutableMapping[K, V]):
         if not self._was:
             return
         spec, a, b = self.spec, self._a, self._b
-        if spec.bulk and self._ordered is None:
-            self.ordered_values()  # checks what is there and makes what will be
         key_params, row_of = spec.key_params, spec.row_of
         moved: list[tuple[Any, Any, tuple[Any, ...]]] = []  # index: (old, new, key)
         put, come, go = [], [], []
@@ -578,13 +506,10 @@ class Table(MutableMapping[K, V]):
             self.db.execute(self._delete, kp)
             if self._ix >= 0:
                 moved.append((old[self._ix], None, kp))
-        if len(come) != len(go) or spec.bulk:
+        if len(come) != len(go):
             s = self._stored(self._sentinel)
             if s is None or type(s[b]) is not int:
                 raise self._damaged("its row count is missing")
-            if spec.bulk:
-                assert self._ordered is not None
-                s = (s[0], bulk_digest(*self._ordered), *s[a:])
             self._write((*s[:b], s[b] + len(come) - len(go)))
         self._was.clear()
         self._raw.clear()
@@ -615,10 +540,6 @@ class Table(MutableMapping[K, V]):
             kps, keys = [p[0] for p in pairs], [p[1] for p in pairs]
         seed, nv = self._seed, len(spec.values)
         head = (*self._sentinel, *(None,) * nv, *(kps[0] if kps else self._end), len(kps))
-        self._ordered = None
-        if spec.bulk:
-            values = [row_of(k, everything[k])[1] for k in keys]
-            head = (0, bulk_digest([kp[0] for kp in kps], values), *head[2:])
         rows = [(*head, check(seed, head))]
         nexts = kps[1:]
         if kps:
