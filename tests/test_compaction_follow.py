@@ -223,13 +223,13 @@ def test_what_cannot_be_trusted_rebuilds_from_every_line(tmp_path: Path, case: s
     same_as_cold(root, state_dir, now)
 
 
-def test_survivors_drop_only_what_a_settled_event_supersedes() -> None:
+def test_survivors_drop_only_what_an_event_in_effect_supersedes() -> None:
     e1, e2 = ev(10, "old", -100), ev(10, "new", 10)  # e2: ahead of the compacting clock
     keep = journal.survivors([e1, e2], T0 * US, KEEP * US, SKEW * US)
     assert keep == [e1, e2]  # e2 is not in effect on a peer whose clock is behind
-    assert journal.survivors([e1, e2], (T0 + 10 + SKEW) * US, KEEP * US, SKEW * US) == [e2]
-    e3 = ev(10, "newer", -20)  # recent, not yet settled
-    assert journal.survivors([e1, e3], T0 * US, KEEP * US, SKEW * US) == [e1, e3]
+    assert journal.survivors([e1, e2], (T0 + 10) * US, KEEP * US, SKEW * US) == [e2]
+    e3 = ev(10, "newer", -1)  # up to now: in effect on every peer within the skew
+    assert journal.survivors([e1, e3], T0 * US, KEEP * US, SKEW * US) == [e3]
 
 
 def _cfg(tmp_path: Path, peer: str, name: str) -> config.Config:
@@ -288,7 +288,7 @@ def test_a_partner_whose_clock_is_behind_follows_the_compaction_as_a_cold_build(
         lambda c: cache.note_compaction(a.state_dir, c),
     )
     names = {e.client_name for e in journal.read_peer(a.journal_dir / "peer-a").events}
-    assert "held" in names and "r-540" not in names  # kept: superseded by an unsettled event
+    assert "held" in names and "r-540" not in names  # kept: superseded only by an event ahead
     _push(a, b)
     assert inbox.receive(b, b_now * US + 1).adopted == ["peer-a"]
     assert (b.state_dir / cache.NOTES_FILE).exists()

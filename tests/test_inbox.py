@@ -216,7 +216,7 @@ def _events(peer: str, n: int, t0_us: int) -> list[Event]:
 def test_a_compacted_partner_copy_is_adopted(tmp_path: Path) -> None:
     a, b = pair(tmp_path, journal={"max_lease_secs": 600, "compact_grace_secs": 60})
     now_us = time.time_ns() // 1000
-    journal.append(a.journal_dir / "peer-a", _events("peer-a", 1500, now_us - 60_000_000))
+    journal.append(a.journal_dir / "peer-a", _events("peer-a", 1500, now_us - 10_000_000))
     assert syncing.run(a)[0].ok
     rb = apply.run(b)
     assert rb.adopted == "peer-a"

@@ -313,8 +313,8 @@ def test_compaction_keeps_the_journal_bounded_over_a_simulated_week(tmp_path: Pa
         )
         events = journal.read_peer(peer_dir).events
         biggest = max(biggest, len(events))
-        # Compacted a minute after the round (events of the last clock skew supersede
-        # nothing yet: see journal.survivors).
+        # Compacted a minute after the round was journaled (an event dated after the
+        # compaction's now supersedes nothing: see journal.survivors).
         now = t + 60
         if len(events) >= 1000 and len(
             journal.survivors(events, now * 1_000_000, keep_us)
@@ -349,7 +349,7 @@ def test_apply_compacts_its_own_journal_only(tmp_path: Path) -> None:
     own = [
         Event(
             Kind.COMMIT,
-            now_us - 60_000_000 + r,
+            now_us - 10_000_000 + r,
             "192.0.2.100",
             "02:00:00:00:00:01",
             "pc",
@@ -362,7 +362,7 @@ def test_apply_compacts_its_own_journal_only(tmp_path: Path) -> None:
     other = [
         Event(
             Kind.COMMIT,
-            now_us - 60_000_000 + r,
+            now_us - 10_000_000 + r,
             "192.0.2.101",
             "02:00:00:00:00:02",
             "x",

@@ -27,7 +27,7 @@ new one with the size, line and event counts and digest of the survivors'
 lines. A gone segment is followed only when a note replaced it with the exact
 bytes this state folded, and the new segment still starts with the noted
 bytes (read up to there again, like any changed segment); anything else
-rebuilds. The compaction dropped only events superseded by one settled at its
+rebuilds. The compaction dropped only events superseded by one dated up to its
 time (`journal.survivors`), in effect here too as long as the clocks agree
 within the skew: a note from a time past this build's horizon is not followed.
 
@@ -466,7 +466,7 @@ def note_compaction(state_dir: Path, done: journal.Compaction) -> None:
             done.peer_dir,
             done.replaced,
             {done.segment: done.written},
-            done.now_us - done.skew_us,
+            done.now_us,
         )
 
 

@@ -286,21 +286,20 @@ def survivors(
     not), or when it is older than the longest lease plus a grace (every lease
     it could affect has ended), unless it is, or ends, an infinite lease.
 
-    Only a settled event supersedes: one dated at most `skew_us` before now.
-    A later one (up to `skew_us` after now: not in effect yet, see
-    `merge.Settings.clock_skew_secs`; or just recent) is kept and supersedes
-    nothing. So on every peer whose clock is within the skew of this one, the
-    event that superseded one dropped is in effect (not held back): a build
-    there that already folded the dropped event in publishes what a build of
-    the survivors alone publishes, and can follow the compaction (see
-    `engine.cache`).
+    Only an event dated up to now supersedes; one dated later is kept and
+    supersedes nothing. A peer whose clock is at most `skew_us` (the clock
+    skew peers allow, `merge.Settings.clock_skew_secs`) behind this one takes
+    events up to its now + `skew_us` as in effect, so there the event that
+    superseded one dropped is in effect, not held back: a build there that
+    already folded the dropped event in publishes what a build of the
+    survivors alone publishes, and can follow the compaction (see
+    `engine.cache`). (The rule needs nothing more of `skew_us`.)
     """
     commits: dict[str, Event] = {}  # per address its greatest commit
     ends: dict[tuple[str, str], Event] = {}  # per address and MAC its greatest release/expiry
     events = set(events)
-    settled = now_us - skew_us
-    recent = {e for e in events if e.time_us > settled}
-    for e in events - recent:
+    ahead = {e for e in events if e.time_us > now_us}
+    for e in events - ahead:
         if e.kind.value == "commit":
             cur = commits.get(e.ip)
             if cur is None or e.key() > cur.key():
@@ -323,7 +322,7 @@ def survivors(
         c = infinite.get(k)
         if e.time_us >= cutoff or (c is not None and e.time_us >= c.time_us):
             keep.append(e)
-    keep.extend(recent)
+    keep.extend(ahead)
     return sorted(keep, key=Event.key)
 
 
@@ -353,8 +352,7 @@ class Compaction:
     """What one `compact` did."""
 
     peer_dir: Path
-    now_us: int
-    skew_us: int
+    now_us: int  # no event dated later superseded one it dropped
     before: int = 0  # events
     after: int = 0
     replaced: dict[str, Piece] = field(default_factory=dict)  # the old segments, as compacted
@@ -381,7 +379,7 @@ def compact(
     merge cache keeps it, to follow the compaction instead of reading every line
     again (see `engine.cache.note_compaction`).
     """
-    out = Compaction(peer_dir, now_us, skew_us)
+    out = Compaction(peer_dir, now_us)
     with locked(peer_dir):
         old = segments(peer_dir)
         if not old:

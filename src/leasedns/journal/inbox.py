@@ -182,13 +182,11 @@ def _adopt(cfg: Config, sender: str, src: Path, now_us: int, out: Outcome) -> st
     try:
         if not _grows(dst, staged):
             mine, copy, replaced, written = _read_both(dst, staged)
-            skew_us = cfg.clock_skew_secs * 1_000_000
+            # Judged at the horizon of a build now (the partner's clock may be ahead by up to
+            # the skew): an event dropped must be superseded by one in effect here.
+            horizon = (now_us // 1_000_000 + cfg.clock_skew_secs) * 1_000_000
             lost = _lost(
-                mine,
-                copy,
-                now_us + skew_us,
-                (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000,
-                skew_us,
+                mine, copy, horizon, (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
             )
             if lost:
                 return (
@@ -199,9 +197,9 @@ def _adopt(cfg: Config, sender: str, src: Path, now_us: int, out: Outcome) -> st
                     f"recovers them; to take the copy anyway, remove {dst}"
                 )
             if replaced and written:
-                # Every event dropped was superseded by one dated up to now (in effect here)
-                # or aged out: see _lost.
-                mergestate.note(cfg.state_dir, dst, replaced, written, now_us)
+                # Every event dropped was superseded by one dated up to the horizon, or aged
+                # out: a build at this horizon or later can follow.
+                mergestate.note(cfg.state_dir, dst, replaced, written, horizon)
         _install(dst, staged, theirs)
     finally:
         _unstage(staged)
@@ -359,21 +357,17 @@ def _read_staged(dst: Path, staged: dict[str, Path | None]) -> list[Event]:
     return pj.events
 
 
-def _lost(
-    held: Iterable[Event], copy: Iterable[Event], now_us: int, keep_us: int, skew_us: int
-) -> list[Event]:
+def _lost(held: Iterable[Event], copy: Iterable[Event], now_us: int, keep_us: int) -> list[Event]:
     """Events held that the copy lacks and that compaction would not have dropped (pure).
 
     The journal of a peer is a set of events that only compaction shrinks; what
     compaction keeps of everything known (held and copy) must be in the copy.
-    Judged at `now_us` with the clock skew: an event dropped must have been
-    superseded by one dated up to `now_us - skew_us` (see `journal.survivors`).
     """
     have = set(copy)
     gone = set(held) - have
     if not gone:
         return []
-    return [e for e in journal.survivors([*gone, *have], now_us, keep_us, skew_us) if e in gone]
+    return [e for e in journal.survivors([*gone, *have], now_us, keep_us) if e in gone]
 
 
 def _examples(events: list[Event]) -> str:
@@ -429,7 +423,7 @@ def _recover(
     finally:
         _unstage(staged)
     keep_us = (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
-    back = _lost(theirs, mine, now_us, keep_us, cfg.clock_skew_secs * 1_000_000)
+    back = _lost(theirs, mine, now_us, keep_us)
     if back:
         journal.append(own, back, owner=me)
         out.recovered += len(back)
