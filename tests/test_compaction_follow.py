@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import write_config
 from leasedns import config, journal
@@ -66,13 +69,19 @@ def same_as_cold(root: Path, state_dir: Path, now: int) -> None:
     """The state kept equals a cold build's: the same aggregates, pending events, counts."""
     kept, want = cache.load(state_dir), cold(root, now)
     assert kept is not None
-    assert dict(kept.aggregates.latest.items()) == dict(want.aggregates.latest)
+    latest = dict(kept.aggregates.latest.items())
+    assert latest == dict(want.aggregates.latest)
     # releases older than their address's commit can never end anything (pruned when saved)
-    want.aggregates.prune()
-    assert dict(kept.aggregates.ends.items()) == dict(want.aggregates.ends)
+    assert _pruned(dict(kept.aggregates.ends.items()), latest) == _pruned(
+        dict(want.aggregates.ends), latest
+    )
     assert set(kept.pending) == set(want.pending)
     assert kept.events == want.events
     kept.close()
+
+
+def _pruned(ends: dict[tuple[str, str], int], latest: dict[str, Any]) -> dict[tuple[str, str], int]:
+    return {k: t for k, t in ends.items() if k[0] not in latest or t >= latest[k[0]][0]}
 
 
 def setup(tmp_path: Path) -> tuple[Path, Path]:
@@ -400,3 +409,62 @@ def test_apply_after_compacting_follows_on_the_owner_and_on_its_partner(
     assert any(p.followed for p in seen)
     assert data(a) == _cold_data(a, tmp_path, "cold-a")
     assert data(a) == data(b)
+
+
+_event = st.builds(
+    lambda kind, ip, mac, t, peer: Event(
+        Kind(kind),
+        T0 * US + t,
+        f"192.0.2.{ip}",
+        f"02:00:00:00:00:0{mac}",
+        "pc" if kind == "commit" else "",
+        "",
+        600 if kind == "commit" else None,
+        peer,
+    ),
+    st.sampled_from(["commit", "commit", "release"]),
+    st.integers(1, 3),
+    st.integers(1, 2),
+    st.integers(-90 * US, 90 * US),
+    st.sampled_from(["peer-a", "peer-b"]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_event, max_size=20),
+    st.lists(_event, max_size=5),
+    st.integers(-40, 40),
+    st.integers(-40, 40),
+    st.integers(-SKEW, 60),
+)
+def test_following_a_compaction_equals_a_cold_build_whenever_it_is_followed(
+    before: list[Event], after: list[Event], built: int, compacted: int, later: int
+) -> None:
+    """A build at T0 + `built`, peer-a compacted at T0 + `compacted` (its clock), events
+    appended, the next build `later` s after the compaction (a clock up to the skew behind):
+    followed whenever the compaction is not past that build's horizon, and then the state
+    is a cold build's. Nothing ages out here (a long keep): what it takes to age out is the
+    leases' business, not the clocks'."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root, state_dir = Path(tmp) / "journal", Path(tmp) / "state"
+        state_dir.mkdir()
+        for e in before:
+            journal.append(root / e.peer, [e])
+        build(root, state_dir, T0 + built)
+        if (root / "peer-a").is_dir():
+            journal.compact(
+                root / "peer-a",
+                (T0 + compacted) * US,
+                10**15,
+                SKEW * US,
+                lambda c: cache.note_compaction(state_dir, c),
+            )
+        for e in after:
+            journal.append(root / e.peer, [e])
+        now = T0 + compacted + later
+        p = build(root, state_dir, now)
+        if p.rebuilt == "":
+            same_as_cold(root, state_dir, now)
+        elif before and "peer-a" in {e.peer for e in before}:
+            assert "the clock went back" in p.rebuilt or "ahead of this build's clock" in p.rebuilt
