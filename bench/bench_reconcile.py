@@ -432,10 +432,10 @@ def worker(config: str) -> int:
     import gc
 
     from leasedns import config as lconfig
-    from leasedns.commands.reconcile import compare, merged_from, published_pairs
-    from leasedns.engine import cache as mergestate
-    from leasedns.engine import resolve as resolved
+    from leasedns.commands.reconcile import compare, merged_from
     from leasedns.engine.rules import Settings
+    from leasedns.engine.state import State
+    from leasedns.outputs.tinydns import served_pairs
     from leasedns.sources import statics
     from leasedns.sources.dhcpd.conf import read_conf
     from leasedns.sources.dhcpd.leases import read_leases
@@ -466,18 +466,16 @@ def worker(config: str) -> int:
     fig["statics"] = time.perf_counter() - t
     t = time.perf_counter()
     s = Settings.from_config(cfg)
-    state, _ = mergestate.refresh(cfg.journal_dir, mergestate.load(cfg.state_dir), s)
+    state = State.open(cfg, now, keep=False)
     fig["state"] = time.perf_counter() - t
     t = time.perf_counter()
-    up = resolved.update(
-        state.resolved, state.touched, state.aggregates, st, s, cfg.ttl, now, state.verdicts
-    )
+    up, agg = state.outcome(st)
     fig["resolve"] = time.perf_counter() - t
     t = time.perf_counter()
-    merged = merged_from(up.resolved, state.aggregates)
+    merged = merged_from(up.resolved, agg)
     fig["merged"] = time.perf_counter() - t
     t = time.perf_counter()
-    published = published_pairs((cfg.tinydns_root / "data").read_bytes())
+    published = served_pairs((cfg.tinydns_root / "data").read_bytes())
     fig["published"] = time.perf_counter() - t
     t = time.perf_counter()
     drift = compare(

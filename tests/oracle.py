@@ -7,21 +7,16 @@ always ends where this plain, from-scratch reading of the rules does.
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 from collections.abc import Iterable, MutableMapping
 
 from leasedns.config import ConflictPolicy
 from leasedns.engine.rules import (
     Aggregates,
-    Binding,
-    Record,
-    Refusal,
     Result,
     Settings,
     static_records,
 )
-from leasedns.model import INFINITE_LEASE, Event, event_of, row_of
+from leasedns.model import INFINITE_LEASE, Binding, Event, Record, Refusal, event_of, ip_key, row_of
 from leasedns.names import fqdn, label_for, protected_fqdns
 from leasedns.sources.statics import Statics
 
@@ -73,7 +68,7 @@ def resolve(
             continue
         c = event_of(r)
         b = Binding(ip, c.mac, c.time_us, end, c.host_decl or c.client_name, c.peer, c.source, c)
-        ipk = _ipkey(ip)
+        ipk = ip_key(ip)
         bindings.append((ipk, b))
         if ip in static_ips:
             refusals.append(
@@ -122,7 +117,7 @@ def resolve(
                 if b is not winner:
                     refusals.append(
                         (
-                            _ipkey(b.ip),
+                            ip_key(b.ip),
                             Refusal(
                                 b,
                                 f"name {name} is held by {winner.ip} "
@@ -148,13 +143,3 @@ def resolve(
 
 def _first(x: tuple[int, Binding]) -> int:
     return x[0]
-
-
-def _ipkey(ip: str) -> int:
-    try:
-        b = socket.inet_aton(ip)
-        if socket.inet_ntoa(b) == ip:
-            return int.from_bytes(b, "big")
-    except (OSError, ValueError):
-        pass
-    return int(ipaddress.IPv4Address(ip))

@@ -184,11 +184,11 @@ def _damage(path: Path, snaps: Path, fault: str, rng: random.Random) -> None:
     elif fault == "stray-wal":
         Path(f"{path}-wal").write_bytes(rng.randbytes(rng.randint(32, 3 * page)))
     elif fault == "row-edit":
-        # the issue's case: one cached data line changed, SQLite's own checks content
+        # the issue's case: cached winners' addresses changed, SQLite's own checks content
         db = sqlite3.connect(path)
         db.execute(
-            "UPDATE lines SET line = replace(line, ':192.0.2.1', ':192.0.2.2') "
-            "WHERE line LIKE '%:192.0.2.1%'"
+            "UPDATE winner SET ip = replace(ip, '192.0.2.1', '192.0.2.2') "
+            "WHERE ip LIKE '192.0.2.1%'"
         )
         db.commit()
         db.close()
@@ -252,25 +252,23 @@ def test_random_damage_never_changes_what_is_published_silently(
 def test_a_changed_data_line_is_found_and_the_real_compile_serves_a_fresh_build(
     prepared: dict[str, object],
 ) -> None:
-    """The issue's case, with tinydns-data: a cached line's address changed in place."""
+    """The issue's case, with tinydns-data: a cached winner's address changed in place."""
     tool("tinydns-data")
     cfg = prepared["cfg"]
     assert isinstance(cfg, config.Config) and isinstance(prepared["snaps"], Path)
     _restore(cfg, prepared["snaps"])
     path = cfg.state_dir / mergestate.STATE_FILE
     db = sqlite3.connect(path)
-    name, line = db.execute(
-        "SELECT name, line FROM lines WHERE line LIKE '=%:192.0.2.1%'"
-    ).fetchone()
-    bad = line.replace(":192.0.2.1", ":192.0.2.2", 1)  # e.g. 192.0.2.101 -> 192.0.2.201
-    db.execute("UPDATE lines SET line = ? WHERE name = ?", (bad, name))
+    name, ip = db.execute("SELECT name, ip FROM winner WHERE ip LIKE '192.0.2.1%'").fetchone()
+    bad = ip.replace("192.0.2.1", "192.0.2.2", 1)  # e.g. 192.0.2.101 -> 192.0.2.201
+    db.execute("UPDATE winner SET ip = ? WHERE name = ?", (bad, name))
     db.commit()
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db.close()
     report = apply.run(cfg)
     assert report.ok, report.error
     data = (cfg.tinydns_root / "data").read_bytes()
-    assert data == prepared["expected"] and bad.encode() not in data
+    assert data == prepared["expected"] and f"{name}:{bad}:".encode() not in data
     assert (cfg.tinydns_root / "data.cdb").exists()
 
 

@@ -324,7 +324,7 @@ def test_apply_build_without_journals_is_incremental_and_guarded(tmp_path: Path)
     assert state.health.rebuilt == "no saved merge state"
     _write(root, "peer-b", ev(200, "late", t=20, peer="peer-b"))
     report = apply.Report()
-    state, second = build(report)
+    state, _ = build(report)
     assert state.health.rebuilt == ""  # incremental: only peer-b's new line was read
     full = merge(
         [e for pj in journal.read_all(root).values() for e in pj.events],
@@ -332,7 +332,8 @@ def test_apply_build_without_journals_is_incremental_and_guarded(tmp_path: Path)
         Settings.from_config(cfg),
         now,
     )
-    assert second.data == render(static, full.records, cfg.ttl) and report.events == 13
+    data = (cfg.tinydns_root / "data").read_bytes()
+    assert data == render(static, full.records, cfg.ttl) and report.events == 13
     shutil.rmtree(root / "peer-a")  # a lost journal: rebuilt from scratch, so the guard sees it
     with pytest.raises(GuardError, match="refusing to publish"):
         build(apply.Report())
@@ -348,12 +349,12 @@ def test_the_old_marshalled_state_file_is_removed_and_the_build_is_cold(tmp_path
     assert p.rebuilt == "no saved merge state" and state.events == 1
 
 
-@pytest.mark.parametrize("table", ["latest", "lines"])
+@pytest.mark.parametrize("table", ["latest", "winner"])
 def test_a_damaged_table_found_mid_build_means_a_cold_build_not_a_failure(
     tmp_path: Path, table: str
 ) -> None:
     """SQLite finds a damaged page only when a build reads it: `latest` while folding new
-    lines in (refresh), `lines` while rendering (apply's retry)."""
+    lines in (refresh), `winner` while resolving (the state's retry)."""
     import sqlite3
 
     from helpers import write_config

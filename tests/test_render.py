@@ -5,9 +5,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns.engine.rules import Record
-from leasedns.outputs.tinydns import escape, from_tai64, published_dynamic, render, tai64
+from leasedns.model import Record
+from leasedns.outputs.tinydns import render, served_records
 from leasedns.sources.statics import Statics
+from leasedns.tinydata import escape, from_tai64, tai64, unescape
 
 GOLDEN = Path(__file__).parent / "data" / "render" / "mixed.data.good"
 
@@ -40,13 +41,19 @@ def test_escape_octal_escapes_everything_but_name_bytes() -> None:
     assert escape("é") == "\\303\\251"
 
 
-def test_published_dynamic_reads_back_what_render_wrote() -> None:
-    got = published_dynamic(sample())
-    assert [(p.name, p.ip, p.ttd) for p in got] == [
-        ("pc1.lab.example", "192.0.2.100", 1_800_000_600),
-        ("pc2.lab.example", "192.0.2.101", None),
+def test_served_records_reads_back_what_render_wrote() -> None:
+    got = served_records(sample())
+    assert got == [
+        Record("pc1.lab.example", "192.0.2.100", 1_800_000_600, True, False),
+        Record("pc2.lab.example", "192.0.2.101", None, True, False),
     ]
-    assert published_dynamic(b"=x.lab.example:192.0.2.1:300\n") == []  # not ours
+    assert served_records(b"=x.lab.example:192.0.2.1:300\n") == []  # not ours
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="az09.-:\n\\\u00e9\udcff_A ", max_size=20))
+def test_unescape_undoes_escape(name: str) -> None:
+    assert unescape(escape(name)) == name
 
 
 @settings(max_examples=300, deadline=None)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import sqlite3
+import subprocess
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -12,16 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leasedns import journal
-from leasedns.commands.apply import check_guard
+from leasedns.commands.apply import changes_for
 from leasedns.config import ConflictPolicy, NamePolicy
 from leasedns.engine import cache as mergestate
 from leasedns.engine import guard
 from leasedns.engine import resolve as resolved
-from leasedns.engine.rules import Result, Settings
+from leasedns.engine.guard import changes_between
+from leasedns.engine.resolve import dynamic_records
+from leasedns.engine.rules import Settings
 from leasedns.engine.state import State
 from leasedns.errors import GuardError
-from leasedns.model import Event, Kind
-from leasedns.outputs.tinydns import published_dynamic, render
+from leasedns.model import Changes, Event, Kind
+from leasedns.outputs.tinydns import Tinydns, render, served_records
 from leasedns.sources.statics import StaticHost, Statics
 from oracle import merge
 from test_mergestate import PEERS, T0, _apply_step
@@ -111,24 +115,16 @@ _build = st.tuples(
 )
 
 
-def _guard_decision(*args: object) -> str:
+def _guard_decision(changes: Changes, known: Collection[str], now: int) -> str:
     try:
-        check_guard(*args)  # type: ignore[arg-type]
+        guard.check(changes, known, now, 0.3, 1)
     except GuardError as e:
         return str(e)
     return "ok"
 
 
-def _full_guard_decision(
-    full: Result, data: bytes | None, now: int, fraction: float, minimum: int
-) -> str:
-    """The reference: the guard on a full merge against the data file it replaces."""
-    previous = published_dynamic(data) if data is not None else []
-    try:
-        guard.check(previous, full.records, full.known_ips, now, fraction, minimum)
-    except GuardError as e:
-        return str(e)
-    return "ok"
+def _no_compile(argv, **kw):  # type: ignore[no-untyped-def]
+    return subprocess.CompletedProcess(argv, 0, b"", b"")
 
 
 @settings(max_examples=300, deadline=None)
@@ -142,10 +138,11 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
     builds: list[tuple], start: int, si: int, se: int
 ) -> None:  # type: ignore[type-arg]
     with tempfile.TemporaryDirectory() as tmp:
-        root, state_dir = Path(tmp) / "journal", Path(tmp)
+        root, state_dir, out = Path(tmp) / "journal", Path(tmp), Path(tmp) / "tinydns"
         root.mkdir()
+        out.mkdir()
         now = T0 + start
-        published: bytes | None = None
+        data = b""  # what the data file holds (nothing yet)
         for steps, step_secs, change in builds:
             if change is not None:
                 si, se = (change[1], se) if change[0] == "statics" else (si, change[1])
@@ -153,19 +150,20 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
             for step in steps:
                 _apply_step(root, state_dir, step, {})
             now += step_secs
-            # the incremental path, as apply runs it
+            # the incremental path, as apply runs it: the engine's changes, guarded, applied
+            # by the tinydns output to the data it wrote last
             state = State(root, state_dir, s, TTL, now)  # closed at the end of the step
-            saved_digest = state.saved_digest
             up = state.advance(statics)
             agg = state.cache.aggregates
+            output = Tinydns(out, "tinydns-data", TTL, statics, state_dir, _no_compile)
+            served = output.serving()
+            desired = state.desired(up, statics)
+            changes = changes_for(served, up, desired, now)
+            got = _guard_decision(changes, state.known_ips, now)
+            # from scratch
             events = [e for pj in journal.read_all(root).values() for e in pj.events]
             full = merge(events, statics, s, now)
-            commits = [b.commit for b in full.bindings]
-            fresh = state.fresh_refusals(up, commits)
-            got = _guard_decision(up, state, published, saved_digest, statics, 0.3, 1)
-            # from scratch
             want = render(statics, full.records, TTL)
-            assert up.data == want
             # reconcile's view of the same state (published read from the outcome and the
             # rivals, not the winner table) is the full merge's
             from leasedns.commands.reconcile import merged_from
@@ -177,12 +175,16 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
             assert up.bindings == len(full.bindings)
             assert up.bindings - up.dynamic == len(full.refusals)
             # the refusals of every binding's commit are the ones a full merge lists
-            assert fresh == list(full.refusals)
-            # the guard decides alike on both paths
-            expect = _full_guard_decision(full, published, now, 0.3, 1)
-            assert got == expect
-            if expect == "ok":
-                published = want
+            commits = [b.commit for b in full.bindings]
+            assert state.fresh_refusals(up, commits) == list(full.refusals)
+            # the guard decides alike on the engine's changes and on the full merge against
+            # what the data file holds
+            reference = changes_between(served_records(data), full.records, "", now)
+            assert got == _guard_decision(reference, full.known_ips, now)
+            if got == "ok":
+                output.publish(desired, changes)
+                data = (out / "data").read_bytes()
+                assert data == want
             state.close()
 
 
@@ -200,14 +202,8 @@ def _ev(ip: int, name: str, t: int, secs: int = 600, mac: int = 1) -> Event:
 
 
 def _build(root: Path, state_dir: Path, statics: Statics, s: Settings, now: int) -> resolved.Update:
-    state, _ = mergestate.refresh(root, mergestate.load(state_dir), s, now)
-    up = resolved.update(
-        state.resolved, state.touched, state.aggregates, statics, s, TTL, now, state.verdicts
-    )
-    state.resolved, state.touched = up.resolved, set()
-    mergestate.save(state_dir, state)
-    state.close()
-    return up
+    with State(root, state_dir, s, TTL, now) as state:
+        return state.advance(statics)
 
 
 def test_steady_state_recomputes_only_what_changed(tmp_path: Path) -> None:
@@ -219,7 +215,9 @@ def test_steady_state_recomputes_only_what_changed(tmp_path: Path) -> None:
     journal.append(root / "peer-a", [_ev(200, "newcomer", 61)])
     second = _build(root, tmp_path, statics, s, T0 + 61)
     assert second.full == "" and second.dirty == {"192.0.2.200"}
-    assert (second.lost, second.before) == ([], 50)
+    assert second.changes.before == 50 and second.changes.base == first.changes.token
+    assert [r.name for r in second.changes.added] == ["newcomer.lab.example"]
+    assert not second.changes.removed and not second.changes.changed
     # the first binding (started T0, 600 s) runs out at T0 + 600
     third = _build(root, tmp_path, statics, s, T0 + 600)
     assert third.full == "" and third.dirty == {"192.0.2.100"} and third.dynamic == 50
@@ -253,5 +251,6 @@ def test_a_damaged_saved_outcome_means_a_full_resolve(tmp_path: Path, damage: st
     assert not p.exists()  # thrown away, so the next save starts a new file
     up = _build(root, tmp_path, STATICS[0], SETTINGS[0], T0 + 1)
     assert up.full == "no saved resolve"
-    assert b"=pc.lab.example:192.0.2.100:" in up.data
+    got = dynamic_records(up.resolved, STATICS[0], SETTINGS[0])
+    assert [(r.name, r.ip) for r in got] == [("pc.lab.example", "192.0.2.100")]
     assert mergestate.load(tmp_path) is not None

@@ -7,8 +7,8 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from socket import inet_aton
 
@@ -434,3 +434,76 @@ def _parse_time(text: str) -> int:
     if not MIN_TIME_US <= us < MAX_TIME_US:
         raise ValueError(f"{text!r} is outside {TIME_WINDOW}")
     return us
+
+
+# --- what the engine decides, and hands the outputs ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A live lease: the winning commit for its address, not ended, not expired."""
+
+    ip: str
+    mac: str
+    start_us: int
+    end: int | None  # unix seconds the lease ends; None for an infinite lease
+    name: str  # the raw name it asks for (host declaration name, else client name)
+    peer: str
+    source: str
+    commit: Event
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One line of tinydns data: A (+PTR) for name -> ip, dying at `ttd` when set."""
+
+    name: str
+    ip: str
+    ttd: int | None
+    ptr: bool
+    static: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A live binding that publishes nothing, and why."""
+
+    binding: Binding
+    reason: str
+
+
+@dataclass(slots=True)
+class Changes:
+    """How the dynamic records changed from the outcome `base` to the outcome `token`.
+
+    An output that serves `base` applies these and then serves `token`. With
+    `base` "" they are not known (a first or full resolve): an output then
+    serves the whole outcome instead. `before` counts the live dynamic records
+    of `base` (for the mass-delete guard; None when not known).
+    """
+
+    base: str
+    token: str
+    added: list[Record] = field(default_factory=list)
+    removed: list[Record] = field(default_factory=list)
+    changed: list[tuple[Record, Record]] = field(default_factory=list)  # (before, after)
+    before: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """The whole outcome, for an output that serves it from scratch."""
+
+    static: Sequence[Record]  # the fixed-address hosts' records
+    dynamic: Callable[[], list[Record]]  # by name; read only when an output needs them all
+
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """What an output serves: the outcome (its token; "" when not known) and its records."""
+
+    token: str
+    records: Callable[[], list[Record]]  # its dynamic records, read when asked for

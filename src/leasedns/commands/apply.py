@@ -17,14 +17,13 @@ from leasedns.config import Config
 from leasedns.engine import cache as mergestate
 from leasedns.engine import guard
 from leasedns.engine import resolve as resolved
-from leasedns.engine.rules import Record
 from leasedns.engine.state import State
 from leasedns.errors import EventError, GuardError, LeasednsError
 from leasedns.fsutil import Runner, flocked, gc_paused, write_atomic
 from leasedns.journal import holdings, identity, inbox
 from leasedns.journal import sync as syncing
-from leasedns.model import Event, format_time, make_event
-from leasedns.outputs.tinydns import publish, published_dynamic, static_origin
+from leasedns.model import Changes, Desired, Event, Serving, format_time, make_event
+from leasedns.outputs.tinydns import Tinydns
 from leasedns.sources import spool
 from leasedns.sources.statics import Statics
 from leasedns.sources.statics import load as load_statics
@@ -137,11 +136,12 @@ def build(
     force: bool = False,
     runner: Runner | None = None,
 ) -> resolved.Update:
-    """Advance the state to its `now`, guard, publish: each stage once.
+    """Advance the state to its `now`, guard the changes, publish them: each stage once.
 
     The engine's state has caught up with the journals (once, when opened) and
     folded in what this apply journaled; `advance` resolves again only what
-    that and the time passed changed.
+    that and the time passed changed, and returns the changes since the outcome
+    it started from.
     """
     t0 = time.monotonic()
     held, was = holdings.survey(cfg.journal_dir), holdings.load(cfg.state_dir)
@@ -153,27 +153,19 @@ def build(
     for p in statics.problems:
         log.warning("%s", p)
     report.problems.extend(statics.problems)
-    try:
-        previous_data: bytes | None = (cfg.tinydns_root / "data").read_bytes()
-    except FileNotFoundError:
-        previous_data = None
+    output = Tinydns(cfg.tinydns_root, cfg.tinydns_data, cfg.ttl, statics, cfg.state_dir, runner)
     with gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
-        saved = state.saved_digest
         up = state.advance(statics)
-    _health(report, state, cfg.clock_skew_secs)
-    report.events = state.events
-    report.dynamic = up.dynamic
-    report.records = len(statics.hosts) + up.dynamic
-    report.refused = up.bindings - up.dynamic
-    if not force:
-        check_guard(up, state, previous_data, saved, statics, cfg.guard_fraction, cfg.guard_min)
-    outcome = publish(
-        cfg.tinydns_root,
-        up.data,
-        cfg.tinydns_data,
-        **({"runner": runner} if runner else {}),
-        origin=functools.partial(static_origin, statics),
-    )
+        _health(report, state, cfg.clock_skew_secs)
+        report.events = state.events
+        report.dynamic = up.dynamic
+        report.records = len(statics.hosts) + up.dynamic
+        report.refused = up.bindings - up.dynamic
+        desired = state.desired(up, statics)
+        changes = changes_for(output.serving(), up, desired, state.now)
+        if not force:
+            guard.check(changes, state.known_ips, state.now, cfg.guard_fraction, cfg.guard_min)
+        outcome = output.publish(desired, changes)
     report.changed, report.compiled = outcome.changed, outcome.compiled
     if held != was:
         holdings.save(cfg.state_dir, held)  # published: what the journals hold is the new floor
@@ -182,30 +174,12 @@ def build(
     return up
 
 
-def check_guard(
-    up: resolved.Update,
-    state: State,
-    previous_data: bytes | None,
-    saved_digest: bytes,
-    statics: Statics,
-    fraction: float,
-    minimum: int,
-) -> None:
-    """The mass-delete guard on a build's result against the data file it replaces."""
-    if (
-        up.before is not None
-        and previous_data is not None
-        and saved_digest
-        and resolved.digest(previous_data) == saved_digest
-        and not resolved.static_mark_clash(statics)
-    ):
-        # The data file is what the saved outcome rendered: the losses follow from what
-        # changed since (see `resolved.update`), without reading it back.
-        guard.decide([name for name, _ip, _ttd in up.lost], up.before, fraction, minimum)
-        return
-    previous = published_dynamic(previous_data) if previous_data is not None else []
-    kept = [Record(n, ip, None, False, False) for n, ip in up.resolved.winner.items()]
-    guard.check(previous, kept, state.known_ips, state.now, fraction, minimum)
+def changes_for(serving: Serving, up: resolved.Update, desired: Desired, now: int) -> Changes:
+    """The changes since what the output serves: the engine's, when it serves the outcome
+    they start from (the last publish went through); else from its records to the outcome."""
+    if up.changes.base and serving.token == up.changes.base:
+        return up.changes
+    return guard.changes_between(serving.records(), desired.dynamic(), up.changes.token, now)
 
 
 def _health(report: Report, state: State, skew: int) -> None:

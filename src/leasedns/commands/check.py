@@ -15,8 +15,8 @@ import dns.rdatatype
 import dns.reversename
 
 from leasedns.config import Config
-from leasedns.engine.rules import Record
 from leasedns.errors import ConfigError
+from leasedns.model import Record
 
 SETTLING_SECS = 5  # records this close to their time-to-die may legitimately differ
 

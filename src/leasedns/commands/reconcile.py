@@ -21,6 +21,7 @@ from leasedns.fsutil import gc_paused
 from leasedns.journal import identity
 from leasedns.model import INFINITE_LEASE, MAX_TIME_US, MIN_TIME_US, Event, Kind, format_time
 from leasedns.names import fqdn, label_for
+from leasedns.outputs.tinydns import served_pairs
 from leasedns.sources import statics
 from leasedns.sources.dhcpd.leases import LeaseFile, newest_per_address, read_leases
 
@@ -310,17 +311,6 @@ def compare(
     return d
 
 
-def published_pairs(data: bytes) -> set[tuple[str, str]]:
-    """(name, ip) of every A record line (`=` or `+`) of a data file."""
-    out = set()
-    for line in data.decode("utf-8", "surrogateescape").splitlines():
-        if line[:1] in ("=", "+"):
-            f = line[1:].split(":")
-            if len(f) > 1:
-                out.add((f[0], f[1]))
-    return out
-
-
 def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> Drift:
     """Read everything, compute the drift and, with `fix`, journal the corrections and build."""
     with gc_paused():  # 100,000s of long-lived objects and no cycles
@@ -349,14 +339,14 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
     statics_ = statics.load(cfg)
     s = Settings.from_config(cfg)
     try:
-        published = published_pairs((cfg.tinydns_root / "data").read_bytes())
+        published = served_pairs((cfg.tinydns_root / "data").read_bytes())
     except FileNotFoundError:
         published = set()
     # The engine's state kept by apply, brought up to date as a build would (in memory:
     # reconcile only reads it, so it runs beside apply and as any user who can read it).
     with State.open(cfg, now, keep=False) as state:
-        res, agg = state.outcome(statics_)
-        merged = merged_from(res, agg)
+        up, agg = state.outcome(statics_)
+        merged = merged_from(up.resolved, agg)
         drift = compare(
             files,
             merged,

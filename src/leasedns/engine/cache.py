@@ -69,8 +69,8 @@ log = logging.getLogger("leasedns.mergestate")
 STATE_FILE = store.DB_FILE
 OLD_STATE_FILE = "merge-state.bin"  # before 0.2: one marshalled blob, removed when seen
 # 2: rows carry `since`; 3: the last resolve's outcome; 4, 5: SQLite; 6: checked rows,
-# whole-prefix fingerprints, events held back
-VERSION = 6
+# whole-prefix fingerprints, events held back; 7: no rendered lines, outcomes named by a token
+VERSION = 7
 CHUNK = 1 << 20
 # Anything that can change how a line parses or a name is judged invalidates the file.
 STAMP = f"{VERSION}/{__version__}/{sys.version_info[0]}.{sys.version_info[1]}"
@@ -614,16 +614,6 @@ WINNER: Spec[str, str] = Spec(
     lambda _n, r: r[0],
     lambda k: k[0],
 )
-LINES: Spec[str, str] = Spec(
-    "lines",
-    ("name",),
-    ("line",),
-    lambda n: (n,),
-    lambda n, v: (n, v),
-    lambda _n, r: r[0],
-    lambda k: k[0],
-    bulk=True,  # read whole by every build, to render the data
-)
 RIVALS: Spec[str, list[str]] = Spec(
     "rivals",
     ("name",),
@@ -658,14 +648,13 @@ _SPECS: tuple[Spec[Any, Any], ...] = (
     VERDICTS,
     OUTCOME,
     WINNER,
-    LINES,
     RIVALS,
     PENDING,
 )
 _META = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value, chk) WITHOUT ROWID"
 _META_SEED = store.seed_of("meta")
 _META_KEYS = ("stamp", "owner", "domain", "name_policy", "newest", "marks", "resolved")
-_RESOLVED_KEYS = ("fingerprint", "now", "data_digest")
+_RESOLVED_KEYS = ("fingerprint", "now", "token")
 
 
 def _read_meta(db: sqlite3.Connection) -> dict[str, Any]:
@@ -763,8 +752,7 @@ def load(state_dir: Path, owner: str | None = None) -> MergeState | None:
                 Table(db, OUTCOME),
                 Table(db, WINNER),
                 Table(db, RIVALS),
-                Table(db, LINES),
-                bytes(meta["data_digest"]),
+                str(meta["token"]),
             )
         return state
     except FileNotFoundError:
@@ -860,8 +848,7 @@ def _save(path: Path, state: MergeState, owner: str) -> None:
             _put(db, OUTCOME, res.outcome)
             _put(db, WINNER, res.winner)
             _put(db, RIVALS, res.rivals)
-            _put(db, LINES, res.lines)
-            meta.update(fingerprint=res.fingerprint, now=res.now, data_digest=res.data_digest)
+            meta.update(fingerprint=res.fingerprint, now=res.now, token=res.token)
         _write_meta(db, meta)
         db.execute("COMMIT")
         # Into the database file now, as far as no reader still needs the old pages.

@@ -3,8 +3,8 @@
 A full `merge.resolve` costs time in proportion to the live bindings; most
 builds change a handful of them. `Resolved` keeps, for the aggregates it was
 computed from, per live binding what it asks for (a name, or why it may not
-have one) and when it ends, per dynamic name its winner and rivals, and the
-rendered line of every dynamic record, so that the next build recomputes only:
+have one) and when it ends, and per dynamic name its winner and rivals, so
+that the next build recomputes only:
 
 - the addresses whose aggregate entries new journal lines touched, and
 - the addresses whose binding ran out between the saved `now` and the new one,
@@ -13,31 +13,31 @@ and then the names those addresses claimed before or claim now (a conflict's
 winner can change). Everything else the outcome depends on (the statics, the
 merge settings, the record TTL) is fingerprinted; a different fingerprint, a
 clock gone backwards or anything inconsistent means a full recompute, which is
-the same code run over every address. Output is byte-identical to
-`render(statics, resolve(...).records, ttl)` (a property test checks it).
+the same code run over every address. An update returns the changes to the
+dynamic records (`model.Changes`) since the outcome it started from, which the
+outputs apply; a property test checks that the outputs then serve exactly what
+a full merge of the journals gives.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, MutableMapping, Set
+import secrets
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Set
 from dataclasses import dataclass, field
 
+from leasedns.config import ConflictPolicy
 from leasedns.engine.rules import (
     Aggregates,
-    Binding,
     Judge,
     Outcome,
-    Record,
-    Refusal,
     Result,
     Settings,
     pick,
     static_records,
 )
 from leasedns.engine.store import Table
-from leasedns.model import Event, Row, event_of, ip_key, row_of
-from leasedns.outputs.tinydns import DYNAMIC_MARK, escape, from_tai64, record_line, render_parts
+from leasedns.model import Binding, Changes, Event, Record, Refusal, Row, event_of, ip_key, row_of
 from leasedns.sources.statics import Statics
 
 
@@ -54,8 +54,9 @@ class Resolved:
     outcome: MutableMapping[str, Outcome] = field(default_factory=dict)  # ip -> its outcome
     winner: MutableMapping[str, str] = field(default_factory=dict)  # name -> ip publishing it
     rivals: MutableMapping[str, list[str]] = field(default_factory=dict)  # name -> claimants, > 1
-    lines: MutableMapping[str, str] = field(default_factory=dict)  # name -> its data line
-    data_digest: bytes = b""  # digest of the data rendered from this outcome
+    # Names this outcome: "<random>.<n>", n counting the updates since the last full resolve.
+    # An output that serves outcome `token` can apply the next update's changes to it.
+    token: str = ""
 
     def expiring(self, now: int) -> list[str]:
         """Addresses whose live binding has run out by `now`."""
@@ -63,12 +64,11 @@ class Resolved:
             return self.outcome.expiring("end", now)
         return [ip for ip, o in self.outcome.items() if o[0] is not None and o[0] <= now]
 
-    def sorted_lines(self) -> list[str]:
-        """The dynamic data lines, in name order."""
-        lines = self.lines
-        if isinstance(lines, Table):
-            return lines.ordered_values()
-        return [lines[n] for n in sorted(lines)]
+    def next_token(self, full: bool) -> str:
+        epoch, _, n = self.token.partition(".")
+        if full or not epoch or not n.isdigit():
+            return f"{secrets.token_hex(8)}.0"
+        return f"{epoch}.{int(n) + 1}"
 
 
 def digest(data: bytes) -> bytes:
@@ -95,15 +95,11 @@ def fingerprint(statics: Statics, s: Settings, ttl: int) -> bytes:
 
 @dataclass(slots=True)
 class Update:
-    """One build's resolve: the data to publish and what the guard and the report need."""
+    """One build's resolve: the changes to publish and what the guard and the report need."""
 
     resolved: Resolved
-    data: bytes
+    changes: Changes
     full: str  # why everything was recomputed ("" = incremental)
-    # The guard, for an incremental update: previously published names that went although
-    # no event speaks of their address, and how many were live before (None: not known here).
-    lost: list[tuple[str, str, int | None]] = field(default_factory=list)
-    before: int | None = None
     dirty: set[str] = field(default_factory=set)
     bindings: int = 0  # live bindings
     dynamic: int = 0  # dynamic records published
@@ -118,14 +114,14 @@ def update(
     ttl: int,
     now: int,
     verdicts: MutableMapping[str, tuple[str | None, str]],
-    render: bool = True,
 ) -> Update:
     """Bring `saved` (the outcome for the aggregates before `touched` changed) up to `now`.
 
     `touched` holds (at least) every address whose aggregate entries changed
     since `saved` was computed; None when that is not known. `saved` is
-    updated in place when it can be. Without `render`, the outcome is not
-    rendered (`data` is empty) and so must not be saved.
+    updated in place when it can be. The changes returned are those since
+    `saved` (its token is their base); after a full resolve their base is ""
+    and only the whole outcome (`desired`) says what to serve.
     """
     fp = fingerprint(statics, s, ttl)
     judge = Judge(agg, statics, s, verdicts)
@@ -138,38 +134,85 @@ def update(
         why = "static data or merge settings changed"
     elif now < saved.now:
         why = "the clock went back"
+    static_ptr = statics.ptr_ips | {h.ip for h in statics.hosts}
     if why:
-        res = Resolved(fp, now)
+        res = Resolved(fp, now, token=saved.token if saved is not None else "")
         dirty = set(agg.latest)
     else:
         assert saved is not None and touched is not None
         res = saved
         dirty = set(touched)
         dirty.update(res.expiring(now))
-    affected = _apply(res, dirty, judge, now)
-    lines = res.lines  # not changed before `_settle`: still what the saved outcome rendered
-    prev = {n: _published(lines[n]) for n in affected if n in lines}
-    static_ptr = statics.ptr_ips | {h.ip for h in statics.hosts}
+    base = "" if why else res.token
+    old: dict[str, Record | None] = {}  # affected name -> its record before
+    affected = _apply(res, dirty, judge, now, lambda n: _remember(res, n, s, static_ptr, old))
+    changes = Changes(base, res.next_token(bool(why)))
+    live_before = 0
     for name in sorted(affected):
-        _settle(res, name, agg.latest, s, static_ptr, ttl)
-    res.now = now
-    data = b""
-    if render:
-        data = render_joined(statics, s, ttl, res)
-        res.data_digest = digest(data)
-    out = Update(res, data, why, dirty=dirty, bindings=len(res.outcome), dynamic=len(res.lines))
+        _settle(res, name, agg.latest, s.conflict_policy)
+        was, now_rec = old.get(name), _record(res, name, s, static_ptr)
+        if was is not None and (was.ttd is None or was.ttd > now):
+            live_before += 1
+        if was == now_rec:
+            continue
+        if was is None:
+            assert now_rec is not None
+            changes.added.append(now_rec)
+        elif now_rec is None:
+            changes.removed.append(was)
+        else:
+            changes.changed.append((was, now_rec))
+    res.now, res.token = now, changes.token
+    dynamic = len(res.winner)
     if not why:
-        out.lost, out.before = _losses(res, affected, prev, agg.latest, now)
+        # Names no dirty address claimed kept their record (and it is live: expiring
+        # addresses are dirty); with the affected ones still live, that was the count.
+        unaffected = dynamic - sum(1 for n in affected if n in res.winner)
+        changes.before = unaffected + live_before
+    return Update(res, changes, why, dirty=dirty, bindings=len(res.outcome), dynamic=dynamic)
+
+
+def _remember(
+    res: Resolved, name: str, s: Settings, static_ptr: Set[str], old: dict[str, Record | None]
+) -> None:
+    """Keep `name`'s record as it was, before the first change to its claimants."""
+    if name not in old:
+        old[name] = _record(res, name, s, static_ptr)
+
+
+def _record(res: Resolved, name: str, s: Settings, static_ptr: Set[str]) -> Record | None:
+    """The dynamic record of `name` in the outcome (None: nobody publishes it)."""
+    w = res.winner.get(name)
+    if w is None:
+        return None
+    return Record(name, w, res.outcome[w][0], s.reverse and w not in static_ptr, False)
+
+
+def dynamic_records(res: Resolved, statics: Statics, s: Settings) -> list[Record]:
+    """The dynamic records of the outcome, by name."""
+    static_ptr = statics.ptr_ips | {h.ip for h in statics.hosts}
+    out: list[Record] = []
+    outcome, reverse = res.outcome, s.reverse
+    for name, ip in sorted(res.winner.items()):
+        out.append(Record(name, ip, outcome[ip][0], reverse and ip not in static_ptr, False))
     return out
 
 
-def _apply(res: Resolved, dirty: Iterable[str], judge: Judge, now: int) -> set[str]:
-    """Judge the dirty addresses again; returns the names whose claimants may have changed."""
+def _apply(
+    res: Resolved, dirty: Iterable[str], judge: Judge, now: int, before: Callable[[str], None]
+) -> set[str]:
+    """Judge the dirty addresses again; returns the names whose claimants may have changed.
+
+    `before(name)` is called before anything about `name` or its winner changes."""
     outcome = res.outcome
     affected: set[str] = set()
     for ip in sorted(dirty):
         old = outcome.get(ip)
         new = judge(ip, now)
+        if old is not None and old[1] is not None:
+            before(old[1])
+        if new is not None and new[1] is not None:
+            before(new[1])
         if old is not None and old[1] is not None:
             affected.add(old[1])
             _unclaim(res, old[1], ip)
@@ -183,12 +226,6 @@ def _apply(res: Resolved, dirty: Iterable[str], judge: Judge, now: int) -> set[s
             affected.add(name)
             _claim(res, name, ip)
     return affected
-
-
-def _published(line: str) -> tuple[str, int | None]:
-    """The address and time-to-die of a rendered dynamic line (as `published_dynamic` reads it)."""
-    f = line.rstrip("\n").split(":")
-    return f[1], from_tai64(f[3]) if len(f) > 3 and f[3] else None
 
 
 def _claim(res: Resolved, name: str, ip: str) -> None:
@@ -221,60 +258,16 @@ def _unclaim(res: Resolved, name: str, ip: str) -> None:
         del res.winner[name]
 
 
-def _settle(
-    res: Resolved, name: str, latest: Mapping[str, Row], s: Settings, static_ptr: Set[str], ttl: int
-) -> None:
-    """Pick `name`'s winner among its claimants again and render its line."""
+def _settle(res: Resolved, name: str, latest: Mapping[str, Row], policy: ConflictPolicy) -> None:
+    """Pick `name`'s winner among its claimants again."""
     riv = res.rivals.get(name)
-    w = pick(riv, latest, s.conflict_policy) if riv is not None else res.winner.get(name)
-    lines = res.lines
+    w = pick(riv, latest, policy) if riv is not None else res.winner.get(name)
     if w is None:
-        if name in lines:
-            del lines[name]
         if name in res.winner:
             del res.winner[name]
         return
-    res.winner[name] = w
-    end = res.outcome[w][0]
-    ptr = s.reverse and w not in static_ptr
-    line = record_line(Record(name, w, end, ptr, False), ttl)
-    if lines.get(name) != line:
-        lines[name] = line
-
-
-def _losses(
-    res: Resolved,
-    affected: set[str],
-    prev: dict[str, tuple[str, int | None]],
-    latest: Mapping[str, Row],
-    now: int,
-) -> tuple[list[tuple[str, str, int | None]], int]:
-    """`guard.unexplained_losses` against the data rendered from the saved outcome.
-
-    A name no dirty address claimed keeps its record, and its address has a
-    commit; so only the affected names that were published (`prev`, with the
-    address and time-to-die of their saved line) can be lost. The live count
-    before is the unaffected names plus the affected ones still live.
-    """
-    lost = []
-    live_prev = 0
-    for name in sorted(prev):
-        ip, ttd = prev[name]
-        if ttd is not None and ttd <= now:
-            continue
-        live_prev += 1
-        shown = escape(name)  # as the data file spells it
-        kept = shown in res.lines and res.winner.get(shown) == ip
-        if not kept and ip not in latest:
-            lost.append((shown, ip, ttd))
-    unaffected = len(res.lines) - sum(1 for n in affected if n in res.lines)
-    return lost, unaffected + live_prev
-
-
-def render_joined(statics: Statics, s: Settings, ttl: int, res: Resolved) -> bytes:
-    """`render.render` of the outcome: static part, then the dynamic lines in name order."""
-    static_lines = [record_line(r, ttl) for r in static_records(statics, s)]
-    return render_parts(statics, static_lines, res.sorted_lines())
+    if res.winner.get(name) != w:
+        res.winner[name] = w
 
 
 def refusal_of(res: Resolved, ip: str, s: Settings) -> str | None:
@@ -326,30 +319,6 @@ def fresh_refusals(
     return [r for _, r in out]
 
 
-def static_mark_clash(statics: Statics) -> bool:
-    """Static data holding our dynamic-section marker would confuse a reader of the data file."""
-    return any(DYNAMIC_MARK.rstrip("\n") in text for _p, text in statics.data_files)
-
-
-class Built:
-    """A build's outcome from an `Update`: what the guard and the refusal log need."""
-
-    def __init__(
-        self,
-        up: Update,
-        agg: Aggregates,
-        statics: Statics,
-        s: Settings,
-        now: int,
-        verdicts: MutableMapping[str, tuple[str | None, str]],
-    ) -> None:
-        self.update, self.agg, self.statics, self.s, self.now = up, agg, statics, s, now
-        self.verdicts = verdicts
-
-    def fresh_refusals(self, new: Iterable[Event]) -> list[Refusal]:
-        return fresh_refusals(self.update.resolved, self.agg, self.s, new)
-
-
 def result_of(res: Resolved, agg: Aggregates, statics: Statics, s: Settings) -> Result:
     """The outcome as the merge rules state it: records, live bindings and refusals."""
     latest = agg.latest
@@ -367,13 +336,7 @@ def result_of(res: Resolved, agg: Aggregates, statics: Statics, s: Settings) -> 
             refusals.append((key, Refusal(b, why)))
         elif name is not None:
             published[ip] = name
-    static_ptr = statics.ptr_ips | {h.ip for h in statics.hosts}
-    records = static_records(statics, s)
-    for name in sorted(res.winner):
-        ip = res.winner[name]
-        records.append(
-            Record(name, ip, res.outcome[ip][0], s.reverse and ip not in static_ptr, False)
-        )
+    records = static_records(statics, s) + dynamic_records(res, statics, s)
     bindings.sort(key=lambda x: x[0])
     refusals.sort(key=lambda x: (x[0], x[1].reason))
     return Result(
@@ -393,5 +356,5 @@ def merge(events: Iterable[Event], statics: Statics, s: Settings, now: int) -> R
     horizon = s.horizon(now)
     agg = Aggregates()
     agg.add(row_of(e) for e in events if e.time_us <= horizon)
-    up = update(None, None, agg, statics, s, 0, now, {}, render=False)
+    up = update(None, None, agg, statics, s, 0, now, {})
     return result_of(up.resolved, agg, statics, s)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 
 from leasedns.config import Config, ConflictPolicy, NamePolicy
-from leasedns.model import INFINITE_LEASE, Event, Row, event_of, ip_key
+from leasedns.model import INFINITE_LEASE, Binding, Event, Record, Refusal, Row, event_of, ip_key
 from leasedns.names import fqdn, label_for, protected_fqdns
 from leasedns.sources.statics import Statics
 
@@ -46,39 +46,6 @@ class Settings:
     def horizon(self, now: int) -> int:
         """The latest event time (microseconds) in effect at `now` (unix seconds)."""
         return (now + self.clock_skew_secs) * 1_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """A live lease: the winning commit for its address, not ended, not expired."""
-
-    ip: str
-    mac: str
-    start_us: int
-    end: int | None  # unix seconds the lease ends; None for an infinite lease
-    name: str  # the raw name it asks for (host declaration name, else client name)
-    peer: str
-    source: str
-    commit: Event
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One line of tinydns data: A (+PTR) for name -> ip, dying at `ttd` when set."""
-
-    name: str
-    ip: str
-    ttd: int | None
-    ptr: bool
-    static: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A live binding that publishes nothing, and why."""
-
-    binding: Binding
-    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,15 +21,9 @@ from typing import TypeVar
 
 from leasedns.config import Config
 from leasedns.engine import cache, resolve, store
-from leasedns.engine.rules import (
-    Aggregates,
-    Refusal,
-    Result,
-    Settings,
-    stamp_runs,
-)
+from leasedns.engine.rules import Aggregates, Result, Settings, stamp_runs, static_records
 from leasedns.errors import LeasednsError
-from leasedns.model import Event
+from leasedns.model import Desired, Event, Refusal
 from leasedns.sources.statics import Statics
 
 log = logging.getLogger("leasedns.engine")
@@ -42,6 +36,7 @@ class Health:
     """What the state has to say about itself after a build (for the report and `status`)."""
 
     rebuilt: str = ""  # why the cache was rebuilt from every journal line ("" = incremental)
+    read_events: int = 0  # journal events read (folded in or held back)
     saved: str = ""  # "" or why the cache could not be saved (the next build catches up)
     held_back: int = 0  # events dated past now + clock skew, not in effect yet
     held_until: int | None = None  # microseconds: the earliest of them
@@ -116,23 +111,23 @@ class State:
         self._guarded(lambda: self._refresh(only=self.peer))
 
     def advance(self, statics: Statics) -> resolve.Update:
-        """The outcome at `now`, brought up to date from the last one kept; kept again
-        (unless opened with keep=False), before anything is published: it describes the
-        journals, whatever is done with the result."""
+        """The outcome at `now`, brought up to date from the last one kept, and the changes
+        since; kept again (unless opened with keep=False) before anything is published: it
+        describes the journals, whatever is done with the result."""
         return self._guarded(lambda: self._advance(statics))
 
     def snapshot(self, statics: Statics) -> Result:
         """What the merge rules decide at `now`: records, live bindings, refusals (kept only
         when this state keeps what it computes)."""
-        up = self._guarded(lambda: self._advance(statics, render=self.keep))
+        up = self._guarded(lambda: self._advance(statics))
         return self._guarded(
             lambda: resolve.result_of(up.resolved, self._c.aggregates, statics, self.settings)
         )
 
-    def outcome(self, statics: Statics) -> tuple[resolve.Resolved, Aggregates]:
+    def outcome(self, statics: Statics) -> tuple[resolve.Update, Aggregates]:
         """The outcome at `now` and the aggregates it was computed from (reconcile)."""
-        up = self._guarded(lambda: self._advance(statics, render=self.keep))
-        return up.resolved, self._c.aggregates
+        up = self._guarded(lambda: self._advance(statics))
+        return up, self._c.aggregates
 
     def fresh_refusals(self, up: resolve.Update, new: Iterable[Event]) -> list[Refusal]:
         """The refusals of the bindings `new` commits start (logged once, when they arrive)."""
@@ -145,11 +140,13 @@ class State:
         """The addresses some commit speaks of (their records' removal is explained)."""
         return self._c.aggregates.latest.keys()
 
-    @property
-    def saved_digest(self) -> bytes:
-        """The digest of the data the kept outcome rendered (b"": none kept)."""
-        res = self._c.resolved
-        return res.data_digest if res is not None else b""
+    def desired(self, up: resolve.Update, statics: Statics) -> Desired:
+        """The whole outcome of `up`, for an output that serves it from scratch."""
+        res, s = up.resolved, self.settings
+        return Desired(
+            static_records(statics, s),
+            lambda: self._guarded(lambda: resolve.dynamic_records(res, statics, s)),
+        )
 
     @property
     def cache(self) -> cache.MergeState:
@@ -187,8 +184,9 @@ class State:
         if progress.rebuilt:
             self.health.rebuilt = progress.rebuilt
         self.health.problems.extend(progress.problems)
+        self.health.read_events += progress.new_events
 
-    def _advance(self, statics: Statics, render: bool = True) -> resolve.Update:
+    def _advance(self, statics: Statics) -> resolve.Update:
         c = self._c
         up = resolve.update(
             c.resolved,
@@ -199,7 +197,6 @@ class State:
             self.ttl,
             self.now,
             c.verdicts,
-            render,
         )
         if up.full and c.resolved is not None:
             log.info("resolving every binding again: %s", up.full)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from leasedns import tinydata
 from leasedns.config import Config
 from leasedns.errors import LeasednsError
 from leasedns.names import fqdn, label_for
@@ -39,11 +39,8 @@ class Statics:
         return self.names | {h.name for h in self.hosts}
 
 
-_OCTAL = re.compile(r"\\([0-7]{3})")
-
-
-def _unescape(name: str) -> str:
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), name).lower().rstrip(".")
+def _owner(name: str) -> str:
+    return tinydata.unescape(name).lower().rstrip(".")
 
 
 def _reverse_to_ip(name: str) -> str | None:
@@ -66,15 +63,14 @@ def scan_data(text: str) -> tuple[set[str], set[str]]:
     """
     names: set[str] = set()
     ptrs: set[str] = set()
-    for line in text.splitlines():
-        if not line or line[0] in "#%-":
+    for _n, kind, fields in tinydata.records(text):
+        if kind == "%":
             continue
-        kind, fields = line[0], line[1:].split(":")
-        owner = _unescape(fields[0])
+        owner = _owner(fields[0])
         if owner:
             names.add(owner)
         if kind in ".&@" and len(fields) > 2 and fields[2]:
-            x = _unescape(fields[2])
+            x = _owner(fields[2])
             names.add(x if "." in x else f"{x}.{'ns' if kind != '@' else 'mx'}.{owner}")
         if kind in "=6" and len(fields) > 1:
             with contextlib.suppress(ValueError):
