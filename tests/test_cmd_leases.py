@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import need
 from leasedns import cmd_leases
-from leasedns.leases import newest_per_address, read_leases
+from leasedns.leases import Lease, newest_per_address, read_leases
 
 DATA = Path(__file__).parent / "data" / "leases"
 NOW = 1714568400  # 2024-05-01 13:00:00 UTC
@@ -353,3 +355,99 @@ def test_leases_command_imports_no_dns_yaml_or_merge(tmp_path):
         check=True,
     )
     assert res.stdout == "0 2 []\n", res.stderr
+
+
+# --- the C accelerator's JSON lines against the Python ones ---------------------------------
+
+# json's escapes all told: quotes, backslashes, named and \u00XX control characters, DEL,
+# latin-1, a line separator, a character beyond the BMP (a surrogate pair in JSON), bytes that
+# are not UTF-8 (lone surrogates after surrogateescape), and a NUL.
+_HOSTILE_NAMES = (
+    r"say \"hi\" \\ <b>",
+    r"\033[31mred\033[0m\ttab\r\n\b\014\f",  # \f: an f to dhcpd
+    "caf\303\251 \342\200\250 \360\237\230\200",
+    r"bad\377\376byte\200",
+    r"nul\000del\177",
+    "",
+    "plain-host",
+)
+
+
+def _hostile_file(rnd: random.Random, n: int) -> str:
+    """_random_leases, with every name in _HOSTILE_NAMES somewhere, in dhcpd's layout."""
+    text = _random_leases(rnd, n)
+    for i, name in enumerate(_HOSTILE_NAMES):
+        text += (
+            f"lease 9.9.{rnd.randrange(3)}.{i} {{\n  starts {_when(NOW - 60)};\n"
+            f"  ends {_when(NOW + 60)};\n  binding state active;\n"
+            f'  client-hostname "{name}";\n}}\n'
+        )
+    return text
+
+
+def _c_json(shown: list) -> str | None:
+    need(
+        cmd_leases._json_lines is not None,
+        "the C accelerator leasedns._leasescan is not built or LEASEDNS_PURE_PYTHON is set",
+    )
+    assert cmd_leases._json_lines is not None
+    return cmd_leases._json_lines(shown, Lease)
+
+
+def _c_and_python_json(shown: list) -> tuple[str | None, str]:
+    return _c_json(shown), cmd_leases._format_json(shown)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_json_c_same_as_python(tmp_path, seed):
+    rnd = random.Random(seed)
+    # file names json must escape too, one of them not UTF-8 (a surrogate in the str)
+    names = ["peer-a.leases", 'pe"er\\\u00e9\x01.leases', os.fsdecode(b"peer-\xff.leases")]
+    paths = []
+    for name in names:
+        p = tmp_path / name
+        p.write_bytes(_hostile_file(rnd, 400).encode("latin-1"))
+        paths.append(str(p))
+    files = [read_leases(p) for p in paths]
+    for include_all in (False, True):
+        shown = cmd_leases.select(files, NOW, include_all, by_address=False)
+        rnd.shuffle(shown)  # a rewritten file's order: the C code sorts by address itself
+        c, py = _c_and_python_json(shown)
+        assert c == py
+        assert len(py.splitlines()) == len(shown) > 300
+        for escaped in ("\\ud83d\\ude00", "\\udcff", "\\u007f", "\\u0000", "\\f", "\\u00e9"):
+            assert escaped in py
+    # and the whole command, either way
+    out_c = run("--json", "--all", *paths)
+    saved = cmd_leases._json_lines
+    cmd_leases._json_lines = None
+    try:
+        assert run("--json", "--all", *paths) == out_c
+    finally:
+        cmd_leases._json_lines = saved
+
+
+def test_json_c_declines_what_the_parser_never_makes():
+    base = read_leases(str(DATA / "two-peers-a.leases")).leases[0]
+    odd = [
+        base._replace(ip="010.0.0.1"),  # inet_aton reads octal there
+        base._replace(ip="1.2.3"),
+        base._replace(starts=2**70),
+        base._replace(ends=True),
+        base._replace(mac="02:00:00:00:00:\u00e9"),
+        base._replace(client_hostname=b"bytes"),
+        tuple(base),
+    ]
+    for lease in odd:
+        assert _c_json([base, lease]) is None, lease
+    c, py = _c_and_python_json([base._replace(starts=-(2**63), ends=2**63 - 1)])
+    assert c == py
+
+
+def test_json_c_empty_and_sorted_stably():
+    a = read_leases(str(DATA / "two-peers-a.leases")).leases[0]
+    assert _c_and_python_json([]) == ("", "")
+    # equal addresses (not from one file) keep their order, as sorted() keeps it
+    same = [a._replace(client_hostname=str(i), ip=f"10.0.0.{i % 3}") for i in range(9)]
+    c, py = _c_and_python_json(same[::-1])
+    assert c == py

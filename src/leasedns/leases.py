@@ -693,20 +693,24 @@ _Scan = Callable[
     [str, int, int, int, dict[str, Lease], str, type[Lease]],
     tuple[int, int, int, int, int] | None,
 ]
+# The module also writes `leases --json`'s lines (cmd_leases.format_json); it is loaded here
+# so that one switch (LEASEDNS_PURE_PYTHON) turns off all of it.
+_JsonLines = Callable[[list[Lease], type[Lease]], str | None]
 
 
-def _load_scan() -> tuple[_Scan | None, str]:
+def _load_scan() -> tuple[_Scan | None, _JsonLines | None, str]:
     if os.environ.get("LEASEDNS_PURE_PYTHON"):
-        return None, "pure Python, LEASEDNS_PURE_PYTHON is set"
+        return None, None, "pure Python, LEASEDNS_PURE_PYTHON is set"
     try:
-        from leasedns._leasescan import scan
+        from leasedns._leasescan import json_lines, scan
     except ImportError:
-        return None, "pure Python, leasedns._leasescan not built"
-    return scan, "C, leasedns._leasescan"
+        return None, None, "pure Python, leasedns._leasescan not built"
+    return scan, json_lines, "C, leasedns._leasescan"
 
 
-# PARSER says which path runs (`leasedns --version`); tests switch paths through _scan.
-_scan, PARSER = _load_scan()
+# PARSER says which path runs (`leasedns --version`); tests switch paths through _scan (and
+# cmd_leases._json_lines).
+_scan, _json_lines, PARSER = _load_scan()
 
 
 def _scan_chunk(acc: _Acc, scan: _Scan) -> int | None:
