@@ -451,3 +451,49 @@ def test_json_c_empty_and_sorted_stably():
     same = [a._replace(client_hostname=str(i), ip=f"10.0.0.{i % 3}") for i in range(9)]
     c, py = _c_and_python_json(same[::-1])
     assert c == py
+
+
+def _whole_process(
+    paths: list[str], pure: bool, returns: bool = False
+) -> subprocess.CompletedProcess[bytes]:
+    """`leasedns leases --json --all PATHS` as the installed program runs it: main() alone,
+    which then ends the process itself. `returns`: main(argv), which returns as it always did.
+    (--all: what is live depends on the clock, which moves between two runs.)"""
+    env = {k: v for k, v in os.environ.items() if k != "LEASEDNS_PURE_PYTHON"}
+    if pure:
+        env["LEASEDNS_PURE_PYTHON"] = "1"
+    code = (
+        "import atexit, sys\n"
+        "from leasedns.cli import main\n"
+        "atexit.register(print, 'teardown', file=sys.stderr)\n"
+        f"sys.exit(main({'sys.argv[1:]' if returns else ''}))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, "leases", "--json", "--all", *paths],
+        env=env,
+        capture_output=True,
+    )
+
+
+def test_whole_process_exit_codes_and_output(tmp_path):
+    # The program ends itself once the output is out (os._exit, skipping the teardown): the
+    # exit code, stdout and stderr must all be there, as when main returns; with or without C.
+    rnd = random.Random(7)
+    good = tmp_path / "good.leases"
+    good.write_bytes(_hostile_file(rnd, 300).encode("latin-1"))
+    damaged = str(DATA / "cut-mid-block.leases")
+    missing = str(tmp_path / "missing.leases")
+    for paths, code in (([str(good)], 0), ([str(good), damaged], 1), ([missing, str(good)], 2)):
+        c, pure = _whole_process(paths, False), _whole_process(paths, True)
+        returned = _whole_process(paths, False, returns=True)
+        assert (c.returncode, c.stdout, c.stderr) == (pure.returncode, pure.stdout, pure.stderr)
+        assert (c.returncode, c.stdout, c.stderr + b"teardown\n") == (
+            returned.returncode,
+            returned.stdout,
+            returned.stderr,
+        )
+        assert c.returncode == code
+        assert c.stdout.decode("ascii") == _reference_json(
+            [p for p in paths if p != missing], NOW, True
+        )
+        assert len(c.stdout.splitlines()) > 100

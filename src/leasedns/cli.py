@@ -113,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 failure or warning, 2 usage/config/critical)."""
+    # Given neither, main is the whole process (the `leasedns` program): a command may then
+    # end it itself rather than return to a caller.
+    whole_process = argv is None and out is None
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     hook = getattr(args, "from_hook", False)
@@ -121,7 +124,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
         logs.setup(-1 if args.quiet else args.verbose, stderr=not hook)
     try:
-        return _run(args, out)
+        return _run(args, out, whole_process)
     except ConfigError as e:
         print(f"leasedns: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -130,14 +133,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return EXIT_FAIL
 
 
-def _run(args: argparse.Namespace, out: TextIO) -> int:
+def _run(args: argparse.Namespace, out: TextIO, whole_process: bool = False) -> int:
     if args.command == "dhcpd-snippet":
         out.write(snippet(args.hook))
         return EXIT_OK
     if args.command == "leases":
         from . import cmd_leases
 
-        return cmd_leases.run(args, out)
+        return cmd_leases.run(args, out, exit_when_done=whole_process)
     from . import config
 
     cfg = config.load(args.config)
