@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -13,8 +12,8 @@ from . import __version__
 from .errors import ConfigError, EventError, LeasednsError
 
 # Modules only some commands need (config: PyYAML and dnspython; the merge engine; events;
-# logging, which `leases` never uses) are imported where those commands run: a whole
-# `leasedns leases` run on a small file is mostly start-up.
+# logging and json, which `leases` never uses) are imported where those commands run: a
+# whole `leasedns leases` run on a small file is mostly start-up.
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -190,6 +189,8 @@ def _run(args: argparse.Namespace, out: TextIO, whole_process: bool = False) -> 
         )
         return drift.level if args.check else (2 if drift.held or drift.problems else 0)
     if args.command == "sync":
+        import json
+
         from . import sync
 
         if not cfg.partners:
@@ -219,6 +220,8 @@ def _run(args: argparse.Namespace, out: TextIO, whole_process: bool = False) -> 
         out.write(check.as_text(reports))
         return check.level(reports)
     if args.command == "status":
+        import json
+
         from . import status
 
         st = status.gather(cfg)

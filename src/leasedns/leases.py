@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import codecs
 import gc
 import os
@@ -108,6 +107,10 @@ class _MinuteSeconds(dict[str, int]):
     """ "YYYY/MM/DD HH:MM" (UTC) -> unix seconds, computed once per distinct minute."""
 
     def __missing__(self, key: str) -> int:
+        # imported here, not at the top: the C scanner computes times itself, and calendar
+        # (datetime with it) is over a millisecond of every `leasedns leases` run otherwise
+        import calendar
+
         date, _, hm = key.partition(" ")
         y, mo, d = (int(x) for x in date.split("/"))
         h, mi = (int(x) for x in hm.split(":"))
