@@ -169,10 +169,20 @@ def _run(
             status = 1
         files.append(lf)
     shown = select(files, int(time.time()) if now is None else now, args.all, by_address=False)
-    out.write(format_json(shown) if args.json else format_table(sorted(shown, key=address_key)))
+    _write(out, format_json(shown) if args.json else format_table(sorted(shown, key=address_key)))
     if exit_when_done:
         _exit(status, out, err)
     return status
+
+
+def _write(out: TextIO, text: str) -> None:
+    """out.write(text), 64 KiB at a time. A text stream encodes what it is given into a new
+    bytes object: for all 16 MB of 100,000 leases at once, that is fresh memory the kernel
+    maps page by page (6 ms); a piece below malloc's mmap threshold (128 KiB) reuses the same
+    warm memory every time (1 ms). The bytes written are the same."""
+    step = 1 << 16
+    for i in range(0, len(text), step):
+        out.write(text[i : i + step])
 
 
 def _exit(status: int, *streams: TextIO) -> None:
