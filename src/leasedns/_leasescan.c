@@ -1116,6 +1116,7 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
             w = json_str_put(w, file);
         }
         PUT(J_END);
+        assert(w == (char *)PyUnicode_1BYTE_DATA(text) + used + len);
         used += len;
     }
     start[n] = used;
