@@ -16,7 +16,7 @@ import pytest
 
 from helpers import need
 from leasedns import cmd_leases
-from leasedns.leases import Lease, newest_per_address, read_leases
+from leasedns.leases import Lease, in_force, newest_per_address, read_leases
 
 DATA = Path(__file__).parent / "data" / "leases"
 NOW = 1714568400  # 2024-05-01 13:00:00 UTC
@@ -385,17 +385,18 @@ def _hostile_file(rnd: random.Random, n: int) -> str:
     return text
 
 
-def _c_json(shown: list) -> str | None:
+def _c_json(shown: list, live_at: int | None = None) -> str | None:
     need(
         cmd_leases._json_lines is not None,
         "the C accelerator leasedns._leasescan is not built or LEASEDNS_PURE_PYTHON is set",
     )
     assert cmd_leases._json_lines is not None
-    return cmd_leases._json_lines(shown, Lease)
+    return cmd_leases._json_lines(shown, Lease, live_at)
 
 
-def _c_and_python_json(shown: list) -> tuple[str | None, str]:
-    return _c_json(shown), cmd_leases._format_json(shown)
+def _c_and_python_json(shown: list, live_at: int | None = None) -> tuple[str | None, str]:
+    py = cmd_leases._format_json(shown if live_at is None else in_force(shown, live_at))
+    return _c_json(shown, live_at), py
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -408,23 +409,41 @@ def test_json_c_same_as_python(tmp_path, seed):
         p = tmp_path / name
         p.write_bytes(_hostile_file(rnd, 400).encode("latin-1"))
         paths.append(str(p))
-    files = [read_leases(p) for p in paths]
-    for include_all in (False, True):
-        shown = cmd_leases.select(files, NOW, include_all, by_address=False)
-        rnd.shuffle(shown)  # a rewritten file's order: the C code sorts by address itself
-        c, py = _c_and_python_json(shown)
+    newest = list(newest_per_address(read_leases(p) for p in paths))
+    rnd.shuffle(newest)  # a rewritten file's order: the C code sorts by address itself
+    for live_at in (None, NOW):
+        c, py = _c_and_python_json(newest, live_at)
         assert c == py
-        assert len(py.splitlines()) == len(shown) > 300
+        assert len(py.splitlines()) > (800 if live_at is None else 300)
         for escaped in ("\\ud83d\\ude00", "\\udcff", "\\u007f", "\\u0000", "\\f", "\\u00e9"):
             assert escaped in py
     # and the whole command, either way
-    out_c = run("--json", "--all", *paths)
-    saved = cmd_leases._json_lines
-    cmd_leases._json_lines = None
-    try:
-        assert run("--json", "--all", *paths) == out_c
-    finally:
-        cmd_leases._json_lines = saved
+    for argv in (["--json", *paths], ["--json", "--all", *paths]):
+        out_c = run(*argv)
+        saved = cmd_leases._json_lines
+        cmd_leases._json_lines = None
+        try:
+            assert run(*argv) == out_c
+        finally:
+            cmd_leases._json_lines = saved
+
+
+def test_json_c_live_at_as_in_force():
+    base = read_leases(str(DATA / "two-peers-a.leases")).leases[0]
+    leases = [
+        base._replace(ip=f"10.0.0.{i}", state=state, ends=ends)
+        for i, (state, ends) in enumerate(
+            (state, ends)
+            for state in ("active", "free", "expired", "abandoned", "backup", "activ")
+            for ends in (None, NOW - 1, NOW, NOW + 1)
+        )
+    ]
+    for live_at in (None, NOW, NOW - 1, NOW + 1):
+        c, py = _c_and_python_json(leases, live_at)
+        assert c == py
+    assert _c_json(leases, NOW).count("\n") == 2  # active, ends None or NOW + 1
+    with pytest.raises(TypeError):
+        _c_json(leases, "now")  # type: ignore[arg-type]
 
 
 def test_json_c_declines_what_the_parser_never_makes():

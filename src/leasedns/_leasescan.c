@@ -926,23 +926,22 @@ static int plain_field(PyObject *o, int none_ok)
 }
 
 /* starts or ends as the line has it, at buf (24 chars): null, or the digits of an int that
- * fits a long long. Returns the length, or -1 for anything else. */
-static Py_ssize_t time_text(PyObject *o, char *buf)
+ * fits a long long (*v gets it). Returns the length, or -1 for anything else. */
+static Py_ssize_t time_text(PyObject *o, char *buf, long long *v)
 {
     int overflow;
-    long long v;
     if (o == Py_None) {
         memcpy(buf, "null", 4);
         return 4;
     }
     if (!PyLong_CheckExact(o))
         return -1;
-    v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (overflow || (v == -1 && PyErr_Occurred())) {
+    *v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (*v == -1 && PyErr_Occurred())) {
         PyErr_Clear();
         return -1;
     }
-    return json_int(buf, v);
+    return json_int(buf, *v);
 }
 
 static char *put_lit(char *w, const char *lit, size_t len)
@@ -1012,11 +1011,12 @@ static int sort_keys(unsigned long long *a, Py_ssize_t n)
 }
 
 PyDoc_STRVAR(json_lines_doc,
-"json_lines(leases, lease_type)\n"
+"json_lines(leases, lease_type, live_at=None)\n"
 "--\n\n"
-"cmd_leases.format_json(leases), byte for byte: a JSON object per lease and line, sorted by\n"
-"address. None when a lease is not what the parser makes (a field of another type, an ip\n"
-"that is not a plain dotted quad, a time beyond a long long): format_json does it then.");
+"cmd_leases.format_json(leases, live_at), byte for byte: a JSON object per lease and line,\n"
+"sorted by address; with live_at, only of the leases in force then (leases.in_force).\n"
+"None when a lease is not what the parser makes (a field of another type, an ip that is\n"
+"not a plain dotted quad, a time beyond a long long): format_json does it then.");
 
 static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1024,16 +1024,21 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
     PyObject **items;
     PyTypeObject *type;
     unsigned long long *order = NULL;
-    Py_ssize_t *start = NULL, n, i, used = 0, cap, path_len = 0;
+    Py_ssize_t *start = NULL, n, i, m = 0, used = 0, cap, path_len = 0;
     char *path_at = NULL;
+    long long now = 0;
+    int live_only = nargs == 3 && args[2] != Py_None;
     (void)module;
 
-    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyType_Check(args[1]) ||
+    if (nargs < 2 || nargs > 3 || !PyList_CheckExact(args[0]) || !PyType_Check(args[1]) ||
         !PyType_IsSubtype((PyTypeObject *)args[1], &PyTuple_Type) ||
-        ((PyTypeObject *)args[1])->tp_basicsize != PyTuple_Type.tp_basicsize) {
-        PyErr_SetString(PyExc_TypeError, "json_lines(list, tuple type)");
+        ((PyTypeObject *)args[1])->tp_basicsize != PyTuple_Type.tp_basicsize ||
+        (live_only && !PyLong_Check(args[2]))) {
+        PyErr_SetString(PyExc_TypeError, "json_lines(list, tuple type, int | None = None)");
         return NULL;
     }
+    if (live_only && (now = PyLong_AsLongLong(args[2])) == -1 && PyErr_Occurred())
+        return NULL;
     seq = args[0];
     type = (PyTypeObject *)args[1];
     n = PyList_GET_SIZE(seq);
@@ -1053,7 +1058,7 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
      * measure the lines before one to write them costs as much again). */
     for (i = 0; i < n; i++) {
         PyObject *x = items[i], *ip, *mac, *state, *starts, *ends, *host, *file;
-        long long key;
+        long long key, v_starts, v_ends = 0;
         char t_starts[24], t_ends[24];
         Py_ssize_t len, len_starts, len_ends;
         char *w;
@@ -1067,11 +1072,16 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
         host = PyTuple_GET_ITEM(x, F_HOST);
         file = PyTuple_GET_ITEM(x, F_PATH);
         if (!plain_field(ip, 0) || !plain_field(mac, 1) || !plain_field(state, 0) ||
-            (key = ip_key(ip)) < 0 || (len_starts = time_text(starts, t_starts)) < 0 ||
-            (len_ends = time_text(ends, t_ends)) < 0 ||
+            (key = ip_key(ip)) < 0 || (len_starts = time_text(starts, t_starts, &v_starts)) < 0 ||
+            (len_ends = time_text(ends, t_ends, &v_ends)) < 0 ||
             (host != Py_None && !PyUnicode_CheckExact(host)) || !PyUnicode_CheckExact(file))
             goto decline;
-        order[i] = (unsigned long long)key << 32 | (unsigned long long)i;
+        /* leases.in_force: active, and not past its end */
+        if (live_only &&
+            (PyUnicode_GET_LENGTH(state) != 6 || memcmp(PyUnicode_1BYTE_DATA(state), "active", 6) ||
+             (ends != Py_None && v_ends <= now)))
+            continue;
+        order[m] = (unsigned long long)key << 32 | (unsigned long long)m;
         if (file != path) { /* the leases of one file share its path object */
             path = file;
             path_at = NULL;
@@ -1088,7 +1098,7 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
             if (path_at != NULL)
                 path_at = (char *)PyUnicode_1BYTE_DATA(text) + at;
         }
-        start[i] = used;
+        start[m++] = used;
         w = (char *)PyUnicode_1BYTE_DATA(text) + used;
         PUT(J_IP);
         w = put_ascii(w, ip);
@@ -1119,13 +1129,13 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
         assert(w == (char *)PyUnicode_1BYTE_DATA(text) + used + len);
         used += len;
     }
-    start[n] = used;
+    start[m] = used;
 
-    if (sort_keys(order, n) < 0)
+    if (sort_keys(order, m) < 0)
         goto done;
-    for (i = 0; i < n && (order[i] & 0xFFFFFFFFULL) == (unsigned long long)i; i++)
+    for (i = 0; i < m && (order[i] & 0xFFFFFFFFULL) == (unsigned long long)i; i++)
         ;
-    if (i == n) { /* already in address order: the text is the result */
+    if (i == m) { /* already in address order: the text is the result */
         if (PyUnicode_Resize(&text, used) < 0)
             goto done;
         result = text;
@@ -1135,7 +1145,7 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
     if ((result = PyUnicode_New(used, 127)) != NULL) {
         char *w = (char *)PyUnicode_1BYTE_DATA(result);
         const char *r = (const char *)PyUnicode_1BYTE_DATA(text);
-        for (i = 0; i < n; i++) {
+        for (i = 0; i < m; i++) {
             Py_ssize_t k = (Py_ssize_t)(order[i] & 0xFFFFFFFFULL);
             w = put_lit(w, r + start[k], (size_t)(start[k + 1] - start[k]));
         }

@@ -16,6 +16,7 @@ from leasedns.leases import (
     _json_lines,
     address_key,
     address_keys,
+    in_force,
     live_leases,
     newest_per_address,
     read_leases,
@@ -57,10 +58,10 @@ def select(
     return live_leases(files, now, by_address=by_address)
 
 
-def format_json(leases: list[Lease]) -> str:
-    """One JSON object per lease and line, in address order: byte for byte what
-    json.dumps(row, ensure_ascii=True) writes for the row {"ip": ..., "file": ...} (keys in
-    COLUMNS' order) of each lease sorted by address_key.
+def format_json(leases: list[Lease], live_at: int | None = None) -> str:
+    """One JSON object per lease and line (with live_at, per lease in force then: in_force),
+    in address order: byte for byte what json.dumps(row, ensure_ascii=True) writes for the
+    row {"ip": ..., "file": ...} (keys in COLUMNS' order) of each lease sorted by address_key.
 
     Written by hand because a dict and a json.dumps call per lease cost more than the parse.
     The address, MAC and state are safe as they are: the parser only makes a dotted quad,
@@ -68,13 +69,14 @@ def format_json(leases: list[Lease]) -> str:
     the client: hostile) and file names are escaped as json's own string encoder does.
 
     The C accelerator writes the same lines (leasedns._leasescan.json_lines) five times
-    faster than the Python below, which was most of a whole `leases --json` run; it declines
-    (None) any lease that is not as the parser makes it, and Python writes those."""
+    faster than the Python below, which was most of a whole `leases --json` run, and picks
+    the live leases as it goes; it declines (None) any lease that is not as the parser makes
+    it, and Python does the lot then."""
     if _json_lines is not None:
-        text = _json_lines(leases, Lease)
+        text = _json_lines(leases, Lease, live_at)
         if text is not None:
             return text
-    return _format_json(leases)
+    return _format_json(leases if live_at is None else in_force(leases, live_at))
 
 
 def _format_json(leases: list[Lease]) -> str:
@@ -168,8 +170,12 @@ def _run(
         if lf.problems and status == 0:
             status = 1
         files.append(lf)
-    shown = select(files, int(time.time()) if now is None else now, args.all, by_address=False)
-    _write(out, format_json(shown) if args.json else format_table(sorted(shown, key=address_key)))
+    now = int(time.time()) if now is None else now
+    if args.json:  # format_json picks the live leases itself, unless --all
+        text = format_json(list(newest_per_address(files)), None if args.all else now)
+    else:
+        text = format_table(select(files, now, args.all))
+    _write(out, text)
     if exit_when_done:
         _exit(status, out, err)
     return status

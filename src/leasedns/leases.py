@@ -22,6 +22,7 @@ __all__ = [
     "OmapiHost",
     "address_key",
     "address_keys",
+    "in_force",
     "live_leases",
     "newest_per_address",
     "parse_leases",
@@ -698,7 +699,7 @@ _Scan = Callable[
 ]
 # The module also writes `leases --json`'s lines (cmd_leases.format_json); it is loaded here
 # so that one switch (LEASEDNS_PURE_PYTHON) turns off all of it.
-_JsonLines = Callable[[list[Lease], type[Lease]], str | None]
+_JsonLines = Callable[[list[Lease], type[Lease], int | None], str | None]
 
 
 def _load_scan() -> tuple[_Scan | None, _JsonLines | None, str]:
@@ -940,14 +941,20 @@ def live_leases(files: Iterable[LeaseFile], now: int, *, by_address: bool = True
     """Leases in force at `now`: per address the most recently started block across files,
     kept only if it is active and not past its end. Sorted by address (by_address=False:
     in newest_per_address's order, for a caller that sorts what it makes of them instead)."""
-    live = [
-        lease
-        for lease in newest_per_address(files)
-        if lease.state == "active" and (lease.ends is None or lease.ends > now)
-    ]
+    live = in_force(newest_per_address(files), now)
     if by_address:
         live.sort(key=address_key)
     return live
+
+
+def in_force(leases: Iterable[Lease], now: int) -> list[Lease]:
+    """Those of `leases` in force at `now`: active, and not past their end. (The C
+    accelerator's json_lines makes the same test: change one, change the other.)"""
+    return [
+        lease
+        for lease in leases
+        if lease.state == "active" and (lease.ends is None or lease.ends > now)
+    ]
 
 
 def address_key(lease: Lease) -> int:
