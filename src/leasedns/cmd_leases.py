@@ -47,15 +47,12 @@ def _when(ts: int | None) -> str:
     return "never" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
 
 
-def select(
-    files: list[LeaseFile], now: int, include_all: bool, *, by_address: bool = True
-) -> list[Lease]:
-    """The leases to show: live ones, or with include_all the newest block per address.
-    Sorted by address, unless by_address is False (then in the order they were read)."""
+def select(files: list[LeaseFile], now: int, include_all: bool) -> list[Lease]:
+    """The leases the table shows, sorted by address: live ones, or with include_all the
+    newest block per address. (format_json makes its own choice: see _run.)"""
     if include_all:
-        newest = list(newest_per_address(files))
-        return sorted(newest, key=address_key) if by_address else newest
-    return live_leases(files, now, by_address=by_address)
+        return sorted(newest_per_address(files), key=address_key)
+    return live_leases(files, now)
 
 
 def format_json(leases: list[Lease], live_at: int | None = None) -> str:
@@ -192,9 +189,9 @@ def _write(out: TextIO, text: str) -> None:
 
 
 def _exit(status: int, *streams: TextIO) -> None:
-    """End the process now, while `files` and `shown` are still alive: returning would free
-    the 100,000 leases of a big file one object at a time (a sixth of the whole run) only
-    for the process to end. Nothing else needs the usual exit: no atexit handler or logging
+    """End the process now, while the leases read are still alive: returning would free the
+    100,000 leases of a big file one object at a time (a sixth of the whole run) only for
+    the process to end. Nothing else needs the usual exit: no atexit handler or logging
     on this path, and the output is flushed here."""
     try:
         for stream in streams:
