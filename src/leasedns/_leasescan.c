@@ -958,7 +958,8 @@ static char *put_ascii(char *w, PyObject *o)
     return w + len;
 }
 
-/* The line's text around the fields, as format_json writes it. */
+/* The line's text around the fields, as format_json writes it; J_FIXED is their length (the
+ * sizes less the eight NULs). */
 static const char J_IP[] = "{\"ip\": \"", J_MAC[] = "\", \"mac\": ", J_STATE[] = ", \"state\": \"",
                   J_STARTS[] = "\", \"starts\": ", J_ENDS[] = ", \"ends\": ",
                   J_HOST[] = ", \"client-hostname\": ", J_FILE[] = ", \"file\": ", J_END[] = "}\n";
@@ -1077,9 +1078,9 @@ static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t 
             (host != Py_None && !PyUnicode_CheckExact(host)) || !PyUnicode_CheckExact(file))
             goto decline;
         /* leases.in_force: active, and not past its end */
-        if (live_only &&
-            (PyUnicode_GET_LENGTH(state) != 6 || memcmp(PyUnicode_1BYTE_DATA(state), "active", 6) ||
-             (ends != Py_None && v_ends <= now)))
+        if (live_only && (PyUnicode_GET_LENGTH(state) != 6 ||
+                          memcmp(PyUnicode_1BYTE_DATA(state), "active", 6) != 0 ||
+                          (ends != Py_None && v_ends <= now)))
             continue;
         order[m] = (unsigned long long)key << 32 | (unsigned long long)m;
         if (file != path) { /* the leases of one file share its path object */
