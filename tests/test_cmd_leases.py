@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import random
 import subprocess
 import sys
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import need
 from leasedns.commands import leases as cmd_leases
-from leasedns.sources.dhcpd.leases import newest_per_address, read_leases
+from leasedns.sources.dhcpd.leases import Lease, in_force, newest_per_address, read_leases
 
 DATA = Path(__file__).parent / "data" / "leases"
 NOW = 1714568400  # 2024-05-01 13:00:00 UTC
@@ -353,3 +355,164 @@ def test_leases_command_imports_no_dns_yaml_or_merge(tmp_path):
         check=True,
     )
     assert res.stdout == "0 2 []\n", res.stderr
+
+
+# --- the C accelerator's JSON lines against the Python ones ---------------------------------
+
+# json's escapes all told: quotes, backslashes, named and \u00XX control characters, DEL,
+# latin-1, a line separator, a character beyond the BMP (a surrogate pair in JSON), bytes that
+# are not UTF-8 (lone surrogates after surrogateescape), and a NUL.
+_HOSTILE_NAMES = (
+    r"say \"hi\" \\ <b>",
+    r"\033[31mred\033[0m\ttab\r\n\b\014\f",  # \f: an f to dhcpd
+    "caf\303\251 \342\200\250 \360\237\230\200",
+    r"bad\377\376byte\200",
+    r"nul\000del\177",
+    "",
+    "plain-host",
+)
+
+
+def _hostile_file(rnd: random.Random, n: int) -> str:
+    """_random_leases, with every name in _HOSTILE_NAMES somewhere, in dhcpd's layout."""
+    text = _random_leases(rnd, n)
+    for i, name in enumerate(_HOSTILE_NAMES):
+        text += (
+            f"lease 9.9.{rnd.randrange(3)}.{i} {{\n  starts {_when(NOW - 60)};\n"
+            f"  ends {_when(NOW + 60)};\n  binding state active;\n"
+            f'  client-hostname "{name}";\n}}\n'
+        )
+    return text
+
+
+def _c_json(shown: list, live_at: int | None = None) -> str | None:
+    need(
+        cmd_leases._json_lines is not None,
+        "the C accelerator _leasescan is not built or LEASEDNS_PURE_PYTHON is set",
+    )
+    assert cmd_leases._json_lines is not None
+    return cmd_leases._json_lines(shown, Lease, live_at)
+
+
+def _c_and_python_json(shown: list, live_at: int | None = None) -> tuple[str | None, str]:
+    py = cmd_leases._format_json(shown if live_at is None else in_force(shown, live_at))
+    return _c_json(shown, live_at), py
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_json_c_same_as_python(tmp_path, seed):
+    rnd = random.Random(seed)
+    # file names json must escape too, one of them not UTF-8 (a surrogate in the str)
+    names = ["peer-a.leases", 'pe"er\\\u00e9\x01.leases', os.fsdecode(b"peer-\xff.leases")]
+    paths = []
+    for name in names:
+        p = tmp_path / name
+        p.write_bytes(_hostile_file(rnd, 400).encode("latin-1"))
+        paths.append(str(p))
+    newest = list(newest_per_address(read_leases(p) for p in paths))
+    rnd.shuffle(newest)  # a rewritten file's order: the C code sorts by address itself
+    for live_at in (None, NOW):
+        c, py = _c_and_python_json(newest, live_at)
+        assert c == py
+        assert len(py.splitlines()) > (800 if live_at is None else 300)
+        for escaped in ("\\ud83d\\ude00", "\\udcff", "\\u007f", "\\u0000", "\\f", "\\u00e9"):
+            assert escaped in py
+    # and the whole command, either way
+    for argv in (["--json", *paths], ["--json", "--all", *paths]):
+        out_c = run(*argv)
+        saved = cmd_leases._json_lines
+        cmd_leases._json_lines = None
+        try:
+            assert run(*argv) == out_c
+        finally:
+            cmd_leases._json_lines = saved
+
+
+def test_json_c_live_at_as_in_force():
+    base = read_leases(str(DATA / "two-peers-a.leases")).leases[0]
+    leases = [
+        base._replace(ip=f"10.0.0.{i}", state=state, ends=ends)
+        for i, (state, ends) in enumerate(
+            (state, ends)
+            for state in ("active", "free", "expired", "abandoned", "backup", "activ")
+            for ends in (None, NOW - 1, NOW, NOW + 1)
+        )
+    ]
+    for live_at in (None, NOW, NOW - 1, NOW + 1):
+        c, py = _c_and_python_json(leases, live_at)
+        assert c == py
+    assert _c_json(leases, NOW).count("\n") == 2  # active, ends None or NOW + 1
+    with pytest.raises(TypeError):
+        _c_json(leases, "now")  # type: ignore[arg-type]
+
+
+def test_json_c_declines_what_the_parser_never_makes():
+    base = read_leases(str(DATA / "two-peers-a.leases")).leases[0]
+    odd = [
+        base._replace(ip="010.0.0.1"),  # inet_aton reads octal there
+        base._replace(ip="1.2.3"),
+        base._replace(starts=2**70),
+        base._replace(ends=True),
+        base._replace(mac="02:00:00:00:00:\u00e9"),
+        base._replace(client_hostname=b"bytes"),
+        tuple(base),
+    ]
+    for lease in odd:
+        assert _c_json([base, lease]) is None, lease
+    c, py = _c_and_python_json([base._replace(starts=-(2**63), ends=2**63 - 1)])
+    assert c == py
+
+
+def test_json_c_empty_and_sorted_stably():
+    a = read_leases(str(DATA / "two-peers-a.leases")).leases[0]
+    assert _c_and_python_json([]) == ("", "")
+    # equal addresses (not from one file) keep their order, as sorted() keeps it
+    same = [a._replace(client_hostname=str(i), ip=f"10.0.0.{i % 3}") for i in range(9)]
+    c, py = _c_and_python_json(same[::-1])
+    assert c == py
+
+
+def _whole_process(
+    paths: list[str], pure: bool, returns: bool = False
+) -> subprocess.CompletedProcess[bytes]:
+    """`leasedns leases --json --all PATHS` as the installed program runs it: main() alone,
+    which then ends the process itself. `returns`: main(argv), which returns as it always did.
+    (--all: what is live depends on the clock, which moves between two runs.)"""
+    env = {k: v for k, v in os.environ.items() if k != "LEASEDNS_PURE_PYTHON"}
+    if pure:
+        env["LEASEDNS_PURE_PYTHON"] = "1"
+    code = (
+        "import atexit, sys\n"
+        "from leasedns.cli import main\n"
+        "atexit.register(print, 'teardown', file=sys.stderr)\n"
+        f"sys.exit(main({'sys.argv[1:]' if returns else ''}))\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, "leases", "--json", "--all", *paths],
+        env=env,
+        capture_output=True,
+    )
+
+
+def test_whole_process_exit_codes_and_output(tmp_path):
+    # The program ends itself once the output is out (os._exit, skipping the teardown): the
+    # exit code, stdout and stderr must all be there, as when main returns; with or without C.
+    rnd = random.Random(7)
+    good = tmp_path / "good.leases"
+    good.write_bytes(_hostile_file(rnd, 300).encode("latin-1"))
+    damaged = str(DATA / "cut-mid-block.leases")
+    missing = str(tmp_path / "missing.leases")
+    for paths, code in (([str(good)], 0), ([str(good), damaged], 1), ([missing, str(good)], 2)):
+        c, pure = _whole_process(paths, False), _whole_process(paths, True)
+        returned = _whole_process(paths, False, returns=True)
+        assert (c.returncode, c.stdout, c.stderr) == (pure.returncode, pure.stdout, pure.stderr)
+        assert (c.returncode, c.stdout, c.stderr + b"teardown\n") == (
+            returned.returncode,
+            returned.stdout,
+            returned.stderr,
+        )
+        assert c.returncode == code
+        assert c.stdout.decode("ascii") == _reference_json(
+            [p for p in paths if p != missing], NOW, True
+        )
+        assert len(c.stdout.splitlines()) > 100

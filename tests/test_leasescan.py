@@ -129,11 +129,14 @@ def test_lease_fields_are_in_the_order_the_c_code_fills_them():
 
 def test_pure_python_forced_by_environment():
     env = {**os.environ, "LEASEDNS_PURE_PYTHON": "1"}
-    code = "from leasedns.sources.dhcpd import leases; print(leases.PARSER, leases._scan)"
+    code = (
+        "from leasedns.sources.dhcpd import leases; "
+        "print(leases.PARSER, leases._scan, leases._json_lines)"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     ).stdout
-    assert out == "pure Python, LEASEDNS_PURE_PYTHON is set None\n"
+    assert out == "pure Python, LEASEDNS_PURE_PYTHON is set None None\n"
 
 
 def test_version_says_which_parser(capsys):

@@ -124,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 failure or warning, 2 usage/config/critical)."""
+    # Given neither, main is the whole process (the `leasedns` program): a command may then
+    # end it itself rather than return to a caller.
+    whole_process = argv is None and out is None
     out = out or sys.stdout
     args = _parser().parse_args(argv)
     needs_config = getattr(args, "needs_config", True)
@@ -134,6 +137,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         logs.setup(-1 if args.quiet else args.verbose, stderr=not hook)
     try:
         if not needs_config:
+            # ... and a command that takes no config may end the process itself
+            args.whole_process = whole_process
             rc: int = args.run(args, out)
             return rc
         from leasedns import config

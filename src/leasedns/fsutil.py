@@ -7,10 +7,12 @@ import contextlib
 import fcntl
 import gc
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 TMP_DATA = ".data.leasedns.tmp"  # not data.tmp: tinydns-data uses that name itself
 

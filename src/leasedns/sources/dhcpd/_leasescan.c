@@ -815,8 +815,356 @@ error:
     return result;
 }
 
+/* --- json_lines() -------------------------------------------------------------------------- */
+
+/* What json's encode_basestring_ascii writes as is: printable ASCII but the quote and the
+ * backslash. Everything else is escaped, so every line is ASCII whatever a client sent. */
+static inline int json_plain(Py_UCS4 c) { return c >= ' ' && c <= '~' && c != '\\' && c != '"'; }
+
+static inline int json_short_escape(Py_UCS4 c)
+{
+    return c == '\\' || c == '"' || c == '\b' || c == '\f' || c == '\n' || c == '\r' ||
+           c == '\t';
+}
+
+/* The length of encode_basestring_ascii(o), quotes included. */
+static Py_ssize_t json_str_len(PyObject *o)
+{
+    int kind = PyUnicode_KIND(o);
+    const void *d = PyUnicode_DATA(o);
+    Py_ssize_t i, n = PyUnicode_GET_LENGTH(o), len = 2 + n;
+    for (i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, d, i);
+        if (!json_plain(c)) /* \X is one more char, \uXXXX five, a surrogate pair eleven */
+            len += json_short_escape(c) ? 1 : c >= 0x10000 ? 11 : 5;
+    }
+    return len;
+}
+
+static char *json_u4(char *w, Py_UCS4 c)
+{
+    static const char hex[] = "0123456789abcdef"; /* json writes lowercase */
+    *w++ = '\\';
+    *w++ = 'u';
+    *w++ = hex[(c >> 12) & 0xf];
+    *w++ = hex[(c >> 8) & 0xf];
+    *w++ = hex[(c >> 4) & 0xf];
+    *w++ = hex[c & 0xf];
+    return w;
+}
+
+/* encode_basestring_ascii(o) at w (json_str_len(o) chars); returns the end. */
+static char *json_str_put(char *w, PyObject *o)
+{
+    int kind = PyUnicode_KIND(o);
+    const void *d = PyUnicode_DATA(o);
+    Py_ssize_t i, n = PyUnicode_GET_LENGTH(o);
+    *w++ = '"';
+    for (i = 0; i < n; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, d, i);
+        if (json_plain(c))
+            *w++ = (char)c;
+        else if (json_short_escape(c)) {
+            *w++ = '\\';
+            *w++ = c == '\b' ? 'b' : c == '\f' ? 'f' : c == '\n' ? 'n' : c == '\r' ? 'r'
+                 : c == '\t' ? 't' : (char)c;
+        }
+        else if (c >= 0x10000) { /* as UTF-16 does it: a surrogate pair */
+            w = json_u4(w, 0xD800 | ((c - 0x10000) >> 10));
+            w = json_u4(w, 0xDC00 | ((c - 0x10000) & 0x3FF));
+        }
+        else
+            w = json_u4(w, c);
+    }
+    *w++ = '"';
+    return w;
+}
+
+/* str(v) of an int that fits a long long, at w; returns its length. */
+static Py_ssize_t json_int(char *w, long long v)
+{
+    char digits[24];
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    Py_ssize_t k = 0, len;
+    do
+        digits[k++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    len = k + (v < 0);
+    if (v < 0)
+        *w++ = '-';
+    while (k > 0)
+        *w++ = digits[--k];
+    return len;
+}
+
+/* socket.inet_aton(ip) as a number, for the four decimals 0-255 (no leading zeros: there
+ * inet_aton reads octal) that every Lease.ip is. -1 for anything else. */
+static long long ip_key(PyObject *ip)
+{
+    const uchar *s = PyUnicode_1BYTE_DATA(ip);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(ip);
+    long long key = 0;
+    if (!valid_ipv4(s, 0, n))
+        return -1;
+    while (n > 0) {
+        long v = 0;
+        Py_ssize_t d = 0;
+        while (d < n && s[d] != '.')
+            v = v * 10 + (s[d++] - '0');
+        key = key * 256 + v;
+        s += d + (d < n);
+        n -= d + (d < n);
+    }
+    return key;
+}
+
+/* A field json_lines() writes as it is (format_json does, the parser only makes ASCII there):
+ * an ASCII str, or None where `none_ok`. */
+static int plain_field(PyObject *o, int none_ok)
+{
+    return (none_ok && o == Py_None) || (PyUnicode_CheckExact(o) && PyUnicode_IS_ASCII(o));
+}
+
+/* starts or ends as the line has it, at buf (24 chars): null, or the digits of an int that
+ * fits a long long (*v gets it). Returns the length, or -1 for anything else. */
+static Py_ssize_t time_text(PyObject *o, char *buf, long long *v)
+{
+    int overflow;
+    if (o == Py_None) {
+        memcpy(buf, "null", 4);
+        return 4;
+    }
+    if (!PyLong_CheckExact(o))
+        return -1;
+    *v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || (*v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return -1;
+    }
+    return json_int(buf, *v);
+}
+
+static char *put_lit(char *w, const char *lit, size_t len)
+{
+    memcpy(w, lit, len);
+    return w + len;
+}
+#define PUT(lit) (w = put_lit(w, lit, sizeof(lit) - 1))
+
+static char *put_ascii(char *w, PyObject *o)
+{
+    Py_ssize_t len = PyUnicode_GET_LENGTH(o);
+    memcpy(w, PyUnicode_1BYTE_DATA(o), (size_t)len);
+    return w + len;
+}
+
+/* The line's text around the fields, as format_json writes it; J_FIXED is their length (the
+ * sizes less the eight NULs). */
+static const char J_IP[] = "{\"ip\": \"", J_MAC[] = "\", \"mac\": ", J_STATE[] = ", \"state\": \"",
+                  J_STARTS[] = "\", \"starts\": ", J_ENDS[] = ", \"ends\": ",
+                  J_HOST[] = ", \"client-hostname\": ", J_FILE[] = ", \"file\": ", J_END[] = "}\n";
+#define J_FIXED                                                                              \
+    ((Py_ssize_t)(sizeof(J_IP) + sizeof(J_MAC) + sizeof(J_STATE) + sizeof(J_STARTS) +        \
+                  sizeof(J_ENDS) + sizeof(J_HOST) + sizeof(J_FILE) + sizeof(J_END) - 8))
+
+/* Stable sort of (address << 32 | index) by address: the index makes every item distinct and
+ * keeps the order of equal addresses, so sorting the whole numbers is that stable sort. A
+ * file dhcpd wrote in address order needs no pass at all; one it rewrote (by pool and state)
+ * gets an LSD radix sort on the address bytes, skipping bytes all items share. */
+static int sort_keys(unsigned long long *a, Py_ssize_t n)
+{
+    unsigned long long *tmp, *src = a, *dst;
+    Py_ssize_t i, count[256];
+    int shift;
+    for (i = 1; i < n && a[i - 1] <= a[i]; i++)
+        ;
+    if (i >= n)
+        return 0;
+    if ((tmp = PyMem_Malloc((size_t)n * sizeof(*tmp))) == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    dst = tmp;
+    for (shift = 32; shift < 64; shift += 8) {
+        Py_ssize_t sum = 0;
+        memset(count, 0, sizeof(count));
+        for (i = 0; i < n; i++)
+            count[(src[i] >> shift) & 0xFF]++;
+        if (count[(src[0] >> shift) & 0xFF] == n)
+            continue;
+        for (i = 0; i < 256; i++) {
+            Py_ssize_t c = count[i];
+            count[i] = sum;
+            sum += c;
+        }
+        for (i = 0; i < n; i++)
+            dst[count[(src[i] >> shift) & 0xFF]++] = src[i];
+        {
+            unsigned long long *t = src;
+            src = dst;
+            dst = t;
+        }
+    }
+    if (src != a)
+        memcpy(a, src, (size_t)n * sizeof(*a));
+    PyMem_Free(tmp);
+    return 0;
+}
+
+PyDoc_STRVAR(json_lines_doc,
+"json_lines(leases, lease_type, live_at=None)\n"
+"--\n\n"
+"cmd_leases.format_json(leases, live_at), byte for byte: a JSON object per lease and line,\n"
+"sorted by address; with live_at, only of the leases in force then (leases.in_force).\n"
+"None when a lease is not what the parser makes (a field of another type, an ip that is\n"
+"not a plain dotted quad, a time beyond a long long): format_json does it then.");
+
+static PyObject *json_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *seq, *text = NULL, *result = NULL, *path = NULL;
+    PyObject **items;
+    PyTypeObject *type;
+    unsigned long long *order = NULL;
+    Py_ssize_t *start = NULL, n, i, m = 0, used = 0, cap, path_len = 0;
+    char *path_at = NULL;
+    long long now = 0;
+    int live_only = nargs == 3 && args[2] != Py_None;
+    (void)module;
+
+    if (nargs < 2 || nargs > 3 || !PyList_CheckExact(args[0]) || !PyType_Check(args[1]) ||
+        !PyType_IsSubtype((PyTypeObject *)args[1], &PyTuple_Type) ||
+        ((PyTypeObject *)args[1])->tp_basicsize != PyTuple_Type.tp_basicsize ||
+        (live_only && !PyLong_Check(args[2]))) {
+        PyErr_SetString(PyExc_TypeError, "json_lines(list, tuple type, int | None = None)");
+        return NULL;
+    }
+    if (live_only && (now = PyLong_AsLongLong(args[2])) == -1 && PyErr_Occurred())
+        return NULL;
+    seq = args[0];
+    type = (PyTypeObject *)args[1];
+    n = PyList_GET_SIZE(seq);
+    items = PySequence_Fast_ITEMS(seq); /* nothing here runs Python code: the list stays put */
+    cap = 160 * n + 64; /* a dhcpd lease's line is about that long; grown when not enough */
+    if ((size_t)n >= (1ULL << 32) ||
+        (order = PyMem_Malloc((size_t)(n + 1) * sizeof(*order))) == NULL ||
+        (start = PyMem_Malloc((size_t)(n + 1) * sizeof(*start))) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if ((text = PyUnicode_New(cap, 127)) == NULL)
+        goto done;
+
+    /* One pass, in the order the leases come (the order they were read, so the order they
+     * lie in memory: in address order nearly every lease would be a cache miss, and a pass to
+     * measure the lines before one to write them costs as much again). */
+    for (i = 0; i < n; i++) {
+        PyObject *x = items[i], *ip, *mac, *state, *starts, *ends, *host, *file;
+        long long key, v_starts, v_ends = 0;
+        char t_starts[24], t_ends[24];
+        Py_ssize_t len, len_starts, len_ends;
+        char *w;
+        if (!Py_IS_TYPE(x, type) || PyTuple_GET_SIZE(x) != NFIELDS)
+            goto decline;
+        ip = PyTuple_GET_ITEM(x, F_IP);
+        mac = PyTuple_GET_ITEM(x, F_MAC);
+        state = PyTuple_GET_ITEM(x, F_STATE);
+        starts = PyTuple_GET_ITEM(x, F_STARTS);
+        ends = PyTuple_GET_ITEM(x, F_ENDS);
+        host = PyTuple_GET_ITEM(x, F_HOST);
+        file = PyTuple_GET_ITEM(x, F_PATH);
+        if (!plain_field(ip, 0) || !plain_field(mac, 1) || !plain_field(state, 0) ||
+            (key = ip_key(ip)) < 0 || (len_starts = time_text(starts, t_starts, &v_starts)) < 0 ||
+            (len_ends = time_text(ends, t_ends, &v_ends)) < 0 ||
+            (host != Py_None && !PyUnicode_CheckExact(host)) || !PyUnicode_CheckExact(file))
+            goto decline;
+        /* leases.in_force: active, and not past its end */
+        if (live_only && (PyUnicode_GET_LENGTH(state) != 6 ||
+                          memcmp(PyUnicode_1BYTE_DATA(state), "active", 6) != 0 ||
+                          (ends != Py_None && v_ends <= now)))
+            continue;
+        order[m] = (unsigned long long)key << 32 | (unsigned long long)m;
+        if (file != path) { /* the leases of one file share its path object */
+            path = file;
+            path_at = NULL;
+            path_len = json_str_len(file);
+        }
+        len = J_FIXED + PyUnicode_GET_LENGTH(ip) + PyUnicode_GET_LENGTH(state) +
+              (mac == Py_None ? 4 : PyUnicode_GET_LENGTH(mac) + 2) + len_starts + len_ends +
+              (host == Py_None ? 4 : json_str_len(host)) + path_len;
+        if (used + len > cap) {
+            Py_ssize_t at = path_at == NULL ? 0 : path_at - (char *)PyUnicode_1BYTE_DATA(text);
+            cap = 2 * cap + len;
+            if (PyUnicode_Resize(&text, cap) < 0)
+                goto done;
+            if (path_at != NULL)
+                path_at = (char *)PyUnicode_1BYTE_DATA(text) + at;
+        }
+        start[m++] = used;
+        w = (char *)PyUnicode_1BYTE_DATA(text) + used;
+        PUT(J_IP);
+        w = put_ascii(w, ip);
+        PUT(J_MAC);
+        if (mac == Py_None)
+            PUT("null");
+        else {
+            *w++ = '"';
+            w = put_ascii(w, mac);
+            *w++ = '"';
+        }
+        PUT(J_STATE);
+        w = put_ascii(w, state);
+        PUT(J_STARTS);
+        w = put_lit(w, t_starts, (size_t)len_starts);
+        PUT(J_ENDS);
+        w = put_lit(w, t_ends, (size_t)len_ends);
+        PUT(J_HOST);
+        w = host == Py_None ? put_lit(w, "null", 4) : json_str_put(w, host);
+        PUT(J_FILE);
+        if (path_at != NULL)
+            w = put_lit(w, path_at, (size_t)path_len);
+        else {
+            path_at = w;
+            w = json_str_put(w, file);
+        }
+        PUT(J_END);
+        assert(w == (char *)PyUnicode_1BYTE_DATA(text) + used + len);
+        used += len;
+    }
+    start[m] = used;
+
+    if (sort_keys(order, m) < 0)
+        goto done;
+    for (i = 0; i < m && (order[i] & 0xFFFFFFFFULL) == (unsigned long long)i; i++)
+        ;
+    if (i == m) { /* already in address order: the text is the result */
+        if (PyUnicode_Resize(&text, used) < 0)
+            goto done;
+        result = text;
+        text = NULL;
+        goto done;
+    }
+    if ((result = PyUnicode_New(used, 127)) != NULL) {
+        char *w = (char *)PyUnicode_1BYTE_DATA(result);
+        const char *r = (const char *)PyUnicode_1BYTE_DATA(text);
+        for (i = 0; i < m; i++) {
+            Py_ssize_t k = (Py_ssize_t)(order[i] & 0xFFFFFFFFULL);
+            w = put_lit(w, r + start[k], (size_t)(start[k + 1] - start[k]));
+        }
+    }
+    goto done;
+
+decline:
+    result = none();
+done:
+    Py_XDECREF(text);
+    PyMem_Free(order);
+    PyMem_Free(start);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, scan_doc},
+    {"json_lines", (PyCFunction)(void (*)(void))json_lines, METH_FASTCALL, json_lines_doc},
     {NULL, NULL, 0, NULL},
 };
 

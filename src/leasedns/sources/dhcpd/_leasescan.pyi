@@ -12,3 +12,6 @@ def scan(
     lease_type: type[Lease],
     /,
 ) -> tuple[int, int, int, int, int] | None: ...
+def json_lines(
+    leases: list[Lease], lease_type: type[Lease], live_at: int | None = None, /
+) -> str | None: ...

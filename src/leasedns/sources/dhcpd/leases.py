@@ -24,6 +24,7 @@ __all__ = [
     "OmapiHost",
     "address_key",
     "address_keys",
+    "in_force",
     "live_leases",
     "newest_per_address",
     "parse_leases",
@@ -109,6 +110,9 @@ class _MinuteSeconds(dict[str, int]):
     """ "YYYY/MM/DD HH:MM" (UTC) -> unix seconds, computed once per distinct minute."""
 
     def __missing__(self, key: str) -> int:
+        # imported here, not at the top: the C scanner computes times itself, and calendar
+        # (datetime with it) is over a millisecond of every `leasedns leases` run otherwise
+
         date, _, hm = key.partition(" ")
         y, mo, d = (int(x) for x in date.split("/"))
         h, mi = (int(x) for x in hm.split(":"))
@@ -625,20 +629,24 @@ _Scan = Callable[
     [str, int, int, int, dict[str, Lease], str, type[Lease]],
     tuple[int, int, int, int, int] | None,
 ]
+# The module also writes `leases --json`'s lines (cmd_leases.format_json); it is loaded here
+# so that one switch (LEASEDNS_PURE_PYTHON) turns off all of it.
+_JsonLines = Callable[[list[Lease], type[Lease], int | None], str | None]
 
 
-def _load_scan() -> tuple[_Scan | None, str]:
+def _load_scan() -> tuple[_Scan | None, _JsonLines | None, str]:
     if os.environ.get("LEASEDNS_PURE_PYTHON"):
-        return None, "pure Python, LEASEDNS_PURE_PYTHON is set"
+        return None, None, "pure Python, LEASEDNS_PURE_PYTHON is set"
     try:
-        from leasedns.sources.dhcpd._leasescan import scan
+        from leasedns.sources.dhcpd._leasescan import json_lines, scan
     except ImportError:
-        return None, "pure Python, leasedns.sources.dhcpd._leasescan not built"
-    return scan, "C, leasedns.sources.dhcpd._leasescan"
+        return None, None, "pure Python, leasedns.sources.dhcpd._leasescan not built"
+    return scan, json_lines, "C, leasedns.sources.dhcpd._leasescan"
 
 
-# PARSER says which path runs (`leasedns --version`); tests switch paths through _scan.
-_scan, PARSER = _load_scan()
+# PARSER says which path runs (`leasedns --version`); tests switch paths through _scan (and
+# cmd_leases._json_lines).
+_scan, _json_lines, PARSER = _load_scan()
 
 
 def _scan_chunk(acc: _Acc, scan: _Scan) -> int | None:
@@ -854,14 +862,20 @@ def live_leases(files: Iterable[LeaseFile], now: int, *, by_address: bool = True
     """Leases in force at `now`: per address the most recently started block across files,
     kept only if it is active and not past its end. Sorted by address (by_address=False:
     in newest_per_address's order, for a caller that sorts what it makes of them instead)."""
-    live = [
-        lease
-        for lease in newest_per_address(files)
-        if lease.state == "active" and (lease.ends is None or lease.ends > now)
-    ]
+    live = in_force(newest_per_address(files), now)
     if by_address:
         live.sort(key=address_key)
     return live
+
+
+def in_force(leases: Iterable[Lease], now: int) -> list[Lease]:
+    """Those of `leases` in force at `now`: active, and not past their end. (The C
+    accelerator's json_lines makes the same test: change one, change the other.)"""
+    return [
+        lease
+        for lease in leases
+        if lease.state == "active" and (lease.ends is None or lease.ends > now)
+    ]
 
 
 def address_key(lease: Lease) -> int:
