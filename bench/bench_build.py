@@ -170,7 +170,7 @@ def worker(config: str, out: str) -> int:
     from leasedns import config as lconfig
     from leasedns import journal
     from leasedns.engine.resolve import merge
-    from leasedns.engine.rules import Settings
+    from leasedns.model import Settings
     from leasedns.outputs.tinydns import render
     from leasedns.sources import statics
 

@@ -433,8 +433,8 @@ def worker(config: str) -> int:
 
     from leasedns import config as lconfig
     from leasedns.commands.reconcile import compare, merged_from
-    from leasedns.engine.rules import Settings
     from leasedns.engine.state import State
+    from leasedns.model import Settings
     from leasedns.outputs.tinydns import served_pairs
     from leasedns.sources import statics
     from leasedns.sources.dhcpd.conf import read_conf

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, MutableMapping
 
-from leasedns.config import ConflictPolicy
-from leasedns.engine.rules import (
-    Aggregates,
-    Result,
+from leasedns.engine.rules import Aggregates, Result, static_records
+from leasedns.model import (
+    INFINITE_LEASE,
+    Binding,
+    ConflictPolicy,
+    Event,
+    Record,
+    Refusal,
     Settings,
-    static_records,
+    Statics,
+    event_of,
+    ip_key,
+    row_of,
 )
-from leasedns.model import INFINITE_LEASE, Binding, Event, Record, Refusal, event_of, ip_key, row_of
 from leasedns.names import fqdn, label_for, protected_fqdns
-from leasedns.sources.statics import Statics
 
 
 def aggregate(events: Iterable[Event]) -> Aggregates:

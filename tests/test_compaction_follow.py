@@ -3,6 +3,7 @@ instead of reading every journal line again; anything it cannot trust rebuilds."
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -19,10 +20,9 @@ from helpers import write_config
 from leasedns import config, journal
 from leasedns.commands import apply
 from leasedns.engine import cache
-from leasedns.engine.rules import Settings
 from leasedns.journal import inbox
 from leasedns.journal import sync as syncing
-from leasedns.model import Event, Kind
+from leasedns.model import Event, Kind, Settings
 
 T0 = 1_800_000_000
 US = 1_000_000
@@ -299,7 +299,8 @@ def test_a_partner_whose_clock_is_behind_follows_the_compaction_as_a_cold_build(
     names = {e.client_name for e in journal.read_peer(a.journal_dir / "peer-a").events}
     assert "held" in names and "r-540" not in names  # kept: superseded only by an event ahead
     _push(a, b)
-    assert inbox.receive(b, b_now * US + 1).adopted == ["peer-a"]
+    note = functools.partial(cache.note, b.state_dir)  # as apply passes it
+    assert inbox.receive(b, b_now * US + 1, note).adopted == ["peer-a"]
     assert (b.state_dir / cache.NOTES_FILE).exists()
     p = b_build(b_now + 1)
     assert p.rebuilt == "" and p.followed and p.new_events == 0

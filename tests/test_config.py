@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from leasedns import config, journal
-from leasedns.config import ConflictPolicy, NamePolicy
 from leasedns.errors import ConfigError
+from leasedns.model import ConflictPolicy, NamePolicy
 
 GOOD = """\
 peer: peer-a

@@ -38,9 +38,8 @@ from hypothesis import strategies as st
 from helpers import HOOK, ROOT, ZONES, tool, write_config
 from leasedns import config, journal
 from leasedns.commands import apply
-from leasedns.engine.rules import Settings
 from leasedns.errors import ConfigError, ParseError
-from leasedns.model import parse_time
+from leasedns.model import Settings, parse_time
 from leasedns.outputs.tinydns import DYNAMIC_MARK, HEADER, HOSTS_MARK, STATIC_MARK
 from leasedns.sources import spool, statics
 from leasedns.sources.dhcpd import leases

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns.engine.rules import Settings
 from leasedns.journal import (
     OWNER,
     OwnerError,
@@ -20,8 +19,7 @@ from leasedns.journal import (
     survivors,
     valid_peer,
 )
-from leasedns.model import INFINITE_LEASE, Event, Kind
-from leasedns.sources.statics import Statics
+from leasedns.model import INFINITE_LEASE, Event, Kind, Settings, Statics
 from oracle import merge
 
 T0 = 1_800_000_000

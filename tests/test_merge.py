@@ -7,12 +7,9 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns.config import ConflictPolicy
 from leasedns.engine.resolve import merge
-from leasedns.engine.rules import Settings
-from leasedns.model import Event, Kind
+from leasedns.model import ConflictPolicy, Event, Kind, Settings, StaticHost, Statics
 from leasedns.outputs.tinydns import render
-from leasedns.sources.statics import StaticHost, Statics
 
 T0 = 1_800_000_000  # a fixed "now" region (2027)
 S = Settings(domain="lab.example")

@@ -15,12 +15,10 @@ from hypothesis import strategies as st
 
 from leasedns import journal
 from leasedns.engine import cache as mergestate
-from leasedns.engine.rules import Settings
 from leasedns.errors import GuardError
-from leasedns.model import Event, Kind, from_line, to_line
+from leasedns.model import Event, Kind, Settings, StaticHost, Statics, from_line, to_line
 from leasedns.outputs.tinydns import render
 from leasedns.sources import statics
-from leasedns.sources.statics import StaticHost, Statics
 from oracle import merge, resolve
 
 T0 = 1_800_000_000

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leasedns import names
-from leasedns.config import NamePolicy
+from leasedns.model import NamePolicy
 from leasedns.names import Verdict, label_for, protected_fqdns
 
 D = "lab.example"

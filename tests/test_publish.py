@@ -11,8 +11,8 @@ from leasedns import config
 from leasedns.commands import apply
 from leasedns.errors import PublishError
 from leasedns.fsutil import write_atomic
+from leasedns.model import Statics
 from leasedns.outputs.tinydns import publish, static_origin
-from leasedns.sources.statics import Statics
 
 
 def test_a_write_that_cannot_finish_leaves_no_temp_file(tmp_path: Path) -> None:

@@ -293,8 +293,9 @@ def test_merged_from_the_state_tables_equals_merged_from_plain_dicts(tmp_path: P
     from leasedns.commands.reconcile import merged_from
     from leasedns.engine import cache as mergestate
     from leasedns.engine import resolve as resolved
-    from leasedns.engine.rules import Aggregates, Settings
+    from leasedns.engine.rules import Aggregates
     from leasedns.engine.store import Table
+    from leasedns.model import Settings
     from leasedns.sources import statics
 
     cfg = setup(tmp_path, "")

@@ -5,9 +5,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns.model import Record
+from leasedns.model import Record, Statics
 from leasedns.outputs.tinydns import render, served_records
-from leasedns.sources.statics import Statics
 from leasedns.tinydata import escape, from_tai64, tai64, unescape
 
 GOLDEN = Path(__file__).parent / "data" / "render" / "mixed.data.good"

@@ -15,18 +15,24 @@ from hypothesis import strategies as st
 
 from leasedns import journal
 from leasedns.commands.apply import changes_for
-from leasedns.config import ConflictPolicy, NamePolicy
 from leasedns.engine import cache as mergestate
 from leasedns.engine import guard
 from leasedns.engine import resolve as resolved
 from leasedns.engine.guard import changes_between
 from leasedns.engine.resolve import dynamic_records
-from leasedns.engine.rules import Settings
 from leasedns.engine.state import State
 from leasedns.errors import GuardError
-from leasedns.model import Changes, Event, Kind
+from leasedns.model import (
+    Changes,
+    ConflictPolicy,
+    Event,
+    Kind,
+    NamePolicy,
+    Settings,
+    StaticHost,
+    Statics,
+)
 from leasedns.outputs.tinydns import Tinydns, render, served_records
-from leasedns.sources.statics import StaticHost, Statics
 from oracle import merge
 from test_mergestate import PEERS, T0, _apply_step
 
@@ -152,7 +158,7 @@ def test_incremental_resolve_is_byte_identical_to_a_full_merge(
             now += step_secs
             # the incremental path, as apply runs it: the engine's changes, guarded, applied
             # by the tinydns output to the data it wrote last
-            state = State(root, state_dir, s, TTL, now)  # closed at the end of the step
+            state = State(root, state_dir, s, now)  # closed at the end of the step
             up = state.advance(statics)
             agg = state.cache.aggregates
             output = Tinydns(out, "tinydns-data", TTL, statics, state_dir, _no_compile)
@@ -202,7 +208,7 @@ def _ev(ip: int, name: str, t: int, secs: int = 600, mac: int = 1) -> Event:
 
 
 def _build(root: Path, state_dir: Path, statics: Statics, s: Settings, now: int) -> resolved.Update:
-    with State(root, state_dir, s, TTL, now) as state:
+    with State(root, state_dir, s, now) as state:
         return state.advance(statics)
 
 

@@ -16,12 +16,10 @@ from helpers import HOOK, tool, write_config
 from leasedns import config, journal
 from leasedns.cli import main
 from leasedns.commands import apply
-from leasedns.engine.rules import Settings
 from leasedns.journal import inbox
 from leasedns.journal import sync as syncing
-from leasedns.model import Event, Kind
+from leasedns.model import Event, Kind, Settings, Statics
 from leasedns.outputs.tinydns import render
-from leasedns.sources.statics import Statics
 from oracle import merge
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leasedns.model import Changes, Desired, Record
+from leasedns.model import Changes, Desired, Record, StaticHost, Statics
 from leasedns.outputs.tinydns import MEMO, Tinydns, render
-from leasedns.sources.statics import StaticHost, Statics
 
 TTL = 300
 STATICS = Statics(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import os
 import re
@@ -17,23 +16,10 @@ import yaml
 
 from leasedns.errors import ConfigError
 from leasedns.journal import PEER_RULE, valid_peer
+from leasedns.model import ConflictPolicy, NamePolicy
 
 DEFAULT_PATH = "/etc/leasedns/leasedns.yaml"
 DEFAULT_STATE = "/var/lib/leasedns"
-
-
-class NamePolicy(enum.Enum):
-    """What to do with characters a DNS label may not hold."""
-
-    SANITIZE = "sanitize"
-    STRICT = "strict"
-
-
-class ConflictPolicy(enum.Enum):
-    """Which live dynamic binding keeps a name several clients claim."""
-
-    LATEST = "latest"
-    FIRST = "first"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from socket import inet_aton
+from typing import TYPE_CHECKING
 
 from leasedns.errors import EventError
+
+if TYPE_CHECKING:
+    from leasedns.config import Config
 
 MAX_NAME_BYTES = 1024  # DHCP options hold at most 255; longer is hostile and is cut here
 INFINITE_LEASE = 0xFFFFFFFF
@@ -434,6 +438,83 @@ def _parse_time(text: str) -> int:
     if not MIN_TIME_US <= us < MAX_TIME_US:
         raise ValueError(f"{text!r} is outside {TIME_WINDOW}")
     return us
+
+
+# --- policies, static input and the merge settings ----------------------------------------
+
+
+class NamePolicy(enum.Enum):
+    """What to do with characters a DNS label may not hold."""
+
+    SANITIZE = "sanitize"
+    STRICT = "strict"
+
+
+class ConflictPolicy(enum.Enum):
+    """Which live dynamic binding keeps a name several clients claim."""
+
+    LATEST = "latest"
+    FIRST = "first"
+
+
+@dataclass(frozen=True, slots=True)
+class StaticHost:
+    """A name the admin declared (dhcpd.conf fixed-address host): always published, always wins."""
+
+    name: str  # FQDN, lowercase, no trailing dot
+    ip: str
+    where: str  # file:line it came from
+
+
+@dataclass(frozen=True, slots=True)
+class Statics:
+    """Everything static the merge needs."""
+
+    data_files: tuple[tuple[str, str], ...] = ()  # (path, text): copied verbatim into `data`
+    names: frozenset[str] = frozenset()  # FQDNs the static data defines
+    ptr_ips: frozenset[str] = frozenset()  # addresses the static data gives a PTR
+    hosts: tuple[StaticHost, ...] = ()
+    problems: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def taken(self) -> frozenset[str]:
+        """Names no client may claim."""
+        return self.names | {h.name for h in self.hosts}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The part of the config the merge depends on."""
+
+    domain: str
+    subnets: tuple[ipaddress.IPv4Network, ...] = ()
+    name_policy: NamePolicy = NamePolicy.SANITIZE
+    conflict_policy: ConflictPolicy = ConflictPolicy.LATEST
+    protected: frozenset[str] = frozenset()
+    reverse: bool = True
+    default_lease_secs: int = 3600
+    # An event dated more than this after "now" is held back until then (a peer's clock
+    # running ahead, a mistyped `record --time`): it takes effect when its time comes.
+    clock_skew_secs: int = 30
+    ttl: int = 300  # of the static records; dynamic ones die at their lease end
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Settings:
+        return cls(
+            cfg.domain,
+            cfg.subnets,
+            cfg.name_policy,
+            cfg.conflict_policy,
+            cfg.protected,
+            cfg.reverse,
+            cfg.default_lease_secs,
+            cfg.clock_skew_secs,
+            cfg.ttl,
+        )
+
+    def horizon(self, now: int) -> int:
+        """The latest event time (microseconds) in effect at `now` (unix seconds)."""
+        return (now + self.clock_skew_secs) * 1_000_000
 
 
 # --- what the engine decides, and hands the outputs ------------------------------------------

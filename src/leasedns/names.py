@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import dns.exception
 import dns.name
 
-from leasedns.config import NamePolicy
+from leasedns.model import NamePolicy
 
 LABEL_CHARS = frozenset(string.ascii_lowercase + string.digits + "-")
 MAX_LABEL = 63

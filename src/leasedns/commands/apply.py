@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from leasedns import journal
+from leasedns import journal, outputs
 from leasedns.config import Config
 from leasedns.engine import cache as mergestate
 from leasedns.engine import guard
@@ -22,10 +22,8 @@ from leasedns.errors import EventError, GuardError, LeasednsError
 from leasedns.fsutil import Runner, flocked, gc_paused, write_atomic
 from leasedns.journal import holdings, identity, inbox
 from leasedns.journal import sync as syncing
-from leasedns.model import Changes, Desired, Event, Serving, format_time, make_event
-from leasedns.outputs.tinydns import Tinydns
+from leasedns.model import Changes, Desired, Event, Serving, Statics, format_time, make_event
 from leasedns.sources import spool
-from leasedns.sources.statics import Statics
 from leasedns.sources.statics import load as load_statics
 
 log = logging.getLogger("leasedns.apply")
@@ -153,7 +151,7 @@ def build(
     for p in statics.problems:
         log.warning("%s", p)
     report.problems.extend(statics.problems)
-    output = Tinydns(cfg.tinydns_root, cfg.tinydns_data, cfg.ttl, statics, cfg.state_dir, runner)
+    outs = outputs.configured(cfg, statics, runner)
     with gc_paused():  # 100,000s of long-lived objects, no cycles: collections only cost time
         up = state.advance(statics)
         _health(report, state, cfg.clock_skew_secs)
@@ -162,10 +160,12 @@ def build(
         report.records = len(statics.hosts) + up.dynamic
         report.refused = up.bindings - up.dynamic
         desired = state.desired(up, statics)
-        changes = changes_for(output.serving(), up, desired, state.now)
-        if not force:
-            guard.check(changes, state.known_ips, state.now, cfg.guard_fraction, cfg.guard_min)
-        outcome = output.publish(desired, changes)
+        todo = [(out, changes_for(out.serving(), up, desired, state.now)) for out in outs]
+        if not force:  # every output's changes, before any output publishes
+            for _out, changes in todo:
+                guard.check(changes, state.known_ips, state.now, cfg.guard_fraction, cfg.guard_min)
+        done = [out.publish(desired, changes) for out, changes in todo]
+    outcome = done[0]
     report.changed, report.compiled = outcome.changed, outcome.compiled
     if held != was:
         holdings.save(cfg.state_dir, held)  # published: what the journals hold is the new floor
@@ -281,7 +281,7 @@ def receive(cfg: Config, report: Report, now_us: int) -> None:
     except OSError as e:  # a full disk: the build can still read; appending claims again
         report.problems.append(f"{cfg.journal_dir / cfg.peer}: cannot record its owner: {e}")
         log.warning("%s", report.problems[-1])
-    got = inbox.receive(cfg, now_us)
+    got = inbox.receive(cfg, now_us, functools.partial(mergestate.note, cfg.state_dir))
     report.adopted = ", ".join(got.adopted)
     report.inbox_refused = got.refused
     report.recovered = got.recovered

@@ -14,12 +14,21 @@ from leasedns.config import Config
 from leasedns.engine import cache as mergestate
 from leasedns.engine import store
 from leasedns.engine.resolve import Resolved
-from leasedns.engine.rules import Aggregates, Settings
+from leasedns.engine.rules import Aggregates
 from leasedns.engine.state import State
 from leasedns.errors import ConfigError, LeasednsError
 from leasedns.fsutil import gc_paused
 from leasedns.journal import identity
-from leasedns.model import INFINITE_LEASE, MAX_TIME_US, MIN_TIME_US, Event, Kind, format_time
+from leasedns.model import (
+    INFINITE_LEASE,
+    MAX_TIME_US,
+    MIN_TIME_US,
+    Event,
+    Kind,
+    Settings,
+    Statics,
+    format_time,
+)
 from leasedns.names import fqdn, label_for
 from leasedns.outputs.tinydns import served_pairs
 from leasedns.sources import statics
@@ -126,7 +135,7 @@ def merged_from(res: Resolved, agg: Aggregates) -> Merged:
 def compare(
     files: list[LeaseFile],
     merged: Merged,
-    statics_: statics.Statics,
+    statics_: Statics,
     published: set[tuple[str, str]],
     s: Settings,
     cfg_peer: str,

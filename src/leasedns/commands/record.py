@@ -12,10 +12,18 @@ from leasedns.commands import apply
 from leasedns.commands.apply import ensure_dirs
 from leasedns.config import Config
 from leasedns.engine import cache as mergestate
-from leasedns.engine.rules import Settings, stamp_runs
+from leasedns.engine.rules import stamp_runs
 from leasedns.errors import ConfigError, EventError
 from leasedns.journal import identity
-from leasedns.model import MAX_TIME_US, MIN_TIME_US, Event, format_time, make_event, parse_time
+from leasedns.model import (
+    MAX_TIME_US,
+    MIN_TIME_US,
+    Event,
+    Settings,
+    format_time,
+    make_event,
+    parse_time,
+)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

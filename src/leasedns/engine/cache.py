@@ -59,10 +59,10 @@ from leasedns import __version__, journal
 from leasedns.config import Config
 from leasedns.engine import store
 from leasedns.engine.resolve import Resolved
-from leasedns.engine.rules import Aggregates, Outcome, Settings
+from leasedns.engine.rules import Aggregates, Outcome
 from leasedns.engine.store import Spec, Table, text_in, text_out
 from leasedns.fsutil import write_atomic
-from leasedns.model import Row
+from leasedns.model import Row, Settings
 
 log = logging.getLogger("leasedns.mergestate")
 

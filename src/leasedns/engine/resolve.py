@@ -26,19 +26,22 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Set
 from dataclasses import dataclass, field
 
-from leasedns.config import ConflictPolicy
-from leasedns.engine.rules import (
-    Aggregates,
-    Judge,
-    Outcome,
-    Result,
-    Settings,
-    pick,
-    static_records,
-)
+from leasedns.engine.rules import Aggregates, Judge, Outcome, Result, pick, static_records
 from leasedns.engine.store import Table
-from leasedns.model import Binding, Changes, Event, Record, Refusal, Row, event_of, ip_key, row_of
-from leasedns.sources.statics import Statics
+from leasedns.model import (
+    Binding,
+    Changes,
+    ConflictPolicy,
+    Event,
+    Record,
+    Refusal,
+    Row,
+    Settings,
+    Statics,
+    event_of,
+    ip_key,
+    row_of,
+)
 
 
 @dataclass(slots=True)

@@ -2,50 +2,26 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 
-from leasedns.config import Config, ConflictPolicy, NamePolicy
-from leasedns.model import INFINITE_LEASE, Binding, Event, Record, Refusal, Row, event_of, ip_key
+from leasedns.model import (
+    INFINITE_LEASE,
+    Binding,
+    ConflictPolicy,
+    Event,
+    Record,
+    Refusal,
+    Row,
+    Settings,
+    Statics,
+    event_of,
+    ip_key,
+)
 from leasedns.names import fqdn, label_for, protected_fqdns
-from leasedns.sources.statics import Statics
 
 # What the rules decide for one address: (end, claimed name or None, refusal reason or "").
 Outcome = tuple[int | None, str | None, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """The part of the config the merge depends on."""
-
-    domain: str
-    subnets: tuple[ipaddress.IPv4Network, ...] = ()
-    name_policy: NamePolicy = NamePolicy.SANITIZE
-    conflict_policy: ConflictPolicy = ConflictPolicy.LATEST
-    protected: frozenset[str] = frozenset()
-    reverse: bool = True
-    default_lease_secs: int = 3600
-    # An event dated more than this after "now" is held back until then (a peer's clock
-    # running ahead, a mistyped `record --time`): it takes effect when its time comes.
-    clock_skew_secs: int = 30
-
-    @classmethod
-    def from_config(cls, cfg: Config) -> Settings:
-        return cls(
-            cfg.domain,
-            cfg.subnets,
-            cfg.name_policy,
-            cfg.conflict_policy,
-            cfg.protected,
-            cfg.reverse,
-            cfg.default_lease_secs,
-            cfg.clock_skew_secs,
-        )
-
-    def horizon(self, now: int) -> int:
-        """The latest event time (microseconds) in effect at `now` (unix seconds)."""
-        return (now + self.clock_skew_secs) * 1_000_000
 
 
 @dataclass(frozen=True, slots=True)

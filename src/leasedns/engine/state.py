@@ -21,10 +21,9 @@ from typing import TypeVar
 
 from leasedns.config import Config
 from leasedns.engine import cache, resolve, store
-from leasedns.engine.rules import Aggregates, Result, Settings, stamp_runs, static_records
+from leasedns.engine.rules import Aggregates, Result, stamp_runs, static_records
 from leasedns.errors import LeasednsError
-from leasedns.model import Desired, Event, Refusal
-from leasedns.sources.statics import Statics
+from leasedns.model import Desired, Event, Refusal, Settings, Statics
 
 log = logging.getLogger("leasedns.engine")
 
@@ -56,7 +55,6 @@ class State:
         journal_dir: Path,
         state_dir: Path,
         settings: Settings,
-        ttl: int,
         now: int,
         *,
         peer: str = "",
@@ -64,7 +62,7 @@ class State:
         keep: bool = True,
     ) -> None:
         self.journal_dir, self.state_dir, self.settings = journal_dir, state_dir, settings
-        self.ttl, self.now, self.peer, self.owner, self.keep = ttl, now, peer, owner, keep
+        self.now, self.peer, self.owner, self.keep = now, peer, owner, keep
         self.health = Health()
         self._c: cache.MergeState = cache.MergeState()
         self._guarded(self._catch_up)
@@ -76,7 +74,6 @@ class State:
             cfg.journal_dir,
             cfg.state_dir,
             Settings.from_config(cfg),
-            cfg.ttl,
             now,
             peer=cfg.peer,
             owner=cache.owner_of(cfg),
@@ -194,7 +191,7 @@ class State:
             c.aggregates,
             statics,
             self.settings,
-            self.ttl,
+            self.settings.ttl,
             self.now,
             c.verdicts,
         )

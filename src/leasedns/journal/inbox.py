@@ -39,14 +39,13 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from leasedns import journal
 from leasedns.config import Config
-from leasedns.engine import cache as mergestate
 from leasedns.errors import LeasednsError
 from leasedns.fsutil import fsync_dir, write_atomic
 from leasedns.journal import identity
@@ -98,8 +97,17 @@ def listing(peer_dir: Path) -> Listing:
     return out
 
 
-def receive(cfg: Config, now_us: int | None = None) -> Outcome:
-    """Look at every inbox; adopt, refuse or recover (call under the build lock)."""
+# Told of a compacted copy taken, whose survivors a reader of the journal may follow instead of
+# reading them again: (journal directory, replaced segments, written segments, settled up to).
+OnCompacted = Callable[[Path, dict[str, journal.Piece], dict[str, journal.Piece], int], None]
+
+
+def receive(
+    cfg: Config, now_us: int | None = None, on_compacted: OnCompacted | None = None
+) -> Outcome:
+    """Look at every inbox; adopt, refuse or recover (call under the build lock).
+
+    `on_compacted` hears of every compacted copy taken (the engine's cache follows it)."""
     now_us = time.time_ns() // 1000 if now_us is None else now_us
     out = Outcome()
     senders_now = senders(cfg.journal_dir)
@@ -135,7 +143,7 @@ def receive(cfg: Config, now_us: int | None = None) -> Outcome:
                         f"{me}): give each its own `peer:`, then remove {box}"
                     )
                 elif adopting:
-                    problem = _adopt(cfg, sender, src, now_us, out)
+                    problem = _adopt(cfg, sender, src, now_us, out, on_compacted)
                 else:
                     problem = _recover(cfg, sender, src, me, now_us, out, state)
             except (OSError, LeasednsError) as e:
@@ -165,7 +173,14 @@ def receive(cfg: Config, now_us: int | None = None) -> Outcome:
     return out
 
 
-def _adopt(cfg: Config, sender: str, src: Path, now_us: int, out: Outcome) -> str:
+def _adopt(
+    cfg: Config,
+    sender: str,
+    src: Path,
+    now_us: int,
+    out: Outcome,
+    on_compacted: OnCompacted | None,
+) -> str:
     """Take `src` (sender's own journal) as journal/<sender>; a problem ('' when taken)."""
     dst = cfg.journal_dir / sender
     theirs, held = journal.read_owner(src), journal.read_owner(dst)
@@ -196,10 +211,10 @@ def _adopt(cfg: Config, sender: str, src: Path, now_us: int, out: Outcome) -> st
                     f"backup?). This peer's copy stays, and is pushed back to {sender}, which "
                     f"recovers them; to take the copy anyway, remove {dst}"
                 )
-            if replaced and written:
+            if replaced and written and on_compacted is not None:
                 # Every event dropped was superseded by one dated up to the horizon, or aged
                 # out: a build at this horizon or later can follow.
-                mergestate.note(cfg.state_dir, dst, replaced, written, horizon)
+                on_compacted(dst, replaced, written, horizon)
         _install(dst, staged, theirs)
     finally:
         _unstage(staged)

@@ -6,9 +6,30 @@ it is handed what to serve and answers what it serves.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from leasedns.model import Changes, Desired, Serving
+from leasedns.model import Changes, Desired, Serving, Statics
+
+if TYPE_CHECKING:
+    from leasedns.config import Config
+    from leasedns.fsutil import Runner
+
+
+class Published(Protocol):
+    """What one publish did (for the build report)."""
+
+    @property
+    def changed(self) -> bool:
+        """What the server serves changed."""
+        ...
+
+    @property
+    def compiled(self) -> bool:
+        """The server-side step ran (tinydns-data)."""
+        ...
+
+    @property
+    def compile_secs(self) -> float: ...
 
 
 class Output(Protocol):
@@ -21,7 +42,15 @@ class Output(Protocol):
         dynamic records (for the guard, `check` and `reconcile`)."""
         ...
 
-    def publish(self, desired: Desired, changes: Changes) -> object:
+    def publish(self, desired: Desired, changes: Changes) -> Published:
         """Serve the outcome `changes.token`: apply `changes` when it serves `changes.base`,
         else serve `desired` whole. Raises PublishError; what it served stays served."""
         ...
+
+
+def configured(cfg: Config, statics: Statics, runner: Runner | None = None) -> list[Output]:
+    """The outputs `cfg` names, each ready to publish (a new kind: a module here, an entry
+    in this list, a section in the config)."""
+    from leasedns.outputs.tinydns import Tinydns
+
+    return [Tinydns(cfg.tinydns_root, cfg.tinydns_data, cfg.ttl, statics, cfg.state_dir, runner)]

@@ -5,38 +5,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 from leasedns import tinydata
 from leasedns.config import Config
 from leasedns.errors import LeasednsError
+from leasedns.model import StaticHost, Statics
 from leasedns.names import fqdn, label_for
 from leasedns.sources.dhcpd.conf import HostDecl, publish_name, read_conf
-
-
-@dataclass(frozen=True, slots=True)
-class StaticHost:
-    """A name the admin declared (dhcpd.conf fixed-address host): always published, always wins."""
-
-    name: str  # FQDN, lowercase, no trailing dot
-    ip: str
-    where: str  # file:line it came from
-
-
-@dataclass(frozen=True, slots=True)
-class Statics:
-    """Everything static the merge needs."""
-
-    data_files: tuple[tuple[str, str], ...] = ()  # (path, text): copied verbatim into `data`
-    names: frozenset[str] = frozenset()  # FQDNs the static data defines
-    ptr_ips: frozenset[str] = frozenset()  # addresses the static data gives a PTR
-    hosts: tuple[StaticHost, ...] = ()
-    problems: tuple[str, ...] = field(default=(), compare=False)
-
-    @property
-    def taken(self) -> frozenset[str]:
-        """Names no client may claim."""
-        return self.names | {h.name for h in self.hosts}
 
 
 def _owner(name: str) -> str:
