@@ -11,8 +11,8 @@ from leasedns import config
 from leasedns.commands import apply
 from leasedns.errors import PublishError
 from leasedns.fsutil import write_atomic
-from leasedns.model import Statics
-from leasedns.outputs.tinydns import publish, static_origin
+from leasedns.model import Changes, Desired, Statics
+from leasedns.outputs.tinydns import Tinydns, static_origin
 
 
 def test_a_write_that_cannot_finish_leaves_no_temp_file(tmp_path: Path) -> None:
@@ -39,8 +39,10 @@ def test_static_origin_names_the_file_and_line() -> None:
 def test_a_dangling_root_does_not_promise_an_old_data_cdb(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.symlink_to(tmp_path / "nowhere")
+    out = Tinydns(root, "tinydns-data", 300, Statics(), tmp_path)
     with pytest.raises(PublishError) as e:
-        publish(root, b"x\n", "tinydns-data")
+        out.serving()
+        out.publish(Desired([], list), Changes("", "t1"))
     assert "keeps serving" not in str(e.value)
     assert f"no data.cdb is served: {root} is not a directory" in str(e.value)
 

@@ -226,25 +226,14 @@ def serving(root: Path) -> str:
 _DATA_LINE = re.compile(r"unable to parse data line (\d+)")
 
 
-def publish(
-    root: Path,
-    data: bytes,
-    program: str,
-    runner: Runner = subprocess.run,
-    origin: Callable[[int], str | None] = lambda _n: None,
-) -> Compiled:
-    """Put `data` in place and run tinydns-data when needed; the old data.cdb serves on failure.
-
-    `origin` names the file:line a line of `data` was copied from (static data),
-    so that tinydns-data's complaint points at the line to fix.
-    """
+def read_data(root: Path) -> bytes | None:
+    """What `data` holds (None: no file yet)."""
     try:
-        previous: bytes | None = (root / "data").read_bytes()
+        return (root / "data").read_bytes()
     except FileNotFoundError:
-        previous = None
+        return None
     except OSError as e:
         raise PublishError(f"{root / 'data'}: cannot read: {e.strerror}; {serving(root)}") from None
-    return compile_data(root, program, write_data(root, data, previous), runner, origin)
 
 
 def write_data(root: Path, data: bytes, previous: bytes | None) -> bool:
