@@ -357,3 +357,14 @@ def test_sync_never_writes_outside_the_partners_inbox(tmp_path: Path) -> None:
     assert sorted(p.name for p in b.state_dir.iterdir()) == before
     assert not (a.state_dir / journal.OWNER).exists()
     assert syncing.rsync_command(a, a.partners[0])[-1] == f"{b.journal_dir}/.incoming-peer-a/"
+
+
+def test_the_sync_after_an_apply_is_kept_in_its_report_and_shown_by_status(
+    tmp_path: Path,
+) -> None:
+    a, _b = pair(tmp_path)
+    commit(a, "192.0.2.11", "e1")
+    assert apply.run(a).synced == "peer-b: ok"
+    saved = json.loads((a.state_dir / apply.LAST_BUILD).read_text())
+    assert saved["last"]["synced"] == saved["last_ok"]["synced"] == "peer-b: ok"
+    assert "; then synced: peer-b: ok" in status.as_text(a, status.gather(a))

@@ -182,6 +182,7 @@ def as_text(cfg: Config, st: Status) -> str:
             f"last build {lb.get('time')}: {state}; {lb.get('records')} records "
             f"({lb.get('dynamic')} dynamic), {lb.get('refused')} names refused, "
             f"{'compiled' if lb.get('compiled') else 'no compile needed'}"
+            + (f"; then synced: {lb.get('synced')}" if lb.get("synced") else "")
         )
         if not lb.get("ok") and st.last_ok:
             out.append(f"last good build {st.last_ok.get('time')}")
