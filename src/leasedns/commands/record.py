@@ -11,15 +11,13 @@ from leasedns import journal
 from leasedns.commands import apply
 from leasedns.commands.apply import ensure_dirs
 from leasedns.config import Config
-from leasedns.engine import cache as mergestate
-from leasedns.engine.rules import stamp_runs
+from leasedns.engine.state import State
 from leasedns.errors import ConfigError, EventError
 from leasedns.journal import identity
 from leasedns.model import (
     MAX_TIME_US,
     MIN_TIME_US,
     Event,
-    Settings,
     format_time,
     make_event,
     parse_time,
@@ -70,13 +68,11 @@ def record(
     peer_dir = ensure_dirs(cfg)
     if time_us is not None:
         check_record_time(cfg, time_us, time.time_ns() // 1000)
-    ev = make_event(args, time.time_ns() // 1000 if time_us is None else time_us, cfg.peer, source)
-    state, _ = mergestate.refresh(
-        cfg.journal_dir,
-        mergestate.load(cfg.state_dir, mergestate.owner_of(cfg)),
-        Settings.from_config(cfg),
-    )
-    (ev,) = stamp_runs([ev], state.aggregates, cfg.default_lease_secs)
+    now_us = time.time_ns() // 1000
+    ev = make_event(args, now_us if time_us is None else time_us, cfg.peer, source)
+    # Read only: the apply that follows (or the next one) keeps what it folds in.
+    with State.open(cfg, now_us // 1_000_000, keep=False) as state:
+        (ev,) = state.stamp([ev])
     journal.append(peer_dir, [ev], owner=identity.installation_id(cfg.state_dir))
     return ev
 
