@@ -1,4 +1,4 @@
-"""`leasedns apply`: spool -> journal, then merge, render, guard, publish (one build at a time)."""
+"""`leasedns apply`: take the inbox, journal the spool, advance the engine, guard, publish; then sync."""
 
 from __future__ import annotations
 
