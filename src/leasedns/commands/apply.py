@@ -1,4 +1,4 @@
-"""`leasedns apply`: take the inbox, journal the spool, advance the engine, guard, publish; then sync."""
+"""`leasedns apply`: take the inbox, journal the spool, advance the engine, guard, publish."""
 
 from __future__ import annotations
 
