@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from socket import inet_aton
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from leasedns.errors import EventError
 
@@ -76,11 +76,39 @@ class Event:
         )
 
 
-# A row is an event as a plain tuple: `Event.key()` without `since`, then whether the lease
-# length was absent (the key folds None into -1), then `since`. Rows compare, hash and
-# serialise much faster than Events; the merge's aggregates and the saved merge state hold
-# rows, and Events are made only for the live bindings.
-Row = tuple[int, str, str, str, str, str, int, str, str, bool, int]
+class Row(NamedTuple):
+    """An event as a tuple: `Event.key()` without `since`, then whether the lease length was
+    absent (the key folds None into -1), then `since`.
+
+    Rows compare, hash and serialise much faster than Events; the merge's aggregates and
+    the saved merge state hold rows, and Events are made only for the live bindings. The
+    field order is the tuple order and must stay so: rows compare as tuples (the greatest
+    commit of an address is the greatest row, see `engine.rules.Aggregates`), and they are
+    stored and checked column by column in that order (`engine.cache`). A row equals,
+    hashes and compares like the plain tuple of its values. Where many rows are made, make
+    them with `new_row`; and unlike plain tuples, rows stay tracked by the garbage
+    collector, so do not hold many at once without need (see `journal.parse_segment`).
+    """
+
+    t: int  # time_us
+    kind: str  # Kind's value
+    ip: str
+    mac: str
+    client: str  # client_name
+    host: str  # host_decl
+    secs: int  # lease_secs, -1 when absent
+    peer: str
+    source: str
+    # True when the event gave no lease length (lease_secs None): the default length applies.
+    # Not an infinite lease (that is secs == INFINITE_LEASE); named as the state's column.
+    infinite: bool
+    since: int  # Event.since: when the unbroken run of leases began (= t if it began here)
+
+
+# `new_row(Row, (t, kind, ...))` makes a row as `Row(t, kind, ...)` does, at the cost of a
+# C call: Row's own __new__ is a Python function, and a cold build makes a row per journal
+# event. The values are not type-checked: keep them in field order.
+new_row = tuple.__new__
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{1,2}([:-][0-9a-fA-F]{1,2}){5}$")
 _CANON_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
@@ -254,18 +282,21 @@ def row_from_json(d: object, peer: str) -> Row:
             time_us = parse_time(t)
             since = time_us if since_s is None else parse_time(since_s)
             if since <= time_us:
-                return (
-                    time_us,
-                    k,
-                    canonical_ip(ip),
-                    canonical_mac(mac),
-                    name,
-                    host,
-                    -1 if secs is None else secs,
-                    peer,
-                    src,
-                    secs is None,
-                    since,
+                return new_row(
+                    Row,
+                    (
+                        time_us,
+                        k,
+                        canonical_ip(ip),
+                        canonical_mac(mac),
+                        name,
+                        host,
+                        -1 if secs is None else secs,
+                        peer,
+                        src,
+                        secs is None,
+                        since,
+                    ),
                 )
     except (KeyError, TypeError, AttributeError, ValueError):
         pass
@@ -348,34 +379,38 @@ def _short(v: object) -> str:
 
 def row_of(e: Event) -> Row:
     """An event as a row (see `Row`)."""
-    return (
-        e.time_us,
-        e.kind.value,
-        e.ip,
-        e.mac,
-        e.client_name,
-        e.host_decl,
-        -1 if e.lease_secs is None else e.lease_secs,
-        e.peer,
-        e.source,
-        e.lease_secs is None,
-        e.since,
+    secs = e.lease_secs
+    return new_row(
+        Row,
+        (
+            e.time_us,
+            e.kind.value,
+            e.ip,
+            e.mac,
+            e.client_name,
+            e.host_decl,
+            -1 if secs is None else secs,
+            e.peer,
+            e.source,
+            secs is None,
+            e.since,
+        ),
     )
 
 
 def event_of(r: Row) -> Event:
     """Inverse of `row_of`."""
     return Event(
-        _KINDS[r[1]],
-        r[0],
-        r[2],
-        r[3],
-        r[4],
-        r[5],
-        None if r[9] else r[6],
-        r[7],
-        r[8],
-        None if r[10] == r[0] else r[10],
+        _KINDS[r.kind],
+        r.t,
+        r.ip,
+        r.mac,
+        r.client,
+        r.host,
+        None if r.infinite else r.secs,
+        r.peer,
+        r.source,
+        None if r.since == r.t else r.since,
     )
 
 

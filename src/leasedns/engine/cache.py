@@ -62,7 +62,7 @@ from leasedns.engine.resolve import Resolved
 from leasedns.engine.rules import Aggregates, Outcome
 from leasedns.engine.store import Spec, Table, text_in, text_out
 from leasedns.fsutil import write_atomic
-from leasedns.model import Row, Settings
+from leasedns.model import Row, Settings, new_row
 
 log = logging.getLogger("leasedns.mergestate")
 
@@ -388,9 +388,9 @@ def _fold_segment(
             progress.problems,
             mark.lines + 1,
         )
-        later = [r for r in rows if r[0] > horizon]
+        later = [r for r in rows if r.t > horizon]
         if later:
-            rows = [r for r in rows if r[0] <= horizon]
+            rows = [r for r in rows if r.t <= horizon]
             for r in later:
                 state.pending[r] = True
         _add(state, rows)
@@ -417,7 +417,7 @@ def _fold_due(state: MergeState, horizon: int, progress: Progress) -> None:
     if isinstance(pending, store.Table):
         due = pending.keys_upto(horizon)
     else:
-        due = sorted(r for r in pending if r[0] <= horizon)
+        due = sorted(r for r in pending if r.t <= horizon)
     if not due:
         return
     for r in due:
@@ -429,8 +429,8 @@ def _fold_due(state: MergeState, horizon: int, progress: Progress) -> None:
 def _add(state: MergeState, rows: list[Row]) -> None:
     if rows:
         state.aggregates.add(rows)
-        state.touched.update(r[2] for r in rows)
-        state.newest = max(state.newest, max(r[0] for r in rows))
+        state.touched.update(r.ip for r in rows)
+        state.newest = max(state.newest, max(r.t for r in rows))
 
 
 def held_back(state: MergeState) -> tuple[int, int | None]:
@@ -439,8 +439,8 @@ def held_back(state: MergeState) -> tuple[int, int | None]:
     if isinstance(pending, store.Table):
         n = len(pending)
         first = pending.first() if n else None
-        return n, None if first is None else first[0]
-    return len(pending), min((r[0] for r in pending), default=None)
+        return n, None if first is None else first.t
+    return len(pending), min((r.t for r in pending), default=None)
 
 
 # --- compaction notes --------------------------------------------------------------------------
@@ -550,20 +550,44 @@ def _notes(state_dir: Path, peer_dir: Path) -> list[Note]:
 # --- the tables ------------------------------------------------------------------------------
 
 
-def _row(ip: str, r: tuple[Any, ...]) -> Row:
-    t, kind, mac, client, host, secs, peer, source, infinite, since = r
+# The tables hold a row's fields as SQLite gives them back (a client or host name that is
+# no UTF-8 as a BLOB, see `text_in`; a bool as an int), so that the check values hold. What
+# is stored and checked is a plain tuple of those values, whatever the row's type.
+
+
+def _latest_params(ip: str, r: Row) -> tuple[Any, ...]:
     return (
-        t,
-        kind,
         ip,
-        mac,
-        text_out(client),
-        text_out(host),
-        secs,
-        peer,
-        source,
-        bool(infinite),
-        since,
+        r.t,
+        r.kind,
+        r.mac,
+        text_in(r.client),
+        text_in(r.host),
+        r.secs,
+        r.peer,
+        r.source,
+        int(r.infinite),
+        r.since,
+    )
+
+
+def _latest_row(ip: str, r: tuple[Any, ...]) -> Row:
+    t, kind, mac, client, host, secs, peer, source, infinite, since = r
+    return new_row(
+        Row,
+        (
+            t,
+            kind,
+            ip,
+            mac,
+            text_out(client),
+            text_out(host),
+            secs,
+            peer,
+            source,
+            bool(infinite),
+            since,
+        ),
     )
 
 
@@ -572,9 +596,8 @@ LATEST: Spec[str, Row] = Spec(
     ("ip",),
     ("t", "kind", "mac", "client", "host", "secs", "peer", "source", "infinite", "since"),
     lambda ip: (ip,),
-    # as SQLite gives it back (a bool comes back an int), so that the check value holds
-    lambda ip, r: (ip, *r[:2], r[3], text_in(r[4]), text_in(r[5]), *r[6:9], int(r[9]), r[10]),
-    _row,
+    _latest_params,
+    _latest_row,
     lambda k: k[0],
 )
 ENDS: Spec[tuple[str, str], int] = Spec(
@@ -626,11 +649,39 @@ RIVALS: Spec[str, list[str]] = Spec(
 
 
 def _pending_params(r: Row) -> tuple[Any, ...]:
-    return (*r[:4], text_in(r[4]), text_in(r[5]), *r[6:9], int(r[9]), r[10])
+    return (
+        r.t,
+        r.kind,
+        r.ip,
+        r.mac,
+        text_in(r.client),
+        text_in(r.host),
+        r.secs,
+        r.peer,
+        r.source,
+        int(r.infinite),
+        r.since,
+    )
 
 
 def _pending_row(k: tuple[Any, ...]) -> Row:
-    return (*k[:4], text_out(k[4]), text_out(k[5]), *k[6:9], bool(k[9]), k[10])
+    t, kind, ip, mac, client, host, secs, peer, source, infinite, since = k
+    return new_row(
+        Row,
+        (
+            t,
+            kind,
+            ip,
+            mac,
+            text_out(client),
+            text_out(host),
+            secs,
+            peer,
+            source,
+            bool(infinite),
+            since,
+        ),
+    )
 
 
 PENDING: Spec[Row, bool] = Spec(
@@ -865,7 +916,7 @@ def _prune(db: sqlite3.Connection, agg: Aggregates) -> None:
     if not isinstance(latest, Table) or latest.db is not db or not isinstance(ends, Table):
         agg.prune()
         return
-    changed = {ip: r[0] for ip, r in latest.changes().items() if r is not store.ABSENT}
+    changed = {ip: r.t for ip, r in latest.changes().items() if r is not store.ABSENT}
     ends.flush()
     ips = sorted(changed)
     for i in range(0, len(ips), 500):
@@ -888,5 +939,5 @@ def _gc_verdicts(state: MergeState) -> None:
     keep: set[str] = set()
     if res is not None:
         latest = state.aggregates.latest
-        keep = {(r := latest[ip])[5] or r[4] for ip in res.outcome}
+        keep = {(r := latest[ip]).host or r.client for ip in res.outcome}
     state.verdicts = {k: v for k, v in state.verdicts.items() if k in keep}

@@ -95,7 +95,7 @@ def lease_end(e: Event, default_secs: int) -> int | None:
 
 def row_end(r: Row, default_secs: int) -> int | None:
     """`lease_end` of a commit given as a row (`model.Row`)."""
-    return _end(r[0], default_secs if r[9] else r[6])
+    return _end(r.t, default_secs if r.infinite else r.secs)
 
 
 def _end(time_us: int, secs: int) -> int | None:
@@ -116,17 +116,17 @@ class Aggregates:
     ends: MutableMapping[tuple[str, str], int] = field(default_factory=dict)  # (ip, mac) -> end
 
     def add(self, rows: Iterable[Row]) -> None:
-        """Fold events (as rows, see `events.Row`) in."""
+        """Fold events (as rows, see `model.Row`) in."""
         latest, ends = self.latest, self.ends
         for r in rows:
-            if r[1] == "commit":
-                cur = latest.get(r[2])
-                if cur is None or r > cur:
-                    latest[r[2]] = r
+            if r.kind == "commit":
+                cur = latest.get(r.ip)
+                if cur is None or r > cur:  # as tuples: by time first (see `Row`)
+                    latest[r.ip] = r
             else:
-                k = (r[2], r[3])
-                if ends.get(k, -1) < r[0]:
-                    ends[k] = r[0]
+                k = (r.ip, r.mac)
+                if ends.get(k, -1) < r.t:
+                    ends[k] = r.t
 
     def prune(self) -> None:
         """Forget releases/expiries that can never end a binding again.
@@ -136,13 +136,13 @@ class Aggregates:
         """
         latest = self.latest
         self.ends = {
-            k: t for k, t in self.ends.items() if (c := latest.get(k[0])) is None or t >= c[0]
+            k: t for k, t in self.ends.items() if (c := latest.get(k[0])) is None or t >= c.t
         }
 
     def live(self) -> dict[str, Row]:
         """Per address its greatest commit, unless a release/expiry of its MAC ended it."""
         ends = self.ends
-        return {ip: c for ip, c in self.latest.items() if ends.get((ip, c[3]), -1) < c[0]}
+        return {ip: c for ip, c in self.latest.items() if ends.get((ip, c.mac), -1) < c.t}
 
 
 class Judge:
@@ -169,7 +169,7 @@ class Judge:
 
     def __call__(self, ip: str, now: int) -> Outcome | None:
         r = self.latest.get(ip)
-        if r is None or self.ends.get((ip, r[3]), -1) >= r[0]:
+        if r is None or self.ends.get((ip, r.mac), -1) >= r.t:
             return None
         s = self.s
         end = row_end(r, s.default_lease_secs)
@@ -181,7 +181,7 @@ class Judge:
             ipk = ip_key(ip)
             if not any(ipk & mask == net for net, mask in self.nets):
                 return end, None, f"{ip} is outside the configured subnets"
-        raw = r[5] or r[4]
+        raw = r.host or r.client
         verdict = self.verdicts.get(raw)
         if verdict is None:
             v = label_for(raw, s.domain, s.name_policy)
@@ -201,12 +201,12 @@ def pick(ips: list[str], latest: Mapping[str, Row], policy: ConflictPolicy) -> s
     """The winner of a name among the addresses claiming it."""
     if policy is ConflictPolicy.LATEST:  # the most recently started lease
         return max(ips, key=lambda ip: _key(latest[ip]))
-    return min(ips, key=lambda ip: (latest[ip][10], _key(latest[ip])))
+    return min(ips, key=lambda ip: (latest[ip].since, _key(latest[ip])))
 
 
 def _key(r: Row) -> tuple[object, ...]:
-    """`Event.key()` of a row's event."""
-    return (*r[:9], r[10])
+    """`Event.key()` of a row's event: its fields but `infinite`, in order."""
+    return (*r[:9], r.since)
 
 
 def static_records(statics: Statics, s: Settings) -> list[Record]:
