@@ -67,7 +67,7 @@ def resolve(
     default_secs, domain, policy = s.default_lease_secs, s.domain, s.name_policy
 
     for ip, r in agg.live().items():
-        secs = default_secs if r.infinite else r.secs
+        secs = default_secs if r.no_secs else r.secs
         end = None if secs >= INFINITE_LEASE else r.t // 1_000_000 + secs
         if end is not None and end <= now:
             continue

@@ -99,9 +99,7 @@ class Row(NamedTuple):
     secs: int  # lease_secs, -1 when absent
     peer: str
     source: str
-    # True when the event gave no lease length (lease_secs None): the default length applies.
-    # Not an infinite lease (that is secs == INFINITE_LEASE); named as the state's column.
-    infinite: bool
+    no_secs: bool  # the event gave no lease length (lease_secs None): the default applies
     since: int  # Event.since: when the unbroken run of leases began (= t if it began here)
 
 
@@ -407,7 +405,7 @@ def event_of(r: Row) -> Event:
         r.mac,
         r.client,
         r.host,
-        None if r.infinite else r.secs,
+        None if r.no_secs else r.secs,
         r.peer,
         r.source,
         None if r.since == r.t else r.since,

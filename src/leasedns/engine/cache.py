@@ -566,13 +566,13 @@ def _latest_params(ip: str, r: Row) -> tuple[Any, ...]:
         r.secs,
         r.peer,
         r.source,
-        int(r.infinite),
+        int(r.no_secs),
         r.since,
     )
 
 
 def _latest_row(ip: str, r: tuple[Any, ...]) -> Row:
-    t, kind, mac, client, host, secs, peer, source, infinite, since = r
+    t, kind, mac, client, host, secs, peer, source, no_secs, since = r
     return new_row(
         Row,
         (
@@ -585,7 +585,7 @@ def _latest_row(ip: str, r: tuple[Any, ...]) -> Row:
             secs,
             peer,
             source,
-            bool(infinite),
+            bool(no_secs),
             since,
         ),
     )
@@ -594,7 +594,7 @@ def _latest_row(ip: str, r: tuple[Any, ...]) -> Row:
 LATEST: Spec[str, Row] = Spec(
     "latest",
     ("ip",),
-    ("t", "kind", "mac", "client", "host", "secs", "peer", "source", "infinite", "since"),
+    ("t", "kind", "mac", "client", "host", "secs", "peer", "source", "no_secs", "since"),
     lambda ip: (ip,),
     _latest_params,
     _latest_row,
@@ -659,13 +659,13 @@ def _pending_params(r: Row) -> tuple[Any, ...]:
         r.secs,
         r.peer,
         r.source,
-        int(r.infinite),
+        int(r.no_secs),
         r.since,
     )
 
 
 def _pending_row(k: tuple[Any, ...]) -> Row:
-    t, kind, ip, mac, client, host, secs, peer, source, infinite, since = k
+    t, kind, ip, mac, client, host, secs, peer, source, no_secs, since = k
     return new_row(
         Row,
         (
@@ -678,7 +678,7 @@ def _pending_row(k: tuple[Any, ...]) -> Row:
             secs,
             peer,
             source,
-            bool(infinite),
+            bool(no_secs),
             since,
         ),
     )
@@ -686,7 +686,7 @@ def _pending_row(k: tuple[Any, ...]) -> Row:
 
 PENDING: Spec[Row, bool] = Spec(
     "pending",
-    ("t", "kind", "ip", "mac", "client", "host", "secs", "peer", "source", "infinite", "since"),
+    ("t", "kind", "ip", "mac", "client", "host", "secs", "peer", "source", "no_secs", "since"),
     (),
     _pending_params,
     lambda r, _v: _pending_params(r),

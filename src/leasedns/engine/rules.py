@@ -95,7 +95,7 @@ def lease_end(e: Event, default_secs: int) -> int | None:
 
 def row_end(r: Row, default_secs: int) -> int | None:
     """`lease_end` of a commit given as a row (`model.Row`)."""
-    return _end(r.t, default_secs if r.infinite else r.secs)
+    return _end(r.t, default_secs if r.no_secs else r.secs)
 
 
 def _end(time_us: int, secs: int) -> int | None:
