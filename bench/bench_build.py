@@ -91,7 +91,8 @@ def client_name(rng: random.Random, i: int) -> str:
 def generate(journal_dir: Path, live: int, now: int, seed: int = 1) -> dict[str, int]:
     """Write both peers' journals; returns counts."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-    from leasedns.model import Event, Kind, to_line
+    from leasedns.journal.lines import to_line
+    from leasedns.model import Event, Kind
 
     rng = random.Random(seed)
     per_peer: dict[str, list[Event]] = {p: [] for p in PEERS}

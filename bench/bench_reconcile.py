@@ -170,7 +170,8 @@ def generate(
     seed: int = 7,
 ) -> dict[str, int]:
     """Write the two lease files and both journals; returns counts."""
-    from leasedns.model import Event, Kind, to_line
+    from leasedns.journal.lines import to_line
+    from leasedns.model import Event, Kind
 
     rnd = random.Random(seed)
     distinct = n_blocks - renewals

@@ -15,8 +15,9 @@ from helpers import HOOK, tool, write_config
 from leasedns import config, journal
 from leasedns.cli import main
 from leasedns.commands import apply
-from leasedns.model import Kind, format_time, make_event, parse_time
+from leasedns.model import Kind, format_time, parse_time
 from leasedns.sources import spool
+from leasedns.sources.hook import make_event
 
 pytestmark = pytest.mark.integration
 

@@ -8,17 +8,10 @@ from hypothesis import strategies as st
 
 from leasedns import model as events
 from leasedns.errors import EventError
-from leasedns.model import (
-    Event,
-    Kind,
-    format_time,
-    from_line,
-    ip_key,
-    ip_keys,
-    make_event,
-    parse_time,
-    to_line,
-)
+from leasedns.journal import lines
+from leasedns.journal.lines import from_line, to_line
+from leasedns.model import Event, Kind, format_time, ip_key, ip_keys, parse_time
+from leasedns.sources.hook import make_event
 
 
 def test_make_event_normalises_mac_and_keeps_raw_name() -> None:
@@ -181,7 +174,7 @@ GOOD = {
 
 
 def _row(**fields: object) -> tuple[object, ...]:
-    return events.row_from_json({**GOOD, **fields}, "peer-b")
+    return lines.row_from_json({**GOOD, **fields}, "peer-b")
 
 
 @pytest.mark.parametrize(
@@ -267,7 +260,7 @@ def test_valid_lines_pass_with_their_optional_fields() -> None:
     assert _row(time="1970-01-01T00:00:00.000000Z")[0] == events.MIN_TIME_US == 0
     d = dict(GOOD)
     del d["peer"], d["src"]
-    assert events.row_from_json(d, "peer-b")[7:9] == ("peer-b", "hook")
+    assert lines.row_from_json(d, "peer-b")[7:9] == ("peer-b", "hook")
 
 
 _json = st.recursive(
@@ -303,7 +296,7 @@ def test_no_json_value_in_any_field_escapes_as_anything_but_an_event_error(
     if drop and changes:
         del d[next(iter(changes))]
     try:
-        r = events.row_from_json(d, "peer-b")
+        r = lines.row_from_json(d, "peer-b")
     except EventError as e:
         assert str(e) != "not a journal event"  # every refusal says why
         return

@@ -29,9 +29,9 @@ import pytest
 from helpers import HOOK, need, tool, write_config
 from leasedns import config, journal
 from leasedns.commands import apply
-from leasedns.model import make_event
 from leasedns.outputs.tinydns import HEADER
 from leasedns.sources import spool
+from leasedns.sources.hook import make_event
 
 pytestmark = pytest.mark.integration
 LEASEDNS = str(Path(sys.executable).with_name("leasedns"))

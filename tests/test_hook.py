@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 
 from helpers import HOOK, need
-from leasedns.model import Kind, make_event
+from leasedns.model import Kind
 from leasedns.sources import spool
+from leasedns.sources.hook import make_event
 
 
 def run_hook(spool_dir: Path, *args: str | bytes, **env: str) -> subprocess.CompletedProcess[bytes]:

@@ -19,7 +19,8 @@ from leasedns.cli import main
 from leasedns.commands import apply
 from leasedns.engine import cache as mergestate
 from leasedns.errors import LeasednsError
-from leasedns.model import Event, Kind, format_time, to_line
+from leasedns.journal.lines import to_line
+from leasedns.model import Event, Kind, format_time
 
 pytestmark = pytest.mark.integration
 

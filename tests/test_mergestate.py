@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from leasedns import journal
 from leasedns.engine import cache as mergestate
 from leasedns.errors import GuardError
-from leasedns.model import Event, Kind, Settings, StaticHost, Statics, from_line, to_line
+from leasedns.journal.lines import from_line, to_line
+from leasedns.model import Event, Kind, Settings, StaticHost, Statics
 from leasedns.outputs.tinydns import render
 from leasedns.sources import statics
 from oracle import merge, resolve

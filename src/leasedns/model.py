@@ -1,10 +1,10 @@
-"""DHCP lease events: validation, normalisation, and their journal form (one JSON line)."""
+"""The types every stage shares: events and rows, times and addresses in canonical form, the
+policies, static input, the merge settings, and what the engine hands the outputs."""
 
 from __future__ import annotations
 
 import enum
 import ipaddress
-import json
 import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
@@ -110,15 +110,14 @@ new_row = tuple.__new__
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{1,2}([:-][0-9a-fA-F]{1,2}){5}$")
 _CANON_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
-_SECS_RE = re.compile(r"^[0-9]{1,10}$")
-_KIND_VALUES = frozenset(k.value for k in Kind)
+KIND_VALUES = frozenset(k.value for k in Kind)
 _KINDS = {k.value: k for k in Kind}
 
 
 def normalise_mac(raw: str) -> str:
     """`2:0:0:0:1:A` (as dhcpd's binary-to-ascii writes it) -> `02:00:00:00:01:0a`."""
     if not _MAC_RE.match(raw):
-        raise EventError(f"MAC {_short(raw)} is not six hex octets like 02:00:5e:00:53:01")
+        raise EventError(f"MAC {short(raw)} is not six hex octets like 02:00:5e:00:53:01")
     return ":".join(f"{int(p, 16):02x}" for p in re.split("[:-]", raw))
 
 
@@ -158,214 +157,10 @@ def normalise_ip(raw: str) -> str:
     try:
         return str(ipaddress.IPv4Address(raw))
     except ValueError:
-        raise EventError(f"IP {_short(raw)} is not an IPv4 address") from None
+        raise EventError(f"IP {short(raw)} is not an IPv4 address") from None
 
 
-def _text(raw: bytes | str) -> str:
-    if isinstance(raw, str):
-        raw = raw.encode("utf-8", "surrogateescape")
-    return raw[:MAX_NAME_BYTES].decode("utf-8", "surrogateescape")
-
-
-def make_event(args: Sequence[bytes | str], time_us: int, peer: str, source: str = "hook") -> Event:
-    """Validate the hook's six arguments (EVENT IP MAC CLIENT-NAME HOST-DECL-NAME LEASE-SECS)."""
-    if len(args) != 6:
-        raise EventError(
-            f"expected 6 arguments (EVENT IP MAC CLIENT-NAME HOST-DECL-NAME "
-            f"LEASE-SECS), got {len(args)}"
-        )
-    kind_s, ip_s, mac_s, name, host, secs_s = (_text(a) for a in args)
-    try:
-        kind = Kind(kind_s)
-    except ValueError:
-        raise EventError(
-            f"unknown event {kind_s[:40]!r}; expected commit, release or expiry"
-        ) from None
-    ip = normalise_ip(ip_s)
-    if not mac_s:
-        raise EventError(
-            f"{kind.value} {ip} has no MAC; the dhcpd snippet must pass the hardware "
-            "address (on expiry: the leasedns-mac saved in on commit)"
-        )
-    mac = normalise_mac(mac_s)
-    secs: int | None = None
-    if secs_s:
-        if not _SECS_RE.match(secs_s) or int(secs_s) > INFINITE_LEASE:
-            raise EventError(f"lease length {secs_s[:40]!r} is not a number of seconds")
-        secs = int(secs_s)
-    if not MIN_TIME_US <= time_us < MAX_TIME_US:
-        raise EventError(
-            f"event time {format_time(time_us)} is outside {TIME_WINDOW}; is the clock set?"
-        )
-    return Event(kind, time_us, ip, mac, name, host, secs, peer, source)
-
-
-def to_line(e: Event) -> str:
-    """The journal form: one canonical JSON object, newline-terminated."""
-    return (
-        json.dumps(
-            {
-                "kind": e.kind.value,
-                "time": format_time(e.time_us),
-                "ip": e.ip,
-                "mac": e.mac,
-                "name": e.client_name,
-                "host": e.host_decl,
-                "secs": e.lease_secs,
-                "peer": e.peer,
-                "src": e.source,
-                **(
-                    {"since": format_time(e.since_us)}
-                    if e.since_us not in (None, e.time_us)
-                    else {}
-                ),
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
-        + "\n"
-    )
-
-
-def from_line(line: str, peer: str) -> Event:
-    """Parse one journal line (written by `to_line`); the directory names the peer."""
-    return event_of(row_from_line(line, peer))
-
-
-def row_from_line(line: str, peer: str) -> Row:
-    """`from_line` as a row."""
-    try:
-        d = json.loads(line)
-    except ValueError as e:
-        raise EventError(f"not a journal event: {e}") from None
-    return row_from_json(d, peer)
-
-
-_SOURCE_SET = frozenset(SOURCES)
-# A source this version does not know is accepted when it looks like one: a partner
-# running a newer leasedns may add a source, and the source is only a label.
-_SOURCE_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
-_TIME_CHARS = 64  # longer is no ISO 8601 time (checked before `datetime` sees it)
-
-
-def row_from_json(d: object, peer: str) -> Row:
-    """Validate one decoded journal line; fast when its fields are already canonical.
-
-    Every field is checked for its type and range, so that what passes compares,
-    stores and formats like an event `make_event` made: kind one of `Kind`; time
-    and since in `TIME_WINDOW`, since not after time; ip a dotted quad; mac six
-    octets; name and host strings of at most MAX_NAME_BYTES characters; secs
-    null or 0..INFINITE_LEASE; src a short lower-case token; peer, when present,
-    the peer whose directory holds the line. Anything else is an `EventError`
-    saying what is wrong (`_problem`).
-    """
-    try:
-        k, t, ip, mac = d["kind"], d["time"], d["ip"], d["mac"]  # type: ignore[index]
-        name, host, secs = d["name"], d["host"], d["secs"]  # type: ignore[index]
-        get = d.get  # type: ignore[attr-defined]
-        src, since_s = get("src", "hook"), get("since")
-        # The cheap checks in one pass; the rest fail in parse_time (ValueError, TypeError),
-        # canonical_ip and canonical_mac (EventError, TypeError). An unhashable value (a
-        # JSON array or object) raises TypeError at `in`. `_problem` then says what is wrong.
-        if (
-            k in _KIND_VALUES
-            and type(name) is str
-            and len(name) <= MAX_NAME_BYTES
-            and type(host) is str
-            and len(host) <= MAX_NAME_BYTES
-            and (secs is None or (type(secs) is int and 0 <= secs <= INFINITE_LEASE))
-            and (src in _SOURCE_SET or (type(src) is str and bool(_SOURCE_RE.fullmatch(src))))
-            and get("peer", peer) == peer
-        ):
-            time_us = parse_time(t)
-            since = time_us if since_s is None else parse_time(since_s)
-            if since <= time_us:
-                return new_row(
-                    Row,
-                    (
-                        time_us,
-                        k,
-                        canonical_ip(ip),
-                        canonical_mac(mac),
-                        name,
-                        host,
-                        -1 if secs is None else secs,
-                        peer,
-                        src,
-                        secs is None,
-                        since,
-                    ),
-                )
-    except (KeyError, TypeError, AttributeError, ValueError):
-        pass
-    raise EventError(_problem(d, peer))
-
-
-_FIELDS = ("kind", "time", "ip", "mac", "name", "host", "secs")
-
-
-def _problem(d: object, peer: str) -> str:
-    """What is wrong with a decoded journal line `row_from_json` did not take."""
-    if type(d) is not dict:
-        return f"not a journal event: a JSON {_json_type(d)}, not an object"
-    for f in _FIELDS:
-        if f not in d:
-            return f"not a journal event: no {f!r} field"
-    k = d["kind"]
-    if type(k) is not str or k not in _KIND_VALUES:
-        return f"kind {_short(k)} is not commit, release or expiry"
-    times: dict[str, int] = {}
-    for f in ("time", "since"):
-        v = d.get(f)
-        if f == "since" and v is None:
-            continue
-        if type(v) is not str:
-            return f"{f} {_short(v)} is not a string"
-        if len(v) > _TIME_CHARS:
-            return f"{f} {_short(v)} is not an ISO 8601 time"
-        try:
-            times[f] = parse_time(v)
-        except ValueError as e:
-            return f"{f}: {e}"
-    if times.get("since", times["time"]) > times["time"]:
-        return f"since {d['since']} is after the event's time {d['time']}"
-    for f in ("ip", "mac"):
-        if type(d[f]) is not str:
-            return f"{f} {_short(d[f])} is not a string"
-    for f in ("name", "host"):
-        v = d[f]
-        if type(v) is not str:
-            return f"{f} {_short(v)} is not a string"
-        if len(v) > MAX_NAME_BYTES:
-            return f"{f} is {len(v)} characters long; at most {MAX_NAME_BYTES}"
-    secs = d["secs"]
-    if secs is not None and (type(secs) is not int or not 0 <= secs <= INFINITE_LEASE):
-        return f"secs {_short(secs)} is not a lease length (null or 0..{INFINITE_LEASE} seconds)"
-    src = d.get("src", "hook")
-    if type(src) is not str or (src not in _SOURCE_SET and not _SOURCE_RE.fullmatch(src)):
-        return f"src {_short(src)} is not a source like hook, record or reconcile"
-    p = d.get("peer", peer)
-    if p != peer:
-        return (
-            f"the line says peer {_short(p)} but is in the journal of {peer!r} "
-            "(a moved or forged journal?)"
-        )
-    return "not a journal event"  # not reached: every check of row_from_json is above
-
-
-def _json_type(v: object) -> str:
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, str):
-        return "string"
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    return "number"
-
-
-def _short(v: object) -> str:
+def short(v: object) -> str:
     """`repr` of a value for a message, at most about 60 characters whatever its size."""
     if isinstance(v, str) and len(v) > 40:
         return f"{v[:40]!r}... ({len(v)} characters)"

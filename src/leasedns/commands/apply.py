@@ -22,8 +22,9 @@ from leasedns.errors import EventError, GuardError, LeasednsError
 from leasedns.fsutil import Runner, flocked, gc_paused, write_atomic
 from leasedns.journal import holdings, identity, inbox
 from leasedns.journal import sync as syncing
-from leasedns.model import Changes, Desired, Event, Serving, Statics, format_time, make_event
+from leasedns.model import Changes, Desired, Event, Serving, Statics, format_time
 from leasedns.sources import spool
+from leasedns.sources.hook import make_event
 from leasedns.sources.statics import load as load_statics
 
 log = logging.getLogger("leasedns.apply")

@@ -14,14 +14,8 @@ from leasedns.config import Config
 from leasedns.engine.state import State
 from leasedns.errors import ConfigError, EventError
 from leasedns.journal import identity
-from leasedns.model import (
-    MAX_TIME_US,
-    MIN_TIME_US,
-    Event,
-    format_time,
-    make_event,
-    parse_time,
-)
+from leasedns.model import MAX_TIME_US, MIN_TIME_US, Event, format_time, parse_time
+from leasedns.sources.hook import make_event
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -18,15 +18,8 @@ from typing import Any
 
 from leasedns.errors import EventError, LeasednsError
 from leasedns.fsutil import flocked, fsync_dir, write_all
-from leasedns.model import (
-    INFINITE_LEASE,
-    Event,
-    Row,
-    event_of,
-    row_from_json,
-    row_from_line,
-    to_line,
-)
+from leasedns.journal.lines import row_from_json, row_from_line, to_line
+from leasedns.model import INFINITE_LEASE, Event, Row, event_of
 
 log = logging.getLogger("leasedns.journal")
 
