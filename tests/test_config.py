@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from leasedns import config, journal
+from leasedns import config
 from leasedns.errors import ConfigError
-from leasedns.model import ConflictPolicy, NamePolicy
+from leasedns.model import ConflictPolicy, NamePolicy, valid_peer
 
 GOOD = """\
 peer: peer-a
@@ -140,13 +140,13 @@ def test_a_peer_name_is_a_plain_label_everywhere(name: str) -> None:
             config.parse(text, "x.yaml")
         assert str(info.value).startswith(f"x.yaml:{line}: {where}: ")
         assert "is not a plain name" in str(info.value)
-        assert not journal.valid_peer(name)
+        assert not valid_peer(name)
 
 
 def test_plain_peer_names_are_accepted() -> None:
     for name in ("a", "peer-a", "dhcp_b", "DHCP1", "x" * 63):
         assert config.parse(f"peer: {name}\ndomain: x.example\n").peer == name
-        assert journal.valid_peer(name)
+        assert valid_peer(name)
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,8 @@ from leasedns.journal import (
     read_owner,
     segments,
     survivors,
-    valid_peer,
 )
-from leasedns.model import INFINITE_LEASE, Event, Kind, Settings, Statics
+from leasedns.model import INFINITE_LEASE, Event, Kind, Settings, Statics, valid_peer
 from oracle import merge
 
 T0 = 1_800_000_000

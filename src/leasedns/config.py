@@ -15,8 +15,7 @@ import dns.name
 import yaml
 
 from leasedns.errors import ConfigError
-from leasedns.journal import PEER_RULE, valid_peer
-from leasedns.model import ConflictPolicy, NamePolicy
+from leasedns.model import PEER_RULE, ConflictPolicy, NamePolicy, valid_peer
 
 DEFAULT_PATH = "/etc/leasedns/leasedns.yaml"
 DEFAULT_STATE = "/var/lib/leasedns"

@@ -11,12 +11,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from socket import inet_aton
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 from leasedns.errors import EventError
-
-if TYPE_CHECKING:
-    from leasedns.config import Config
 
 MAX_NAME_BYTES = 1024  # DHCP options hold at most 255; longer is hostile and is cut here
 INFINITE_LEASE = 0xFFFFFFFF
@@ -24,6 +21,8 @@ SOURCES = ("hook", "record", "reconcile")
 # Every time leasedns keeps (journal lines, event files, --time) lies in this window
 # (UTC unix microseconds, the end excluded): a clock or a line outside it is wrong, and
 # every time in it formats and parses the same everywhere.
+PEER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # whole name: use fullmatch
+PEER_RULE = "at most 63 letters, digits, '-' or '_', starting with a letter or digit"
 MIN_TIME_US = 0  # 1970-01-01T00:00:00Z
 MAX_TIME_US = 4_102_444_800_000_000  # 2100-01-01T00:00:00Z
 TIME_WINDOW = "1970-01-01T00:00:00Z .. 2100-01-01T00:00:00Z"
@@ -112,6 +111,12 @@ _MAC_RE = re.compile(r"^[0-9a-fA-F]{1,2}([:-][0-9a-fA-F]{1,2}){5}$")
 _CANON_MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 KIND_VALUES = frozenset(k.value for k in Kind)
 _KINDS = {k.value: k for k in Kind}
+
+
+def valid_peer(name: str) -> bool:
+    """True for a peer name config, journal readers and sync all accept (see PEER_RE): it names
+    a journal directory, so never `.`, `..`, a hidden name or a path."""
+    return PEER_RE.fullmatch(name) is not None
 
 
 def normalise_mac(raw: str) -> str:
@@ -310,6 +315,37 @@ class Statics:
         return self.names | {h.name for h in self.hosts}
 
 
+class _MergeConfig(Protocol):
+    """The part of `config.Config` the merge settings come from (read only)."""
+
+    @property
+    def domain(self) -> str: ...
+
+    @property
+    def subnets(self) -> tuple[ipaddress.IPv4Network, ...]: ...
+
+    @property
+    def name_policy(self) -> NamePolicy: ...
+
+    @property
+    def conflict_policy(self) -> ConflictPolicy: ...
+
+    @property
+    def protected(self) -> frozenset[str]: ...
+
+    @property
+    def reverse(self) -> bool: ...
+
+    @property
+    def default_lease_secs(self) -> int: ...
+
+    @property
+    def clock_skew_secs(self) -> int: ...
+
+    @property
+    def ttl(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The part of the config the merge depends on."""
@@ -327,7 +363,7 @@ class Settings:
     ttl: int = 300  # of the static records; dynamic ones die at their lease end
 
     @classmethod
-    def from_config(cls, cfg: Config) -> Settings:
+    def from_config(cls, cfg: _MergeConfig) -> Settings:
         return cls(
             cfg.domain,
             cfg.subnets,

@@ -19,7 +19,7 @@ from typing import Any
 from leasedns.errors import EventError, LeasednsError
 from leasedns.fsutil import flocked, fsync_dir, write_all
 from leasedns.journal.lines import row_from_json, row_from_line, to_line
-from leasedns.model import INFINITE_LEASE, Event, Row, event_of
+from leasedns.model import INFINITE_LEASE, Event, Row, event_of, valid_peer
 
 log = logging.getLogger("leasedns.journal")
 
@@ -30,14 +30,7 @@ LOCK = ".lock"
 ROLL_BYTES = 1 << 20
 # A peer name is a plain label: it names a directory in every peer's journal root and in
 # the partners' inboxes, so it may not be `.`, `..`, hidden, or hold a path separator.
-PEER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # whole name: use fullmatch
-PEER_RULE = "at most 63 letters, digits, '-' or '_', starting with a letter or digit"
 OWNER = ".owner"  # the installation id of the leasedns that writes this journal directory
-
-
-def valid_peer(name: str) -> bool:
-    """True for a peer name config, journal readers and sync all accept (see PEER_RE)."""
-    return PEER_RE.fullmatch(name) is not None
 
 
 def segment_name(n: int) -> str:

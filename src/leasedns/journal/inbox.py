@@ -50,7 +50,7 @@ from leasedns.errors import LeasednsError
 from leasedns.fsutil import fsync_dir, write_atomic
 from leasedns.journal import identity
 from leasedns.journal.sync import INBOX_PREFIX
-from leasedns.model import Event, format_time
+from leasedns.model import Event, format_time, valid_peer
 
 log = logging.getLogger("leasedns.inbox")
 
@@ -81,7 +81,7 @@ def senders(journal_dir: Path) -> list[str]:
     return sorted(
         n[len(INBOX_PREFIX) :]
         for n in names
-        if n.startswith(INBOX_PREFIX) and journal.valid_peer(n[len(INBOX_PREFIX) :])
+        if n.startswith(INBOX_PREFIX) and valid_peer(n[len(INBOX_PREFIX) :])
     )
 
 

@@ -24,7 +24,7 @@ from leasedns.config import Config, Partner
 from leasedns.errors import LeasednsError
 from leasedns.fsutil import Runner, write_atomic
 from leasedns.journal import identity
-from leasedns.model import format_time
+from leasedns.model import format_time, valid_peer
 
 log = logging.getLogger("leasedns.sync")
 
@@ -66,7 +66,7 @@ def rsync_command(cfg: Config, p: Partner) -> list[str]:
     targets too, so an appended journal costs about its new bytes. The inbox
     is one level below the partner's journal root, so rsync creates it itself.
     """
-    if not journal.valid_peer(cfg.peer):  # config.parse refuses it; a Config made by hand
+    if not valid_peer(cfg.peer):  # config.parse refuses it; a Config made by hand
         raise LeasednsError(f"peer {cfg.peer!r} is not a plain name: not pushed anywhere")
     src = str(cfg.journal_dir) + "/"
     dst = p.rsync_target.rstrip("/") + f"/{inbox_name(cfg.peer)}/"
@@ -158,7 +158,7 @@ def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
     previous = load(cfg)
     results = []
     try:
-        if not journal.valid_peer(cfg.peer):  # config.parse refuses it; a Config made by hand
+        if not valid_peer(cfg.peer):  # config.parse refuses it; a Config made by hand
             raise LeasednsError(f"peer {cfg.peer!r} is not a plain name: not pushed anywhere")
         # The copy says which installation wrote it: the partner refuses another one's.
         journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
