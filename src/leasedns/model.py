@@ -437,6 +437,18 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.changed)
 
+    def note(self, was: Record | None, now: Record | None) -> None:
+        """Count one name's record going from `was` to `now` (None: no record)."""
+        if was == now:
+            return
+        if was is None:
+            assert now is not None
+            self.added.append(now)
+        elif now is None:
+            self.removed.append(was)
+        else:
+            self.changed.append((was, now))
+
 
 @dataclass(frozen=True, slots=True)
 class Desired:

@@ -18,16 +18,7 @@ def changes_between(
     live = sum(1 for r in old.values() if r.ttd is None or r.ttd > now)
     out = Changes("", token, before=live)
     for name in sorted(old.keys() | new.keys()):
-        was, after = old.get(name), new.get(name)
-        if was == after:
-            continue
-        if was is None:
-            assert after is not None
-            out.added.append(after)
-        elif after is None:
-            out.removed.append(was)
-        else:
-            out.changed.append((was, after))
+        out.note(old.get(name), new.get(name))
     return out
 
 

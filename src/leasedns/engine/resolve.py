@@ -156,15 +156,7 @@ def update(
         was, now_rec = old.get(name), _record(res, name, s, static_ptr)
         if was is not None and (was.ttd is None or was.ttd > now):
             live_before += 1
-        if was == now_rec:
-            continue
-        if was is None:
-            assert now_rec is not None
-            changes.added.append(now_rec)
-        elif now_rec is None:
-            changes.removed.append(was)
-        else:
-            changes.changed.append((was, now_rec))
+        changes.note(was, now_rec)
     res.now, res.token = now, changes.token
     dynamic = len(res.winner)
     if not why:

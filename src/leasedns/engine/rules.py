@@ -1,4 +1,5 @@
-"""The merge rules: a set of events plus static input plus "now" -> records to publish (pure)."""
+"""The merge rules, the only copy: which commit holds an address, when its lease ends, the name
+it may claim, who wins a name, the static records (pure; `resolve` applies them)."""
 
 from __future__ import annotations
 
