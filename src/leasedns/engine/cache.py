@@ -555,11 +555,12 @@ def _notes(state_dir: Path, peer_dir: Path) -> list[Note]:
 # is stored and checked is a plain tuple of those values, whatever the row's type.
 
 
-def _latest_params(ip: str, r: Row) -> tuple[Any, ...]:
+def _stored(r: Row) -> tuple[Any, ...]:
+    """A row's fields as the tables store them, in field order."""
     return (
-        ip,
         r.t,
         r.kind,
+        r.ip,
         r.mac,
         text_in(r.client),
         text_in(r.host),
@@ -571,8 +572,9 @@ def _latest_params(ip: str, r: Row) -> tuple[Any, ...]:
     )
 
 
-def _latest_row(ip: str, r: tuple[Any, ...]) -> Row:
-    t, kind, mac, client, host, secs, peer, source, no_secs, since = r
+def _unstored(v: tuple[Any, ...]) -> Row:
+    """The row whose fields the tables stored (`_stored`)."""
+    t, kind, ip, mac, client, host, secs, peer, source, no_secs, since = v
     return new_row(
         Row,
         (
@@ -589,6 +591,15 @@ def _latest_row(ip: str, r: tuple[Any, ...]) -> Row:
             since,
         ),
     )
+
+
+def _latest_params(ip: str, r: Row) -> tuple[Any, ...]:
+    s = _stored(r)
+    return (ip, s[0], s[1], *s[3:])  # keyed by the address, which the row holds too
+
+
+def _latest_row(ip: str, v: tuple[Any, ...]) -> Row:
+    return _unstored((v[0], v[1], ip, *v[2:]))
 
 
 LATEST: Spec[str, Row] = Spec(
@@ -648,50 +659,14 @@ RIVALS: Spec[str, list[str]] = Spec(
 )
 
 
-def _pending_params(r: Row) -> tuple[Any, ...]:
-    return (
-        r.t,
-        r.kind,
-        r.ip,
-        r.mac,
-        text_in(r.client),
-        text_in(r.host),
-        r.secs,
-        r.peer,
-        r.source,
-        int(r.no_secs),
-        r.since,
-    )
-
-
-def _pending_row(k: tuple[Any, ...]) -> Row:
-    t, kind, ip, mac, client, host, secs, peer, source, no_secs, since = k
-    return new_row(
-        Row,
-        (
-            t,
-            kind,
-            ip,
-            mac,
-            text_out(client),
-            text_out(host),
-            secs,
-            peer,
-            source,
-            bool(no_secs),
-            since,
-        ),
-    )
-
-
 PENDING: Spec[Row, bool] = Spec(
     "pending",
     ("t", "kind", "ip", "mac", "client", "host", "secs", "peer", "source", "no_secs", "since"),
     (),
-    _pending_params,
-    lambda r, _v: _pending_params(r),
+    _stored,
+    lambda r, _v: _stored(r),
     lambda _r, _v: True,
-    _pending_row,
+    _unstored,
 )
 _SPECS: tuple[Spec[Any, Any], ...] = (
     LATEST,
