@@ -24,7 +24,7 @@ _ISC = "import sys\nfrom isc_dhcp_leases import IscDhcpLeases\nIscDhcpLeases(sys
 # The floor under any `leases` output: a process that only parses the file (and frees it with
 # the collector off, as `leases` does, rather than have the collector walk it at exit).
 _PARSE = (
-    "import gc, sys\nfrom leasedns.leases import read_leases\n"
+    "import gc, sys\nfrom leasedns.sources.dhcpd.leases import read_leases\n"
     "gc.disable()\nleases = read_leases(sys.argv[1])\ndel leases\n"
 )
 

@@ -1,4 +1,4 @@
-"""Benchmark: leasedns.leases against isc_dhcp_leases and dhcpd-pools on a 100,000-lease file."""
+"""Benchmark: the lease parser (sources/dhcpd/leases.py) against isc_dhcp_leases and dhcpd-pools."""
 
 from __future__ import annotations
 
@@ -183,7 +183,7 @@ def collect(argv: list[str] | None = None) -> list[Row]:
     print(
         f"{args.leases} leases, {size_mb:.1f} MB; median of {args.runs} interleaved runs; peak "
         "MiB is what the parse adds to the process (dhcpd-pools: whole process)\n"
-        f"ours: leasedns.leases, lease parser: {parser}"
+        f"ours: leasedns.sources.dhcpd.leases, lease parser: {parser}"
     )
     print(f"{'tool':<18}{'seconds':>10}{'x ours':>10}{'peak MiB':>10}")
     for tool in tools:
