@@ -202,9 +202,9 @@ def after_compaction(live: int) -> list[Row]:
         ),
         Row(
             NAME,
-            f"build right after the compaction, {live:,} bindings: load {after['load']:.2f} s, "
-            f"fold {after['read']:.3f} s ({after['new_events']} events read), resolve+render "
-            f"{after['merge']:.3f} s, save {after['save']:.2f} s"
+            f"build right after the compaction, {live:,} bindings: open and follow "
+            f"{after['read']:.3f} s ({after['new_events']} events read), resolve+save "
+            f"{after['merge']:.3f} s, publish {after['render']:.3f} s"
             + (f"; REBUILT: {rebuilt[0]}" if rebuilt else ""),
             after["total"],
             "s",
