@@ -615,7 +615,9 @@ def damaged(e: BaseException) -> bool:
 
 
 def discard(path: Path) -> None:
-    """Remove a database and its WAL files (damaged or from another version)."""
+    """Remove a database and its WAL files (damaged or from another version). A reader that
+    may not remove them (show, check or reconcile run as another user) leaves them for the
+    next apply, which rebuilds them."""
     for suffix in ("", "-wal", "-shm", "-journal"):
-        with suppress(FileNotFoundError):
+        with suppress(FileNotFoundError, PermissionError):
             os.unlink(f"{path}{suffix}")
