@@ -598,14 +598,7 @@ def _top_statement(acc: _Acc, toks: list[Tok], i: int, stmt: Stmt) -> None:
         acc.ia_blocks += 1
     elif kind in ("lease", "host", "failover", "ia-na", "ia-ta", "ia-pd"):
         raise _Damage(t.pos, f"'{kind}' without a block; skipped")
-    elif kind not in (
-        "server-duid",
-        "authoring-byte-order",
-        "lease-id-format",
-        "group",
-        "class",
-        "subclass",
-    ):
+    elif kind not in _TOP_WORDS:  # the rest of them dhcpd reads and leasedns needs not
         acc.problem(t.pos, f"unknown top-level statement '{kind}'; skipped")
 
 
