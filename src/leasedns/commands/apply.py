@@ -179,9 +179,15 @@ def build(
         ok = ", ".join(out.name for out, _c in todo if out.name not in bad) or "none"
         raise PublishError(
             f"{len(failed)} of {len(todo)} outputs failed to publish (published: {ok}): "
-            + "; ".join(f"{name}: {e}" for name, e in failed)
+            + "; ".join(_named(name, e) for name, e in failed)
         )
     return up
+
+
+def _named(name: str, e: Exception) -> str:
+    """An output's error, said once with the output's name in front."""
+    text = str(e)
+    return text if text.startswith(f"{name}: ") else f"{name}: {text}"
 
 
 def publish_all(
