@@ -267,12 +267,12 @@ def test_a_tinydns_output_entry_takes_the_tinydns_section_keys() -> None:
         ),
         (
             HEAD + "tinydns:\n  root: /t\noutputs:\n  - type: tinydns\n",
-            "x.yaml:6: a second tinydns output (the first at line 4); "
+            "x.yaml:6: a second tinydns output (the first: the `tinydns:` section); "
             "leasedns publishes to one tinydns: keep one",
         ),
         (
             HEAD + "outputs:\n  - type: tinydns\n  - type: tinydns\n",
-            "x.yaml:5: a second tinydns output (the first at line 4); "
+            "x.yaml:5: a second tinydns output (the first: line 4); "
             "leasedns publishes to one tinydns: keep one",
         ),
         (

@@ -141,7 +141,7 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
 
     names = r.mapping(top.get("names"), "names", {"policy", "conflict", "protected"})
     tiny = r.mapping(top.get("tinydns"), "tinydns", _TINYDNS_KEYS)
-    outs = _outputs(r, top, tiny)
+    outs = _outputs(r, top)
     for spec_node, spec in outs:
         if isinstance(spec, TinydnsOutput) and spec_node is not None:
             tiny = r.mapping(spec_node, "outputs[]", _TINYDNS_KEYS | {"type"})
@@ -205,9 +205,7 @@ _TINYDNS_KEYS = {"root", "data_program", "static"}
 _HOSTS_KEYS = {"type", "path", "reload"}
 
 
-def _outputs(
-    r: _Reader, top: dict[str, yaml.Node], tiny: dict[str, yaml.Node]
-) -> list[tuple[yaml.Node | None, OutputSpec]]:
+def _outputs(r: _Reader, top: dict[str, yaml.Node]) -> list[tuple[yaml.Node | None, OutputSpec]]:
     """The outputs apply publishes to, each with its node: the `tinydns:` section (given,
     or implied when there is no `outputs:` list), then the `outputs:` entries in order."""
     node = top.get("outputs")
@@ -220,7 +218,7 @@ def _outputs(
     if not isinstance(node, yaml.SequenceNode) or not node.value:
         r.fail(node, f"outputs must be a list of outputs, each a mapping with `type:` ({known})")
     assert isinstance(node, yaml.SequenceNode)
-    tinydns_at = top.get("tinydns")
+    first_tinydns = "the `tinydns:` section" if "tinydns" in top else ""
     paths: dict[Path, yaml.Node] = {}
     for item in node.value:
         m = r.mapping(item, "outputs[]", None)
@@ -228,15 +226,14 @@ def _outputs(
             r.fail(item, f"each output needs a `type:` ({known})")
         kind = r.text(m, "type")
         if kind == "tinydns":
-            if tinydns_at is not None:
-                line = _line_of(r.source, tinydns_at.start_mark.index)
+            if first_tinydns:
                 r.fail(
                     m["type"],
-                    f"a second tinydns output (the first at line {line}); leasedns publishes "
+                    f"a second tinydns output (the first: {first_tinydns}); leasedns publishes "
                     "to one tinydns: keep one",
                 )
             r.mapping(item, "outputs[]", _TINYDNS_KEYS | {"type"})
-            tinydns_at = item
+            first_tinydns = f"line {_line_of(r.source, item.start_mark.index)}"
             out.append((item, TinydnsOutput()))
         elif kind == "hosts":
             m = r.mapping(item, "outputs[]", _HOSTS_KEYS)
