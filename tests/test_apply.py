@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -157,6 +158,82 @@ def test_failing_tinydns_data_keeps_the_old_cdb_and_recovers(
     report = apply.run(cfg)  # the data bytes did not change, but data.cdb is stale: compile
     assert report.ok and report.compiled and not report.changed
     assert "192.0.2.101" in tinydns_get(cfg.tinydns_root, "a", "pc2.lab.example")
+
+
+def test_apply_publishes_to_tinydns_and_a_hosts_file_at_once(tmp_path: Path) -> None:
+    tool("tinydns-data")
+    hosts, marker = tmp_path / "lan.hosts", tmp_path / "reloads"
+    reload = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write('x')", str(marker)]
+    path = write_config(tmp_path, outputs=[{"type": "hosts", "path": str(hosts), "reload": reload}])
+    cfg = config.load(str(path))
+    apply.ensure_dirs(cfg)
+    hook(cfg, "commit", "192.0.2.100", "2:0:0:0:0:1", "pc1", "", "600")
+    hook(cfg, "commit", "192.0.2.101", "2:0:0:0:0:2", "pc2", "", "600")
+    report = apply.run(cfg)
+    assert (report.ok, report.changed, report.compiled) == (True, True, True), report.error
+    assert "192.0.2.100" in tinydns_get(cfg.tinydns_root, "a", "pc1.lab.example")
+    lines = [ln for ln in hosts.read_text().splitlines() if not ln.startswith("#")]
+    assert lines == ["192.0.2.100 pc1.lab.example", "192.0.2.101 pc2.lab.example"]
+    assert marker.read_text() == "x"
+    # Nothing new: neither output changes, nothing runs.
+    again = apply.run(cfg)
+    assert (again.ok, again.changed, again.compiled) == (True, False, False)
+    assert marker.read_text() == "x"
+    # A release: both outputs drop the name.
+    hook(cfg, "release", "192.0.2.100", "2:0:0:0:0:1", "pc1", "", "")
+    assert apply.run(cfg).ok
+    assert "192.0.2.100" not in tinydns_get(cfg.tinydns_root, "a", "pc1.lab.example")
+    assert "pc1" not in hosts.read_text() and marker.read_text() == "xx"
+
+
+def test_a_failing_output_does_not_stop_the_others(tmp_path: Path) -> None:
+    """The hosts output's reload fails: tinydns publishes all the same, apply fails naming
+    the hosts output and its command, and the next apply (reload fixed) catches it up."""
+    tool("tinydns-data")
+    hosts = tmp_path / "lan.hosts"
+    spec = {"type": "hosts", "path": str(hosts), "reload": ["false"]}
+    bad = config.load(str(write_config(tmp_path, outputs=[spec])))
+    apply.ensure_dirs(bad)
+    hook(bad, "commit", "192.0.2.100", "2:0:0:0:0:1", "pc1", "", "600")
+    report = apply.run(bad)
+    assert not report.ok
+    assert report.error == (
+        f"1 of 2 outputs failed to publish (published: tinydns): hosts {hosts}: reload "
+        f"command `false` failed (exit 1); {hosts} is written; the next apply runs the "
+        "reload again"
+    )
+    assert report.compiled  # tinydns-data ran
+    assert "192.0.2.100" in tinydns_get(bad.tinydns_root, "a", "pc1.lab.example")
+    assert "192.0.2.100 pc1.lab.example" in hosts.read_text()
+    assert main(["-q", "-c", str(bad.path), "apply"]) == 1
+    good = config.load(str(write_config(tmp_path, outputs=[{**spec, "reload": ["true"]}])))
+    report = apply.run(good)
+    assert (report.ok, report.changed, report.compiled) == (True, False, True), report.error
+
+
+def test_a_failing_tinydns_does_not_stop_the_hosts_output(tmp_path: Path) -> None:
+    hosts = tmp_path / "lan.hosts"
+    broken = tmp_path / "broken-tinydns-data"
+    broken.write_text("#!/bin/sh\necho 'tinydns-data: fatal: out of memory' >&2\nexit 111\n")
+    broken.chmod(0o755)
+    cfg = config.load(
+        str(
+            write_config(
+                tmp_path,
+                tinydns={"data_program": str(broken)},
+                outputs=[{"type": "hosts", "path": str(hosts)}],
+            )
+        )
+    )
+    apply.ensure_dirs(cfg)
+    hook(cfg, "commit", "192.0.2.100", "2:0:0:0:0:1", "pc1", "", "600")
+    report = apply.run(cfg)
+    assert not report.ok and report.error.startswith(
+        f"1 of 2 outputs failed to publish (published: hosts {hosts}): tinydns: {broken} in "
+    )
+    assert "failed (exit 111): tinydns-data: fatal: out of memory" in report.error
+    assert "192.0.2.100 pc1.lab.example" in hosts.read_text()
+    assert report.changed and not report.compiled
 
 
 def test_guard_refuses_to_drop_names_when_a_journal_vanishes(cfg: config.Config) -> None:

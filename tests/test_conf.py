@@ -64,3 +64,50 @@ def test_every_optional_hook_value_is_wrapped_in_pick_first_value() -> None:
             ln for ln in text.splitlines() if var in ln and not ln.lstrip().startswith("#")
         ):
             assert "pick-first-value(" in line, line
+
+
+def test_example_outputs_section_parses_when_uncommented() -> None:
+    from leasedns import config
+
+    lines, on = [], False
+    for line in (CONF / "leasedns.yaml").read_text().splitlines():
+        if line == "#outputs:":
+            on = True
+        elif not line.startswith("#  "):
+            on = False
+        lines.append(line[1:] if on else line)
+    c = config.parse("\n".join(lines), "leasedns.yaml")
+    assert c.outputs == (
+        config.TinydnsOutput(),
+        config.HostsOutput(
+            Path("/var/lib/leasedns-hosts/hosts"),
+            ("sudo", "-n", "/usr/bin/systemctl", "reload", "dnsmasq"),
+        ),
+    )
+    snippet_ = (CONF / "dnsmasq-leasedns.conf").read_text()
+    assert "addn-hosts=/var/lib/leasedns-hosts/hosts\n" in snippet_
+    assert f"local=/{c.domain}/\n" in snippet_
+
+
+@pytest.mark.integration
+def test_conf_dnsmasq_snippet_passes_dnsmasq_test() -> None:
+    p = subprocess.run(
+        [tool("dnsmasq"), "--test", f"--conf-file={CONF / 'dnsmasq-leasedns.conf'}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert p.returncode == 0, p.stderr
+    assert "syntax check OK" in p.stderr
+
+
+@pytest.mark.integration
+def test_dnsmasq_test_catches_a_broken_snippet(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.conf"
+    broken.write_text(
+        (CONF / "dnsmasq-leasedns.conf").read_text().replace("addn-hosts", "addn-host")
+    )
+    p = subprocess.run(
+        [tool("dnsmasq"), "--test", f"--conf-file={broken}"], capture_output=True, timeout=30
+    )
+    assert p.returncode != 0

@@ -188,3 +188,118 @@ def test_a_number_in_exponent_form_is_a_number() -> None:
     for bad in ("half", "'5e-1'", "5e", "0x1p-1", ".nan"):
         with pytest.raises(ConfigError, match=r"x\.yaml:4: guard_fraction must be a number"):
             config.parse(f"peer: a\ndomain: x.example\nbuild:\n  guard_fraction: {bad}\n", "x.yaml")
+
+
+# --- outputs ---------------------------------------------------------------------------------
+
+HEAD = "peer: a\ndomain: x.example\n"
+
+
+def test_without_outputs_the_tinydns_section_is_the_one_output() -> None:
+    c = config.parse(GOOD, "x.yaml")
+    assert c.outputs == (config.TinydnsOutput(),)
+    assert c.tinydns_root == Path("/srv/tinydns/root")
+    assert config.parse(HEAD, "x.yaml").outputs == (config.TinydnsOutput(),)
+
+
+def test_outputs_add_to_the_tinydns_section_in_order() -> None:
+    c = config.parse(
+        GOOD
+        + "outputs:\n"
+        + "  - type: hosts\n    path: /var/lib/leasedns/hosts\n"
+        + "    reload: [kill, -HUP, '1234']\n"
+        + "  - type: hosts\n    path: /etc/hosts.d/lan\n",
+        "x.yaml",
+    )
+    assert c.outputs == (
+        config.TinydnsOutput(),
+        config.HostsOutput(Path("/var/lib/leasedns/hosts"), ("kill", "-HUP", "1234")),
+        config.HostsOutput(Path("/etc/hosts.d/lan")),
+    )
+    assert c.tinydns_root == Path("/srv/tinydns/root")
+
+
+def test_outputs_alone_need_no_tinydns() -> None:
+    c = config.parse(HEAD + "outputs:\n  - {type: hosts, path: /h}\n", "x.yaml")
+    assert c.outputs == (config.HostsOutput(Path("/h")),)
+
+
+def test_a_tinydns_output_entry_takes_the_tinydns_section_keys() -> None:
+    c = config.parse(
+        HEAD
+        + "outputs:\n"
+        + "  - type: hosts\n    path: /h\n"
+        + "  - type: tinydns\n    root: /srv/t\n    data_program: /opt/tinydns-data\n"
+        + "    static: [/etc/s.data]\n",
+        "x.yaml",
+    )
+    assert c.outputs == (config.HostsOutput(Path("/h")), config.TinydnsOutput())
+    assert (c.tinydns_root, c.tinydns_data) == (Path("/srv/t"), "/opt/tinydns-data")
+    assert c.static_files == (Path("/etc/s.data"),)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            HEAD + "outputs:\n  - type: unbound\n",
+            "x.yaml:4: outputs: unknown type 'unbound'; known: hosts, tinydns",
+        ),
+        (
+            HEAD + "outputs:\n  - path: /h\n",
+            "x.yaml:4: each output needs a `type:` (hosts, tinydns)",
+        ),
+        (
+            HEAD + "outputs:\n  - type: hosts\n",
+            "x.yaml:4: a hosts output needs `path:` (the file the DNS server reads)",
+        ),
+        (
+            HEAD + "outputs:\n  - type: hosts\n    path: /h\n    root: /x\n",
+            "x.yaml:6: unknown key 'outputs[].root'; known: path, reload, type",
+        ),
+        (
+            HEAD + "outputs:\n  - type: tinydns\n    path: /h\n",
+            "x.yaml:5: unknown key 'outputs[].path'; known: data_program, root, static, type",
+        ),
+        (
+            HEAD + "outputs:\n  - {type: hosts, path: /h}\n  - {type: hosts, path: /h}\n",
+            "x.yaml:5: hosts output '/h' is listed twice (first at line 4)",
+        ),
+        (
+            HEAD + "tinydns:\n  root: /t\noutputs:\n  - type: tinydns\n",
+            "x.yaml:6: a second tinydns output (the first: the `tinydns:` section); "
+            "leasedns publishes to one tinydns: keep one",
+        ),
+        (
+            HEAD + "outputs:\n  - type: tinydns\n  - type: tinydns\n",
+            "x.yaml:5: a second tinydns output (the first: line 4); "
+            "leasedns publishes to one tinydns: keep one",
+        ),
+        (
+            HEAD + "outputs:\n  - {type: hosts, path: /h, reload: kill -HUP 1}\n",
+            "x.yaml:4: reload must be a list",
+        ),
+        (
+            HEAD + "outputs: []\n",
+            "x.yaml:3: outputs must be a list of outputs, each a mapping with `type:` "
+            "(hosts, tinydns)",
+        ),
+        (
+            HEAD + "outputs:\n  type: hosts\n",
+            "x.yaml:4: outputs must be a list of outputs, each a mapping with `type:` "
+            "(hosts, tinydns)",
+        ),
+        (
+            HEAD + "outputs:\n  - hosts\n",
+            "x.yaml:4: outputs[] must be a mapping of keys to values",
+        ),
+        (
+            HEAD + "outputs:\n  - {type: [hosts]}\n",
+            "x.yaml:4: type must be a single value",
+        ),
+    ],
+)
+def test_output_errors_name_file_and_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, "x.yaml")
+    assert str(info.value) == message

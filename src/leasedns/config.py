@@ -33,6 +33,28 @@ class Partner:
 
 
 @dataclass(frozen=True, slots=True)
+class TinydnsOutput:
+    """The tinydns output: its settings are the config's `tinydns_root`, `tinydns_data` and
+    `static_files` (there is at most one)."""
+
+    type = "tinydns"
+
+
+@dataclass(frozen=True, slots=True)
+class HostsOutput:
+    """A hosts file (`IP name` lines) for a server that reads one, such as dnsmasq's
+    `addn-hosts`, and the command that makes the server read it again."""
+
+    path: Path
+    reload: tuple[str, ...] = ()
+    type = "hosts"
+
+
+OutputSpec = TinydnsOutput | HostsOutput
+OUTPUT_TYPES = ("hosts", "tinydns")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything leasedns needs to know, with defaults filled in."""
 
@@ -67,6 +89,9 @@ class Config:
     sync_timeout_secs: int = 60
     sync_resync_secs: int = 300  # apply pushes again when the last good push is older
     check_servers: tuple[tuple[str, str], ...] = ()  # (peer name, tinydns address)
+    # Where apply publishes, in this order: the `tinydns:` section (when given, or when there
+    # is no `outputs:` list), then the `outputs:` list.
+    outputs: tuple[OutputSpec, ...] = (TinydnsOutput(),)
 
 
 def default_path() -> str:
@@ -115,7 +140,11 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
     _check_domain(r, top["domain"], domain)
 
     names = r.mapping(top.get("names"), "names", {"policy", "conflict", "protected"})
-    tiny = r.mapping(top.get("tinydns"), "tinydns", {"root", "data_program", "static"})
+    tiny = r.mapping(top.get("tinydns"), "tinydns", _TINYDNS_KEYS)
+    outs = _outputs(r, top)
+    for spec_node, spec in outs:
+        if isinstance(spec, TinydnsOutput) and spec_node is not None:
+            tiny = r.mapping(spec_node, "outputs[]", _TINYDNS_KEYS | {"type"})
     dhcpd = r.mapping(top.get("dhcpd"), "dhcpd", {"conf", "static_name", "leases"})
     build = r.mapping(
         top.get("build"),
@@ -168,7 +197,59 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         sync_timeout_secs=r.number(sync, "timeout_secs", 60, 1, 3600),
         sync_resync_secs=r.number(sync, "resync_secs", 300, 1, 2**31 - 1),
         check_servers=tuple(_servers(r, check.get("servers"))),
+        outputs=tuple(spec for _node, spec in outs),
     )
+
+
+_TINYDNS_KEYS = {"root", "data_program", "static"}
+_HOSTS_KEYS = {"type", "path", "reload"}
+
+
+def _outputs(r: _Reader, top: dict[str, yaml.Node]) -> list[tuple[yaml.Node | None, OutputSpec]]:
+    """The outputs apply publishes to, each with its node: the `tinydns:` section (given,
+    or implied when there is no `outputs:` list), then the `outputs:` entries in order."""
+    node = top.get("outputs")
+    out: list[tuple[yaml.Node | None, OutputSpec]] = []
+    if "tinydns" in top or node is None:
+        out.append((None, TinydnsOutput()))
+    if node is None:
+        return out
+    known = ", ".join(OUTPUT_TYPES)
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        r.fail(node, f"outputs must be a list of outputs, each a mapping with `type:` ({known})")
+    assert isinstance(node, yaml.SequenceNode)
+    first_tinydns = "the `tinydns:` section" if "tinydns" in top else ""
+    paths: dict[Path, yaml.Node] = {}
+    for item in node.value:
+        m = r.mapping(item, "outputs[]", None)
+        if "type" not in m:
+            r.fail(item, f"each output needs a `type:` ({known})")
+        kind = r.text(m, "type")
+        if kind == "tinydns":
+            if first_tinydns:
+                r.fail(
+                    m["type"],
+                    f"a second tinydns output (the first: {first_tinydns}); leasedns publishes "
+                    "to one tinydns: keep one",
+                )
+            r.mapping(item, "outputs[]", _TINYDNS_KEYS | {"type"})
+            first_tinydns = f"line {_line_of(r.source, item.start_mark.index)}"
+            out.append((item, TinydnsOutput()))
+        elif kind == "hosts":
+            m = r.mapping(item, "outputs[]", _HOSTS_KEYS)
+            if "path" not in m:
+                r.fail(item, "a hosts output needs `path:` (the file the DNS server reads)")
+            path = Path(r.text(m, "path"))
+            if path in paths:
+                line = _line_of(r.source, paths[path].start_mark.index)
+                r.fail(
+                    m["path"], f"hosts output {str(path)!r} is listed twice (first at line {line})"
+                )
+            paths[path] = m["path"]
+            out.append((item, HostsOutput(path, tuple(r.text_list(m, "reload", [])))))
+        else:
+            r.fail(m["type"], f"outputs: unknown type {kind!r}; known: {known}")
+    return out
 
 
 def _partners(r: _Reader, node: yaml.Node | None, me: str) -> list[Partner]:
@@ -226,6 +307,7 @@ _TOP_KEYS = {
     "reverse",
     "default_lease_secs",
     "tinydns",
+    "outputs",
     "dhcpd",
     "build",
     "journal",

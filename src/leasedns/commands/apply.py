@@ -18,7 +18,7 @@ from leasedns.engine import cache as mergestate
 from leasedns.engine import guard
 from leasedns.engine import resolve as resolved
 from leasedns.engine.state import State
-from leasedns.errors import EventError, GuardError, LeasednsError
+from leasedns.errors import EventError, GuardError, LeasednsError, PublishError
 from leasedns.fsutil import Runner, flocked, gc_paused, write_atomic
 from leasedns.journal import holdings, identity, inbox
 from leasedns.journal import sync as syncing
@@ -165,14 +165,44 @@ def build(
         if not force:  # every output's changes, before any output publishes
             for _out, changes in todo:
                 guard.check(changes, state.known_ips, state.now, cfg.guard_fraction, cfg.guard_min)
-        done = [out.publish(desired, changes) for out, changes in todo]
-    outcome = done[0]
-    report.changed, report.compiled = outcome.changed, outcome.compiled
-    if held != was:
+        done, failed = publish_all(todo, desired)
+    report.changed = any(p.changed for p in done)
+    report.compiled = any(p.compiled for p in done)
+    if done and held != was:
         holdings.save(cfg.state_dir, held)  # published: what the journals hold is the new floor
-    report.compile_secs = round(outcome.compile_secs, 4)
+    report.compile_secs = round(sum(p.compile_secs for p in done), 4)
     report.build_secs = round(time.monotonic() - t0, 4)
+    if failed:
+        if len(todo) == 1:
+            raise failed[0][1]  # as it was said
+        bad = {name for name, _e in failed}
+        ok = ", ".join(out.name for out, _c in todo if out.name not in bad) or "none"
+        raise PublishError(
+            f"{len(failed)} of {len(todo)} outputs failed to publish (published: {ok}): "
+            + "; ".join(_named(name, e) for name, e in failed)
+        )
     return up
+
+
+def _named(name: str, e: Exception) -> str:
+    """An output's error, said once with the output's name in front."""
+    text = str(e)
+    return text if text.startswith(f"{name}: ") else f"{name}: {text}"
+
+
+def publish_all(
+    todo: list[tuple[outputs.Output, Changes]], desired: Desired
+) -> tuple[list[outputs.Published], list[tuple[str, PublishError | OSError]]]:
+    """Publish to every output in turn; one that fails does not stop the others (each
+    serves what it served, and catches up at the next apply from what it then serves)."""
+    done: list[outputs.Published] = []
+    failed: list[tuple[str, PublishError | OSError]] = []
+    for out, changes in todo:
+        try:
+            done.append(out.publish(desired, changes))
+        except (PublishError, OSError) as e:  # OSError: the note of what it serves
+            failed.append((out.name, e))
+    return done, failed
 
 
 def changes_for(serving: Serving, up: resolved.Update, desired: Desired, now: int) -> Changes:

@@ -25,7 +25,7 @@ class Published(Protocol):
 
     @property
     def compiled(self) -> bool:
-        """The server-side step ran (tinydns-data)."""
+        """The server-side step ran and succeeded (tinydns-data, a hosts file's reload)."""
         ...
 
     @property
@@ -49,8 +49,18 @@ class Output(Protocol):
 
 
 def configured(cfg: Config, statics: Statics, runner: Runner | None = None) -> list[Output]:
-    """The outputs `cfg` names, each ready to publish (a new kind: a module here, an entry
-    in this list, a section in the config)."""
+    """The outputs `cfg` names, in its order, each ready to publish (a new kind: a module
+    here, a branch below, a type in config.py's `outputs:` reader)."""
+    from leasedns.config import HostsOutput
+    from leasedns.outputs.hosts import Hosts
     from leasedns.outputs.tinydns import Tinydns
 
-    return [Tinydns(cfg.tinydns_root, cfg.tinydns_data, cfg.ttl, statics, cfg.state_dir, runner)]
+    out: list[Output] = []
+    for spec in cfg.outputs:
+        if isinstance(spec, HostsOutput):
+            out.append(Hosts(spec.path, spec.reload, cfg.state_dir, runner))
+        else:
+            out.append(
+                Tinydns(cfg.tinydns_root, cfg.tinydns_data, cfg.ttl, statics, cfg.state_dir, runner)
+            )
+    return out
