@@ -50,8 +50,33 @@ class HostsOutput:
     type = "hosts"
 
 
-OutputSpec = TinydnsOutput | HostsOutput
-OUTPUT_TYPES = ("hosts", "tinydns")
+@dataclass(frozen=True, slots=True)
+class Rfc2136Output:
+    """A zone's primary that takes RFC 2136 dynamic updates (BIND, Knot, PowerDNS): A records
+    in `zone`, PTR records in `reverse_zones`, signed with the TSIG key of `tsig_key_file`."""
+
+    server: str
+    zone: str
+    port: int = 53
+    reverse_zones: tuple[str, ...] = ()
+    tsig_key_file: Path | None = None
+    timeout: float = 10.0
+    # Marks the names this site's leasedns created (both peers of a pair: the same value).
+    owner: str = "leasedns"
+    type = "rfc2136"
+
+
+@dataclass(frozen=True, slots=True)
+class UnboundOutput:
+    """The Unbound resolver's local data, loaded with `unbound-control local_datas`."""
+
+    control: tuple[str, ...] = ("unbound-control",)
+    timeout: float = 30.0
+    type = "unbound"
+
+
+OutputSpec = TinydnsOutput | HostsOutput | Rfc2136Output | UnboundOutput
+OUTPUT_TYPES = ("hosts", "rfc2136", "tinydns", "unbound")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +228,10 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
 
 _TINYDNS_KEYS = {"root", "data_program", "static"}
 _HOSTS_KEYS = {"type", "path", "reload"}
+_RFC2136_KEYS = {
+    "type", "server", "port", "zone", "reverse_zones", "tsig_key_file", "timeout", "owner"
+}
+_UNBOUND_KEYS = {"type", "control", "timeout"}
 
 
 def _outputs(r: _Reader, top: dict[str, yaml.Node]) -> list[tuple[yaml.Node | None, OutputSpec]]:
@@ -247,9 +276,86 @@ def _outputs(r: _Reader, top: dict[str, yaml.Node]) -> list[tuple[yaml.Node | No
                 )
             paths[path] = m["path"]
             out.append((item, HostsOutput(path, tuple(r.text_list(m, "reload", [])))))
+        elif kind == "rfc2136":
+            out.append((item, _rfc2136(r, r.mapping(item, "outputs[]", _RFC2136_KEYS), item, top)))
+        elif kind == "unbound":
+            m = r.mapping(item, "outputs[]", _UNBOUND_KEYS)
+            control = tuple(r.text_list(m, "control", ["unbound-control"]))
+            if not control:
+                r.fail(m["control"], "control must name the unbound-control command")
+            out.append((item, UnboundOutput(control, r.real(m, "timeout", 30.0, 0.1, 3600.0))))
         else:
             r.fail(m["type"], f"outputs: unknown type {kind!r}; known: {known}")
     return out
+
+
+def _rfc2136(
+    r: _Reader, m: dict[str, yaml.Node], item: yaml.Node, top: dict[str, yaml.Node]
+) -> Rfc2136Output:
+    """One rfc2136 output: the server's address, the zones, the key file's path (the key
+    itself is read when the output is used: the file may be readable by the daemon only)."""
+    if "server" not in m:
+        r.fail(item, "an rfc2136 output needs `server:` (the address of the zone's primary)")
+    server = r.text(m, "server")
+    try:
+        ipaddress.ip_address(server)
+    except ValueError:
+        r.fail(m["server"], f"server: {server!r} is not an IP address (the zone's primary)")
+    domain = str(top["domain"].value).strip(".").lower() if "domain" in top else ""
+    zone = r.text(m, "zone", domain).strip(".").lower()
+    if "zone" in m:
+        _check_domain(r, m["zone"], zone)
+        if domain != zone and not domain.endswith("." + zone):
+            r.fail(m["zone"], f"zone: the names are in {domain!r}, which is not in zone {zone!r}")
+    rev = []
+    for z in r.text_list(m, "reverse_zones", []):
+        z = z.strip(".").lower()
+        if not (z.endswith(".in-addr.arpa") or z == "in-addr.arpa"):
+            r.fail(m["reverse_zones"], f"reverse_zones: {z!r} is not an in-addr.arpa zone")
+        rev.append(z)
+    if rev and "subnets" in top:
+        for net in r.each(top, "subnets", _network):
+            if not any(_covers(z, net) for z in rev):
+                r.fail(
+                    m["reverse_zones"],
+                    f"reverse_zones: none covers subnet {net} (add "
+                    f"{_reverse_zone_of(net)!r}, or leave the subnet out)",
+                )
+    key = r.text(m, "tsig_key_file", "")
+    return Rfc2136Output(
+        server=server,
+        zone=zone,
+        port=r.number(m, "port", 53, 1, 65535),
+        reverse_zones=tuple(rev),
+        tsig_key_file=Path(key) if key else None,
+        timeout=r.real(m, "timeout", 10.0, 0.1, 600.0),
+        owner=_owner(r, m),
+    )
+
+
+def _owner(r: _Reader, m: dict[str, yaml.Node]) -> str:
+    owner = r.text(m, "owner", "leasedns")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", owner):
+        r.fail(m["owner"], "owner must be a short word (letters, digits, '.', '_', '-')")
+    return owner
+
+
+def _reverse_zone_of(net: ipaddress.IPv4Network) -> str:
+    """The in-addr.arpa zone of whole octets that holds `net`."""
+    octets = str(net.network_address).split(".")[: max(1, net.prefixlen // 8)]
+    return ".".join(reversed(octets)) + ".in-addr.arpa"
+
+
+def _covers(zone: str, net: ipaddress.IPv4Network) -> bool:
+    """Every address of `net` has its PTR name in `zone`."""
+    labels = zone[: -len("in-addr.arpa")].strip(".").split(".") if zone != "in-addr.arpa" else []
+    if len(labels) > 4 or not all(x.isdigit() and int(x) < 256 for x in labels):
+        return False
+    if net.prefixlen < 8 * len(labels):
+        return False
+    prefix = ".".join(reversed(labels))
+    first = str(net.network_address).split(".")[: len(labels)]
+    return ".".join(first) == prefix
 
 
 def _partners(r: _Reader, node: yaml.Node | None, me: str) -> list[Partner]:

@@ -51,7 +51,7 @@ class Output(Protocol):
 def configured(cfg: Config, statics: Statics, runner: Runner | None = None) -> list[Output]:
     """The outputs `cfg` names, in its order, each ready to publish (a new kind: a module
     here, a branch below, a type in config.py's `outputs:` reader)."""
-    from leasedns.config import HostsOutput
+    from leasedns.config import HostsOutput, Rfc2136Output, UnboundOutput
     from leasedns.outputs.hosts import Hosts
     from leasedns.outputs.tinydns import Tinydns
 
@@ -59,6 +59,14 @@ def configured(cfg: Config, statics: Statics, runner: Runner | None = None) -> l
     for spec in cfg.outputs:
         if isinstance(spec, HostsOutput):
             out.append(Hosts(spec.path, spec.reload, cfg.state_dir, runner))
+        elif isinstance(spec, Rfc2136Output):
+            from leasedns.outputs.rfc2136 import Rfc2136
+
+            out.append(Rfc2136(spec, cfg.ttl, cfg.reverse, cfg.state_dir))
+        elif isinstance(spec, UnboundOutput):
+            from leasedns.outputs.unbound import Unbound
+
+            out.append(Unbound(spec, cfg.ttl, cfg.state_dir, runner))
         else:
             out.append(
                 Tinydns(cfg.tinydns_root, cfg.tinydns_data, cfg.ttl, statics, cfg.state_dir, runner)
