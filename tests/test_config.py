@@ -242,12 +242,38 @@ def test_a_tinydns_output_entry_takes_the_tinydns_section_keys() -> None:
     ("text", "message"),
     [
         (
-            HEAD + "outputs:\n  - type: unbound\n",
-            "x.yaml:4: outputs: unknown type 'unbound'; known: hosts, tinydns",
+            HEAD + "outputs:\n  - type: bind\n",
+            "x.yaml:4: outputs: unknown type 'bind'; known: hosts, rfc2136, tinydns, unbound",
+        ),
+        (
+            HEAD + "outputs:\n  - type: rfc2136\n    zone: lab.example\n",
+            "x.yaml:4: an rfc2136 output needs `server:` (the address of the zone's primary)",
+        ),
+        (
+            HEAD + "outputs:\n  - type: rfc2136\n    server: ns1.x.example\n",
+            "x.yaml:5: server: 'ns1.x.example' is not an IP address (the zone's primary)",
+        ),
+        (
+            HEAD + "outputs:\n  - type: rfc2136\n    server: 127.0.0.1\n    zone: y.example\n",
+            "x.yaml:6: zone: the names are in 'x.example', which is not in zone 'y.example'",
+        ),
+        (
+            HEAD + "subnets: [192.0.2.0/24]\noutputs:\n  - type: rfc2136\n    server: 127.0.0.1\n"
+            "    reverse_zones: [1.0.192.in-addr.arpa]\n",
+            "x.yaml:7: reverse_zones: none covers subnet 192.0.2.0/24 (add "
+            "'2.0.192.in-addr.arpa', or leave the subnet out)",
+        ),
+        (
+            HEAD + "outputs:\n  - type: rfc2136\n    server: 127.0.0.1\n    reverse_zones: [x.org]\n",
+            "x.yaml:6: reverse_zones: 'x.org' is not an in-addr.arpa zone",
+        ),
+        (
+            HEAD + "outputs:\n  - type: unbound\n    control: []\n",
+            "x.yaml:5: control must name the unbound-control command",
         ),
         (
             HEAD + "outputs:\n  - path: /h\n",
-            "x.yaml:4: each output needs a `type:` (hosts, tinydns)",
+            "x.yaml:4: each output needs a `type:` (hosts, rfc2136, tinydns, unbound)",
         ),
         (
             HEAD + "outputs:\n  - type: hosts\n",
@@ -282,12 +308,12 @@ def test_a_tinydns_output_entry_takes_the_tinydns_section_keys() -> None:
         (
             HEAD + "outputs: []\n",
             "x.yaml:3: outputs must be a list of outputs, each a mapping with `type:` "
-            "(hosts, tinydns)",
+            "(hosts, rfc2136, tinydns, unbound)",
         ),
         (
             HEAD + "outputs:\n  type: hosts\n",
             "x.yaml:4: outputs must be a list of outputs, each a mapping with `type:` "
-            "(hosts, tinydns)",
+            "(hosts, rfc2136, tinydns, unbound)",
         ),
         (
             HEAD + "outputs:\n  - hosts\n",
@@ -303,3 +329,26 @@ def test_output_errors_name_file_and_line(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         config.parse(text, "x.yaml")
     assert str(info.value) == message
+
+
+def test_rfc2136_and_unbound_outputs_read_with_their_defaults() -> None:
+    cfg = config.parse(
+        HEAD + "subnets: [192.0.2.0/24, 10.1.0.0/16]\n"
+        "outputs:\n"
+        "  - type: rfc2136\n"
+        "    server: 127.0.0.1\n"
+        "    reverse_zones: [2.0.192.in-addr.arpa., 10.in-addr.arpa]\n"
+        "    tsig_key_file: /etc/leasedns/leasedns.key\n"
+        "  - type: unbound\n",
+        "x.yaml",
+    )
+    assert cfg.outputs == (
+        config.Rfc2136Output(
+            server="127.0.0.1",
+            zone="x.example",
+            port=53,
+            reverse_zones=("2.0.192.in-addr.arpa", "10.in-addr.arpa"),
+            tsig_key_file=Path("/etc/leasedns/leasedns.key"),
+        ),
+        config.UnboundOutput(),
+    )
