@@ -456,6 +456,12 @@ class Desired:
 
     static: Sequence[Record]  # the fixed-address hosts' records
     dynamic: Callable[[], list[Record]]  # by name; read only when an output needs them all
+    # The time (unix seconds) the outcome is for.
+    now: int = 0
+    # The newest event time (microseconds) known for an address, 0 when none: an output that
+    # shares its server with another writer (the partner) tells by it whether a record
+    # there was made from an event this peer has seen.
+    seen: Callable[[str], int] = lambda _ip: 0
 
 
 @dataclass(frozen=True, slots=True)

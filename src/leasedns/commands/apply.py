@@ -161,24 +161,33 @@ def build(
         report.records = len(statics.hosts) + up.dynamic
         report.refused = up.bindings - up.dynamic
         desired = state.desired(up, statics)
-        todo = [(out, changes_for(out.serving(), up, desired, state.now)) for out in outs]
+        todo: list[tuple[outputs.Output, Changes]] = []
+        failed: list[tuple[str, PublishError | OSError]] = []
+        for out in outs:  # an output that cannot say what it serves fails alone
+            try:
+                todo.append((out, changes_for(out.serving(), up, desired, state.now)))
+            except (PublishError, OSError) as e:
+                failed.append((out.name, e))
         if not force:  # every output's changes, before any output publishes
             for _out, changes in todo:
                 guard.check(changes, state.known_ips, state.now, cfg.guard_fraction, cfg.guard_min)
-        done, failed = publish_all(todo, desired)
+        done, failed_now = publish_all(todo, desired)
+        failed += failed_now
     report.changed = any(p.changed for p in done)
     report.compiled = any(p.compiled for p in done)
     if done and held != was:
         holdings.save(cfg.state_dir, held)  # published: what the journals hold is the new floor
     report.compile_secs = round(sum(p.compile_secs for p in done), 4)
     report.build_secs = round(time.monotonic() - t0, 4)
+    for pub in done:
+        report.problems.extend(getattr(pub, "problems", ()))
     if failed:
-        if len(todo) == 1:
+        if len(outs) == 1:
             raise failed[0][1]  # as it was said
         bad = {name for name, _e in failed}
-        ok = ", ".join(out.name for out, _c in todo if out.name not in bad) or "none"
+        ok = ", ".join(out.name for out in outs if out.name not in bad) or "none"
         raise PublishError(
-            f"{len(failed)} of {len(todo)} outputs failed to publish (published: {ok}): "
+            f"{len(failed)} of {len(outs)} outputs failed to publish (published: {ok}): "
             + "; ".join(_named(name, e) for name, e in failed)
         )
     return up

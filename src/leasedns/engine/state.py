@@ -143,7 +143,20 @@ class State:
         return Desired(
             static_records(statics, s),
             lambda: self._guarded(lambda: resolve.dynamic_records(res, statics, s)),
+            self.now,
+            self.seen,
         )
+
+    def seen(self, ip: str) -> int:
+        """The newest event time (microseconds) the journals hold for `ip`: its greatest
+        commit, or the release or expiry that ended it (0: none)."""
+
+        def step() -> int:
+            agg = self._c.aggregates
+            r = agg.latest.get(ip)
+            return 0 if r is None else max(r.t, agg.ends.get((ip, r.mac), 0))
+
+        return self._guarded(step)
 
     @property
     def cache(self) -> cache.MergeState:

@@ -1,0 +1,659 @@
+"""The rfc2136 output: A and PTR records sent as RFC 2136 dynamic updates, signed with TSIG,
+to a zone's primary (BIND, Knot, PowerDNS), over TCP.
+
+**Ownership.** leasedns creates a name only where the zone has none (prerequisite "name not
+in use"), and marks every name it creates with one TXT record at the same name:
+
+    pc1.lab.example.  TXT  "leasedns owner=<owner> t=<event time, µs> end=<lease end|->"
+
+It changes or deletes a name only when that name still holds exactly the A (or PTR) and the
+TXT record it believes are there (value-dependent prerequisites, RFC 2136 section 2.4.2). A
+name that existed before (a server, `www`, a printer's static A), or that another program
+changed, is never clobbered: the update's prerequisite fails, the name is read again, and a
+name without the marker is left alone (and reported) for good.
+
+**Two writers, one zone.** Both failover peers update the same primary. Each learns the
+other's events late, so a prerequisite can fail because the partner has just published a
+lease this peer has not seen yet. The name is then read again and decided again: the
+marker says which event made the record (`t`) and when its lease ends (`end`), and this
+peer replaces or deletes it only if it has seen that event or a newer one for that address
+(`Desired.seen`), or if that lease has ended. Otherwise the record is the partner's newer
+news: it stays, and the name is tried again at every apply until this peer has caught up.
+A record that changes hands is replaced in one update message, so the name never
+disappears in between.
+
+**Time.** RFC 2136 has no time-to-die: a record leaves at lease end through the apply that
+runs after it (the timer's), and its TTL is min(configured ttl, what is left of the lease).
+
+**What it believes the server holds** is kept in a note in the state directory (per server,
+zone and owner): each owned name's record and marker, the names found held by others, and
+the names waiting for this peer to catch up. Only the changes since the last successful
+publish are sent; after a failure, a lost note or a different outcome, every name is
+compared again (the note, or without one the zones read by AXFR).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.tsig
+import dns.update
+
+from leasedns.config import Rfc2136Output
+from leasedns.errors import ConfigError, PublishError
+from leasedns.fsutil import write_atomic
+from leasedns.model import Changes, Desired, Record, Serving
+from leasedns.outputs import tsigkey
+
+log = logging.getLogger("leasedns.rfc2136")
+
+NOTE_VERSION = 1
+MAX_OPS = 400  # names changed per UPDATE message
+MAX_EST_BYTES = 48_000  # estimated message size at which a new one starts (the limit: 64 KiB)
+ROUNDS = 4  # send, read back the names whose prerequisites failed, decide again: at most
+# Names the engine publishes are labels of letters, digits and '-'; anything else is refused.
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
+_MARK = re.compile(r"leasedns owner=(\S+) t=(\d{1,20}) end=(\d{1,20}|-)")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One owned name as leasedns writes it: its A (or PTR) record and its marker's times."""
+
+    rdtype: str  # "A" or "PTR"
+    value: str  # the address, or the name the PTR points to (no trailing dot)
+    t: int  # the time (µs) of the event the record was made from; 0: a fixed-address host
+    end: int | None  # when the lease ends (unix seconds); None: never
+
+    def marker(self, owner: str) -> str:
+        return f"leasedns owner={owner} t={self.t} end={'-' if self.end is None else self.end}"
+
+    def ip(self, name: str) -> str:
+        """The address this record is about."""
+        return self.value if self.rdtype == "A" else address_of(name)
+
+
+def reverse_name(ip: str) -> str:
+    return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
+
+
+def address_of(rev: str) -> str:
+    return ".".join(reversed(rev.removesuffix(".in-addr.arpa").split(".")))
+
+
+def parse_marker(text: str, owner: str) -> tuple[int, int | None] | None:
+    """(t, end) of a marker of `owner`; None for any other TXT."""
+    m = _MARK.fullmatch(text)
+    if m is None or m.group(1) != owner:
+        return None
+    return int(m.group(2)), None if m.group(3) == "-" else int(m.group(3))
+
+
+@dataclass(slots=True)
+class Sent:
+    """What one publish did."""
+
+    changed: bool = False  # some update was applied
+    compiled: bool = False  # the server took every update it was sent
+    compile_secs: float = 0.0  # time spent talking to the server
+    updates: int = 0  # UPDATE messages applied
+    names: int = 0  # names changed
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    """One name's change, conditional on what the server is believed to hold (`have`)."""
+
+    name: str
+    have: Entry | None
+    want: Entry | None
+
+
+class Rfc2136:
+    """One zone's primary (with its reverse zones), updated by RFC 2136."""
+
+    def __init__(self, spec: Rfc2136Output, ttl: int, reverse: bool, state_dir: Path) -> None:
+        self.spec, self.ttl, self.reverse = spec, ttl, reverse
+        self.name = f"rfc2136 {spec.zone}@{spec.server}:{spec.port}"
+        key = f"{spec.server}|{spec.port}|{spec.zone}|{spec.owner}".encode()
+        self.memo = (
+            state_dir / f"published-rfc2136-{hashlib.blake2b(key, digest_size=6).hexdigest()}.json"
+        )
+        self.zones = sorted([spec.zone, *spec.reverse_zones], key=len, reverse=True)
+        self._token = ""
+        self._have: dict[str, Entry] | None = None  # owned names -> what the server holds
+        self._foreign: set[str] = set()  # names held by records leasedns did not create
+        self._deferred: set[str] = set()  # names holding a partner's record not seen here yet
+        self._key: dns.tsig.Key | None = None
+        self._sock: socket.socket | None = None
+
+    # --- what it serves ----------------------------------------------------------------------
+
+    def serving(self) -> Serving:
+        """The outcome the zone was last brought to (per the note; "" when not known) and
+        the dynamic records it holds for leasedns (from the note, else read by AXFR)."""
+        self._load_note()
+        return Serving(self._token, self._records)
+
+    def _records(self) -> list[Record]:
+        have = self.holdings()
+        ptrs = {e.value for n, e in have.items() if e.rdtype == "PTR"}
+        return [
+            Record(n, e.value, e.end, n in ptrs, False)
+            for n, e in sorted(have.items())
+            if e.rdtype == "A" and e.t != 0
+        ]
+
+    def holdings(self) -> dict[str, Entry]:
+        """The owned names and what the server holds for them (read from the zones when the
+        note does not say)."""
+        if self._have is None:
+            self._have = self.survey()
+        return self._have
+
+    def survey(self, names: Iterable[str] = ()) -> dict[str, Entry]:
+        """Read the owned names from the server: every zone by AXFR, or, where a transfer is
+        refused, the `names` one by one. Names held by others go to `_foreign`."""
+        have: dict[str, Entry] = {}
+        by_zone: dict[str, list[str]] = {}
+        for n in names:
+            z = self.zone_of(n)
+            if z is not None:
+                by_zone.setdefault(z, []).append(n)
+        for zone in self.zones:
+            try:
+                found = self._axfr(zone)
+            except PublishError as e:
+                log.info("%s; reading %d names one by one", e, len(by_zone.get(zone, [])))
+                found = None
+            if found is None:
+                for n in by_zone.get(zone, []):
+                    got = self._read(n)
+                    if isinstance(got, Entry):
+                        have[n] = got
+                continue
+            for n, got in found.items():
+                if isinstance(got, Entry):
+                    have[n] = got
+        return have
+
+    # --- publishing --------------------------------------------------------------------------
+
+    def publish(self, desired: Desired, changes: Changes) -> Sent:
+        """Bring the zones to the outcome `changes.token`: the changed names when the note
+        says the zones hold `changes.base`, else every name. Raises PublishError when the
+        server fails; what it took is remembered and the rest is sent by the next apply."""
+        t0 = time.monotonic()
+        out = Sent()
+        now = desired.now or int(time.time())
+        incremental = bool(changes.base) and changes.base == self._token and self._have is not None
+        self._token = ""  # until this publish went through
+        if incremental:
+            want, names = self._touched(changes, desired, out.problems)
+            if self._deferred:
+                every = self.entries(desired.static, desired.dynamic(), desired.seen, [])
+                for n in self._deferred:
+                    want[n] = every.get(n)
+                names |= self._deferred
+        else:
+            want = dict(self.entries(desired.static, desired.dynamic(), desired.seen, out.problems))
+            if self._have is None:
+                self._have = self.survey(want)
+            names = set(want) | set(self._have) | self._foreign
+            self._foreign.clear()
+        try:
+            self._settle(names, want, desired.seen, now, out)
+        finally:
+            self._close()
+            out.compile_secs = round(time.monotonic() - t0, 4)
+            self._token = changes.token if out.compiled else ""
+            self._save_note()
+        return out
+
+    def entries(
+        self,
+        static: Iterable[Record],
+        dynamic: Iterable[Record],
+        seen: Callable[[str], int],
+        problems: list[str],
+    ) -> dict[str, Entry]:
+        """The owned names the records make (A, and PTR where the record has one)."""
+        out: dict[str, Entry] = {}
+        for r in [*static, *dynamic]:
+            for n, e in self._entries_of(r, seen, problems):
+                out[n] = e
+        return out
+
+    def _entries_of(
+        self, r: Record, seen: Callable[[str], int], problems: list[str]
+    ) -> Iterator[tuple[str, Entry]]:
+        t = 0 if r.static else seen(r.ip)
+        end = None if r.static else r.ttd
+        if not _NAME.fullmatch(r.name) or self.zone_of(r.name) != self.spec.zone:
+            problems.append(f"{self.name}: {r.name} is not a name in zone {self.spec.zone}")
+            return
+        yield r.name, Entry("A", r.ip, t, end)
+        if r.ptr and self.reverse and self.spec.reverse_zones:
+            rev = reverse_name(r.ip)
+            if self.zone_of(rev) is None:
+                problems.append(
+                    f"{self.name}: no reverse zone covers {r.ip}; its PTR is not published"
+                )
+            else:
+                yield rev, Entry("PTR", r.name, t, end)
+
+    def _touched(
+        self, changes: Changes, desired: Desired, problems: list[str]
+    ) -> tuple[dict[str, Entry | None], set[str]]:
+        """The names `changes` touch and what each should hold now."""
+        names: set[str] = set()
+        for r in [*changes.removed, *(was for was, _ in changes.changed)]:
+            names.add(r.name)
+            names.add(reverse_name(r.ip))
+        want: dict[str, Entry | None] = {}
+        now_records = [*changes.added, *(now for _, now in changes.changed)]
+        for n, e in self.entries((), now_records, desired.seen, problems).items():
+            want[n] = e
+            names.add(n)
+        return want, names
+
+    def _settle(
+        self,
+        names: Iterable[str],
+        want: Mapping[str, Entry | None],
+        seen: Callable[[str], int],
+        now: int,
+        out: Sent,
+    ) -> None:
+        """Send what each name needs, the forward names first; then their PTRs, none for a
+        name held by others."""
+        todo = sorted(names)
+        self._deferred.difference_update(todo)
+        forward = [n for n in todo if not n.endswith(".in-addr.arpa")]
+        self._rounds(forward, want, seen, now, out)
+        reverse = {}
+        for n in todo:
+            if n.endswith(".in-addr.arpa"):
+                e = want.get(n)
+                reverse[n] = None if e is not None and e.value in self._foreign else e
+        self._rounds(list(reverse), reverse, seen, now, out)
+        out.compiled = True
+
+    def _rounds(
+        self,
+        todo: list[str],
+        want: Mapping[str, Entry | None],
+        seen: Callable[[str], int],
+        now: int,
+        out: Sent,
+    ) -> None:
+        """Send what each name needs; read back and decide again where a prerequisite
+        failed, a few rounds; what is still contested waits for the next apply."""
+        have = self.holdings()
+        for _round in range(ROUNDS):
+            ops = []
+            for n in todo:
+                op = self._decide(n, have.get(n), want.get(n), seen, now)
+                if op is not None:
+                    ops.append(op)
+            if not ops:
+                return
+            failed = self._send_all(ops, now, out)
+            if not failed:
+                return
+            todo = []
+            for n in failed:  # someone else changed these: read them again
+                got = self._read(n)
+                have.pop(n, None)
+                self._foreign.discard(n)
+                if isinstance(got, Entry):
+                    have[n] = got
+                elif got == "foreign":
+                    self._foreign.add(n)
+                    if want.get(n) is not None:
+                        problem = (
+                            f"{self.name}: {n} is held by records leasedns did not create; "
+                            "leasedns leaves it alone (not published)"
+                        )
+                        out.problems.append(problem)
+                        log.warning("%s", problem)
+                todo.append(n)
+        raise PublishError(
+            f"{self.name}: {len(todo)} names changed under every update for {ROUNDS} rounds "
+            f"(another writer?), first {todo[0]}; the next apply tries again"
+        )
+
+    def _decide(
+        self,
+        name: str,
+        have: Entry | None,
+        want: Entry | None,
+        seen: Callable[[str], int],
+        now: int,
+    ) -> _Op | None:
+        """The change `name` needs, or None: nothing to do, held by others, or a record
+        made from an event this peer has not seen yet (deferred)."""
+        if name in self._foreign:
+            return None
+        if have == want:
+            return None
+        if have is not None:
+            ended = have.end is not None and have.end <= now
+            if not ended and seen(have.ip(name)) < have.t:
+                self._deferred.add(name)
+                return None
+            same = want is not None and (want.rdtype, want.value) == (have.rdtype, have.value)
+            if same and want is not None and want.t < have.t:
+                return None  # the same record from an older event: keep the newer
+        return _Op(name, have, want)
+
+    # --- talking to the server ---------------------------------------------------------------
+
+    def _send_all(self, ops: Sequence[_Op], now: int, out: Sent) -> list[str]:
+        """Send `ops` in messages per zone; returns the names of messages whose
+        prerequisites failed. Raises PublishError when the server fails."""
+        by_zone: dict[str, list[_Op]] = {}
+        for op in ops:
+            z = self.zone_of(op.name)
+            if z is not None:
+                by_zone.setdefault(z, []).append(op)
+        failed: list[str] = []
+        have = self.holdings()
+        for zone, zops in by_zone.items():
+            for batch in _batches(zops):
+                for part in self._send(zone, batch, now):
+                    if part.ok:
+                        for op in part.ops:
+                            if op.want is None:
+                                have.pop(op.name, None)
+                            else:
+                                have[op.name] = op.want
+                        out.changed = True
+                        out.updates += 1
+                        out.names += len(part.ops)
+                    else:
+                        failed.extend(op.name for op in part.ops)
+        return failed
+
+    def _send(self, zone: str, ops: list[_Op], now: int) -> list[_Result]:
+        """One UPDATE (split in two when it would not fit a message)."""
+        msg = self._message(zone, ops, now)
+        try:
+            wire_ok = len(msg.to_wire(max_size=65535)) > 0
+        except dns.exception.TooBig:
+            wire_ok = False
+        if not wire_ok and len(ops) > 1:
+            half = len(ops) // 2
+            return self._send(zone, ops[:half], now) + self._send(zone, ops[half:], now)
+        rcode = self._exchange(msg, f"update of zone {zone}")
+        if rcode == dns.rcode.NOERROR:
+            return [_Result(ops, True)]
+        if rcode in (dns.rcode.YXDOMAIN, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.NXRRSET):
+            return [_Result(ops, False)]
+        raise PublishError(f"{self.name}: {_rcode_problem(rcode, zone, self.spec)}")
+
+    def _message(self, zone: str, ops: list[_Op], now: int) -> dns.update.UpdateMessage:
+        key = self._tsig()
+        msg = dns.update.UpdateMessage(zone + ".", keyring=key)
+        owner = self.spec.owner
+        for op in ops:
+            n = dns.name.from_text(op.name + ".")
+            have, want = op.have, op.want
+            if have is None:
+                msg.absent(n)  # the name is not in use: nobody's record is clobbered
+            else:
+                msg.present(n, _rdata(have.rdtype, have.value))
+                msg.present(n, _rdata("TXT", _quoted(have.marker(owner))))
+                msg.delete(n, have.rdtype)
+                msg.delete(n, "TXT")
+            if want is not None:
+                ttl = self.ttl if want.end is None else max(1, min(self.ttl, want.end - now))
+                msg.add(n, ttl, _rdata(want.rdtype, want.value))
+                msg.add(n, ttl, _rdata("TXT", _quoted(want.marker(owner))))
+        return msg
+
+    def _read(self, name: str) -> Entry | str | None:
+        """What the server holds at `name`: an owned Entry, "foreign", or None (nothing)."""
+        rdtype = "PTR" if name.endswith(".in-addr.arpa") else "A"
+        answers: dict[str, list[str]] = {}
+        for t in ("TXT", rdtype, "ANY"):
+            if t == "ANY" and (answers["TXT"] or answers[rdtype]):
+                break
+            q = dns.message.make_query(name + ".", t)
+            key = self._tsig()
+            if key is not None:
+                q.use_tsig(key)
+            resp = self._query(q, f"reading {name}")
+            rcode = resp.rcode()
+            if rcode == dns.rcode.NXDOMAIN:
+                return None
+            if rcode != dns.rcode.NOERROR:
+                raise PublishError(
+                    f"{self.name}: reading {name}: the server answered {dns.rcode.to_text(rcode)}"
+                )
+            answers[t] = [rd.to_text() for rrset in resp.answer for rd in rrset]
+        if not answers["TXT"] and not answers[rdtype]:
+            return "foreign" if answers.get("ANY") else None  # other records, or none at all
+        return _entry_of(rdtype, answers[rdtype], answers["TXT"], self.spec.owner)
+
+    def _axfr(self, zone: str) -> dict[str, Entry | str]:
+        """The zone's names by AXFR: owned Entries, or "foreign"."""
+        rrs: dict[str, dict[str, list[str]]] = {}
+        key = self._tsig()
+        try:
+            for msg in dns.query.xfr(
+                self.spec.server,
+                zone + ".",
+                port=self.spec.port,
+                keyring=key,  # type: ignore[arg-type]  # a Key is taken as well
+                relativize=False,
+                lifetime=self.spec.timeout * 3,
+                timeout=self.spec.timeout,
+            ):
+                for rrset in msg.answer:
+                    n = rrset.name.to_text(omit_final_dot=True).lower()
+                    t = dns.rdatatype.to_text(rrset.rdtype)
+                    rrs.setdefault(n, {}).setdefault(t, []).extend(rd.to_text() for rd in rrset)
+        except (dns.exception.DNSException, OSError, EOFError) as e:
+            raise PublishError(
+                f"{self.name}: zone {zone}: no transfer ({_problem(e, self.spec)}); allow AXFR to "
+                "the key so that names published before are found"
+            ) from None
+        out: dict[str, Entry | str] = {}
+        for n, types in rrs.items():
+            if n == zone and "SOA" in types:
+                continue
+            rdtype = "PTR" if n.endswith(".in-addr.arpa") else "A"
+            out[n] = _entry_of(rdtype, types.get(rdtype, []), types.get("TXT", []), self.spec.owner)
+        return out
+
+    def _exchange(self, msg: dns.message.Message, what: str) -> dns.rcode.Rcode:
+        return self._query(msg, what).rcode()
+
+    def _query(self, msg: dns.message.Message, what: str) -> dns.message.Message:
+        """One message over the output's TCP connection (opened on first use)."""
+        for attempt in (1, 2):
+            sock = self._connect()
+            try:
+                return dns.query.tcp(
+                    msg, self.spec.server, self.spec.timeout, self.spec.port, sock=sock
+                )
+            except (EOFError, ConnectionResetError, BrokenPipeError) as e:
+                self._close()  # the server closed an idle connection: once more on a new one
+                if attempt == 2:
+                    raise PublishError(f"{self.name}: {what}: {_problem(e, self.spec)}") from None
+            except (dns.exception.DNSException, OSError) as e:
+                self._close()
+                raise PublishError(f"{self.name}: {what}: {_problem(e, self.spec)}") from None
+        raise AssertionError("unreachable")
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            try:
+                self._sock = socket.create_connection(
+                    (self.spec.server, self.spec.port), timeout=self.spec.timeout
+                )
+            except OSError as e:
+                raise PublishError(f"{self.name}: {_problem(e, self.spec)}") from None
+        return self._sock
+
+    def _close(self) -> None:
+        if self._sock is not None:
+            with suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
+    def _tsig(self) -> dns.tsig.Key | None:
+        path = self.spec.tsig_key_file
+        if path is None:
+            return None
+        if self._key is None:
+            try:
+                k = tsigkey.read(path)
+            except ConfigError as e:
+                raise PublishError(f"{self.name}: {e}") from None
+            self._key = dns.tsig.Key(k.name + ".", k.secret, k.algorithm + ".")
+        return self._key
+
+    def zone_of(self, name: str) -> str | None:
+        """The longest of the output's zones `name` is in."""
+        for z in self.zones:
+            if name == z or name.endswith("." + z):
+                return z
+        return None
+
+    # --- the note ----------------------------------------------------------------------------
+
+    def _load_note(self) -> None:
+        self._token, self._have = "", None
+        self._foreign, self._deferred = set(), set()
+        try:
+            note = json.loads(self.memo.read_text())
+            if note.get("v") != NOTE_VERSION:
+                return
+            have = {
+                str(n): Entry(str(e[0]), str(e[1]), int(e[2]), None if e[3] is None else int(e[3]))
+                for n, e in note["entries"].items()
+            }
+            self._foreign = {str(n) for n in note["foreign"]}
+            self._deferred = {str(n) for n in note["deferred"]}
+            self._token, self._have = str(note["token"]), have
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+            log.warning("%s: %s: unreadable (%s); reading the zones again", self.name, self.memo, e)
+
+    def _save_note(self) -> None:
+        have = self._have or {}
+        note = {
+            "v": NOTE_VERSION,
+            "token": self._token,
+            "entries": {n: [e.rdtype, e.value, e.t, e.end] for n, e in sorted(have.items())},
+            "foreign": sorted(self._foreign),
+            "deferred": sorted(self._deferred),
+        }
+        # Not fsynced: a note lost in a crash costs reading the zones once.
+        write_atomic(
+            self.memo, json.dumps(note, separators=(",", ":")).encode(), 0o640, durable=False
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    ops: list[_Op]
+    ok: bool
+
+
+def _batches(ops: list[_Op]) -> Iterator[list[_Op]]:
+    batch: list[_Op] = []
+    est = 0
+    for op in ops:
+        size = 3 * len(op.name) + 160
+        if batch and (len(batch) >= MAX_OPS or est + size > MAX_EST_BYTES):
+            yield batch
+            batch, est = [], 0
+        batch.append(op)
+        est += size
+    if batch:
+        yield batch
+
+
+def _rdata(rdtype: str, value: str) -> dns.rdata.Rdata:
+    text = value + "." if rdtype == "PTR" else value
+    return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text)
+
+
+def _quoted(text: str) -> str:
+    return f'"{text}"'
+
+
+def _entry_of(rdtype: str, values: list[str], txts: list[str], owner: str) -> Entry | str:
+    """What the records at one name say: an owned Entry, or "foreign"."""
+    marks = [parse_marker(t.strip('"'), owner) for t in txts]
+    if len(values) == 1 and len(marks) == 1 and marks[0] is not None:
+        value = values[0].rstrip(".").lower() if rdtype == "PTR" else values[0]
+        return Entry(rdtype, value, marks[0][0], marks[0][1])
+    return "foreign"
+
+
+def _problem(e: BaseException, spec: Rfc2136Output) -> str:
+    where = f"{spec.server} port {spec.port}"
+    key = f"key {spec.tsig_key_file}" if spec.tsig_key_file else "no key"
+    if isinstance(e, (dns.exception.Timeout, TimeoutError)):
+        return f"no answer from {where} within {spec.timeout:g} s (is the server up?)"
+    if isinstance(e, ConnectionRefusedError):
+        return f"connection refused by {where} (is the server running, listening on TCP?)"
+    if isinstance(e, dns.tsig.PeerBadKey):
+        return f"the server does not know the key (BADKEY): give it the same {key}"
+    if isinstance(e, dns.tsig.PeerBadSignature):
+        return f"the server's secret for the key differs (BADSIG): give it the same {key}"
+    if isinstance(e, dns.tsig.PeerBadTime):
+        return "the server's clock and this host's differ (BADTIME): set both by NTP"
+    if isinstance(e, dns.tsig.PeerError):
+        return f"the server rejected the signature ({e.__class__.__name__}): check the {key}"
+    if isinstance(e, dns.exception.DNSException):
+        return f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__
+    if isinstance(e, EOFError):
+        return f"{where} closed the connection"
+    if isinstance(e, OSError):
+        return f"{where}: {e.strerror or e}"
+    return str(e)
+
+
+def _rcode_problem(rcode: dns.rcode.Rcode, zone: str, spec: Rfc2136Output) -> str:
+    text = dns.rcode.to_text(rcode)
+    key = f"the key of {spec.tsig_key_file}" if spec.tsig_key_file else "updates without a key"
+    if rcode == dns.rcode.REFUSED:
+        return (
+            f"the server REFUSED the update of zone {zone}: allow {key} to update it "
+            "(BIND: update-policy { grant <key> zonesub ANY; }; Knot: an acl with action update)"
+        )
+    if rcode == dns.rcode.NOTAUTH:
+        return (
+            f"the server is not authoritative for zone {zone} or does not accept {key} "
+            "(NOTAUTH): check `zone:`/`reverse_zones:` and that it is the zone's primary"
+        )
+    if rcode == dns.rcode.NOTZONE:
+        return f"a name outside zone {zone} (NOTZONE)"
+    if rcode == dns.rcode.SERVFAIL:
+        return f"the server failed to update zone {zone} (SERVFAIL): see its log"
+    return f"the server answered {text} to the update of zone {zone}"
