@@ -61,6 +61,8 @@ class Report:
     adopted: str = ""  # partners whose pushed copy was taken from the inbox
     inbox_refused: list[str] = field(default_factory=list)  # copies refused (would lose events)
     recovered: int = 0  # own events appended again from a partner's copy (restored backup)
+    # Each output's name -> "ok", or why it failed (its last publish; for `status`).
+    outputs: dict[str, str] = field(default_factory=dict)
 
 
 def ensure_dirs(cfg: Config) -> Path:
@@ -181,6 +183,8 @@ def build(
     report.build_secs = round(time.monotonic() - t0, 4)
     for pub in done:
         report.problems.extend(getattr(pub, "problems", ()))
+    errors = {name: _named(name, e) for name, e in failed}
+    report.outputs = {out.name: errors.get(out.name, "ok") for out in outs}
     if failed:
         if len(outs) == 1:
             raise failed[0][1]  # as it was said

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from leasedns.model import Changes, Desired, Serving, Statics
+from leasedns.model import Changes, Desired, Record, Serving, Statics
 
 if TYPE_CHECKING:
     from leasedns.config import Config
@@ -40,6 +40,12 @@ class Output(Protocol):
     def serving(self) -> Serving:
         """What it serves now: the outcome it was last brought to (when it can tell) and its
         dynamic records (for the guard, `check` and `reconcile`)."""
+        ...
+
+    def held(self) -> list[Record]:
+        """The dynamic records the server holds for leasedns now, asked of the server (or
+        file) itself, not of a note: for `check`, `show` and `reconcile`. Raises
+        PublishError when it cannot tell."""
         ...
 
     def publish(self, desired: Desired, changes: Changes) -> Published:

@@ -122,6 +122,10 @@ class Hosts:
         data = self._data
         return Serving(self._token, lambda: served_records(data) if data is not None else [])
 
+    def held(self) -> list[Record]:
+        """The dynamic records the file holds now."""
+        return self.serving().records()
+
     def publish(self, desired: Desired, changes: Changes) -> Reloaded:
         """Serve the outcome `changes.token`: write the whole file when its bytes change,
         then run the reload command (also when an earlier reload failed)."""

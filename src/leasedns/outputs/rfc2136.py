@@ -163,6 +163,11 @@ class Rfc2136:
             if e.rdtype == "A" and e.t != 0
         ]
 
+    def held(self) -> list[Record]:
+        """The dynamic records the zones hold for leasedns, read from the server (AXFR)."""
+        self._have = self.survey()
+        return self._records()
+
     def holdings(self) -> dict[str, Entry]:
         """The owned names and what the server holds for them (read from the zones when the
         note does not say)."""

@@ -169,6 +169,10 @@ class Tinydns:
         data = self._data
         return Serving(self._token, lambda: served_records(data) if data is not None else [])
 
+    def held(self) -> list[Record]:
+        """The dynamic records `data` holds now."""
+        return self.serving().records()
+
     def publish(self, desired: Desired, changes: Changes) -> Compiled:
         """Serve the outcome `changes.token`: patch what `data` holds when it is the outcome
         the changes start from, else render the whole outcome; then compile on change."""
