@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.query
@@ -185,6 +186,7 @@ class Rfc2136:
             if z is not None:
                 by_zone.setdefault(z, []).append(n)
         for zone in self.zones:
+            self.check_zone(zone)
             try:
                 found = self._axfr(zone)
             except PublishError as e:
@@ -460,6 +462,27 @@ class Rfc2136:
             return "foreign" if answers.get("ANY") else None  # other records, or none at all
         return _entry_of(rdtype, answers[rdtype], answers["TXT"], self.spec.owner)
 
+    def check_zone(self, zone: str) -> None:
+        """Raise PublishError unless the server answers authoritatively for `zone`."""
+        q = dns.message.make_query(zone + ".", "SOA")
+        key = self._tsig()
+        if key is not None:
+            q.use_tsig(key)
+        fix = f"check `zone:`/`reverse_zones:` and that {self.spec.server} is its primary"
+        try:
+            resp = self._query(q, f"asking for the SOA of {zone}")
+        except PublishError as e:
+            if "not signed" not in str(e):
+                raise
+            raise PublishError(
+                f"{self.name}: the server does not serve zone {zone} or does not know the key "
+                f"(its answer was not signed); {fix}"
+            ) from None
+        soa = [r for r in resp.answer if r.rdtype == dns.rdatatype.SOA]
+        if resp.rcode() != dns.rcode.NOERROR or not soa or not resp.flags & dns.flags.AA:
+            got = dns.rcode.to_text(resp.rcode()) + ("" if soa else ", no SOA")
+            raise PublishError(f"{self.name}: the server does not serve zone {zone} ({got}); {fix}")
+
     def _axfr(self, zone: str) -> dict[str, Entry | str]:
         """The zone's names by AXFR: owned Entries, or "foreign"."""
         rrs: dict[str, dict[str, list[str]]] = {}
@@ -635,6 +658,8 @@ def _problem(e: BaseException, spec: Rfc2136Output) -> str:
         return "the server's clock and this host's differ (BADTIME): set both by NTP"
     if isinstance(e, dns.tsig.PeerError):
         return f"the server rejected the signature ({e.__class__.__name__}): check the {key}"
+    if isinstance(e, dns.exception.FormError) and "TSIG" in str(e):
+        return "the answer was not signed: the server does not know the key, or the zone"
     if isinstance(e, dns.exception.DNSException):
         return f"{e.__class__.__name__}: {e}" if str(e) else e.__class__.__name__
     if isinstance(e, EOFError):
