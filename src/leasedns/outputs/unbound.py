@@ -159,6 +159,13 @@ class Unbound:
         self._token = "" if lost else note.token
         return Serving(self._token, lambda: self._served(note, held))
 
+    def held(self) -> list[Record]:
+        """The dynamic records of ours Unbound holds now (asked by list_local_data)."""
+        serving = self.serving()
+        if self._down is not None:
+            raise self._down
+        return serving.records()
+
     @staticmethod
     def _served(note: _Note, held: Held | None) -> list[Record]:
         out = []
