@@ -38,6 +38,7 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -145,6 +146,9 @@ class Rfc2136:
         self._foreign: set[str] = set()  # names held by records leasedns did not create
         self._deferred: set[str] = set()  # names holding a partner's record not seen here yet
         self._key: dns.tsig.Key | None = None
+        self._gen = ""  # names the note's entries; the token file says which it goes with
+        self._noted: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self._changed = True  # the entries differ from the note's
         self._sock: socket.socket | None = None
 
     # --- what it serves ----------------------------------------------------------------------
@@ -166,14 +170,14 @@ class Rfc2136:
 
     def held(self) -> list[Record]:
         """The dynamic records the zones hold for leasedns, read from the server (AXFR)."""
-        self._have = self.survey()
+        self._have, self._changed = self.survey(), True
         return self._records()
 
     def holdings(self) -> dict[str, Entry]:
         """The owned names and what the server holds for them (read from the zones when the
         note does not say)."""
         if self._have is None:
-            self._have = self.survey()
+            self._have, self._changed = self.survey(), True
         return self._have
 
     def survey(self, names: Iterable[str] = ()) -> dict[str, Entry]:
@@ -224,7 +228,7 @@ class Rfc2136:
         else:
             want = dict(self.entries(desired.static, desired.dynamic(), desired.seen, out.problems))
             if self._have is None:
-                self._have = self.survey(want)
+                self._have, self._changed = self.survey(want), True
             names = set(want) | set(self._have) | self._foreign
             self._foreign.clear()
         try:
@@ -328,6 +332,7 @@ class Rfc2136:
             if not failed:
                 return
             todo = []
+            self._changed = True
             for n in failed:  # someone else changed these: read them again
                 got = self._read(n)
                 have.pop(n, None)
@@ -389,6 +394,7 @@ class Rfc2136:
             for batch in _batches(zops):
                 for part in self._send(zone, batch, now):
                     if part.ok:
+                        self._changed = True
                         for op in part.ops:
                             if op.want is None:
                                 have.pop(op.name, None)
@@ -572,7 +578,9 @@ class Rfc2136:
     # --- the note ----------------------------------------------------------------------------
 
     def _load_note(self) -> None:
-        self._token, self._have = "", None
+        """What the note says: the entries (the big file, written when they change) and the
+        outcome (a small file naming the entries it goes with)."""
+        self._token, self._have, self._gen, self._changed = "", None, "", True
         self._foreign, self._deferred = set(), set()
         try:
             note = json.loads(self.memo.read_text())
@@ -584,25 +592,42 @@ class Rfc2136:
             }
             self._foreign = {str(n) for n in note["foreign"]}
             self._deferred = {str(n) for n in note["deferred"]}
-            self._token, self._have = str(note["token"]), have
+            self._have, self._gen, self._changed = have, str(note["gen"]), False
         except FileNotFoundError:
-            pass
+            return
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
             log.warning("%s: %s: unreadable (%s); reading the zones again", self.name, self.memo, e)
+            return
+        self._noted = (frozenset(self._foreign), frozenset(self._deferred))
+        try:
+            told = json.loads(self._token_file.read_text())
+            if told["gen"] == self._gen:
+                self._token = str(told["token"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+
+    @property
+    def _token_file(self) -> Path:
+        return self.memo.with_suffix(".token")
 
     def _save_note(self) -> None:
-        have = self._have or {}
-        note = {
-            "v": NOTE_VERSION,
-            "token": self._token,
-            "entries": {n: [e.rdtype, e.value, e.t, e.end] for n, e in sorted(have.items())},
-            "foreign": sorted(self._foreign),
-            "deferred": sorted(self._deferred),
-        }
-        # Not fsynced: a note lost in a crash costs reading the zones once.
-        write_atomic(
-            self.memo, json.dumps(note, separators=(",", ":")).encode(), 0o640, durable=False
-        )
+        # Neither file is fsynced: a note lost in a crash costs reading the zones once.
+        noted = (frozenset(self._foreign), frozenset(self._deferred))
+        if self._changed or noted != self._noted or not self._gen:
+            have = self._have or {}
+            self._gen = secrets.token_hex(8)
+            note = {
+                "v": NOTE_VERSION,
+                "gen": self._gen,
+                "entries": {n: [e.rdtype, e.value, e.t, e.end] for n, e in sorted(have.items())},
+                "foreign": sorted(self._foreign),
+                "deferred": sorted(self._deferred),
+            }
+            blob = json.dumps(note, separators=(",", ":")).encode()
+            write_atomic(self.memo, blob, 0o640, durable=False)
+            self._changed, self._noted = False, noted
+        told = json.dumps({"token": self._token, "gen": self._gen}).encode()
+        write_atomic(self._token_file, told, 0o640, durable=False)
 
 
 @dataclass(frozen=True, slots=True)
