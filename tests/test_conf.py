@@ -83,6 +83,13 @@ def test_example_outputs_section_parses_when_uncommented() -> None:
             Path("/var/lib/leasedns-hosts/hosts"),
             ("sudo", "-n", "/usr/bin/systemctl", "reload", "dnsmasq"),
         ),
+        config.Rfc2136Output(
+            server="192.0.2.2",
+            zone="lan.example",
+            reverse_zones=("2.0.192.in-addr.arpa",),
+            tsig_key_file=Path("/etc/leasedns/leasedns.key"),
+        ),
+        config.UnboundOutput(("unbound-control", "-c", "/etc/unbound/unbound.conf")),
     )
     snippet_ = (CONF / "dnsmasq-leasedns.conf").read_text()
     assert "addn-hosts=/var/lib/leasedns-hosts/hosts\n" in snippet_
