@@ -121,6 +121,8 @@ class _Note:
     token: str = ""
     owners: set[str] = field(default_factory=set)  # owner names that may be ours
     records: dict[str, Record] = field(default_factory=dict)  # what we loaded, by name
+    # Names a binding claims but unbound.conf defines: not loaded, tried again at each apply.
+    waiting: set[str] = field(default_factory=set)
 
 
 class Unbound:
@@ -191,15 +193,21 @@ class Unbound:
         assert self._held is not None
         held, note, now = self._held, self._note, int(self.clock())
         foreign = {o for o in held if o not in note.owners}
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []  # (what, the waiting name it is about)
+        skipped: set[str] = set()
         if changes.base and changes.base == self._token:
             gone, new = self._delta(desired, changes)
-            load = self._admit(new, foreign, now, problems)
+            retry = note.waiting - {r.name for r in gone} - {r.name for r in new}
+            if retry:  # still live and still claimed? Tried again: unbound.conf may let go
+                new += [r for r in desired.dynamic() if r.name in retry]
+            load = self._admit(new, foreign, now, problems, skipped)
             drop = {o for r in gone for o in rrs(r, 0)}
             names = {g.name for g in gone}
             records = {n: r for n, r in note.records.items() if n not in names}
         else:
-            admitted = self._admit([*desired.static, *desired.dynamic()], foreign, now, problems)
+            admitted = self._admit(
+                [*desired.static, *desired.dynamic()], foreign, now, problems, skipped
+            )
             want = {o: rr for r in admitted for o, rr in rrs(r, ttl_of(r, self.ttl, now)).items()}
             drop = {o for o in note.owners if o not in want or held.get(o) != frozenset((want[o],))}
             load = [
@@ -214,8 +222,9 @@ class Unbound:
         drop |= {o for r in load for o in rrs(r, 0)}
         drop = {o for o in drop if o in note.owners and o in held}  # never unbound.conf's
         records.update((r.name, r) for r in load)
-        for p in problems:
-            log.warning("%s", p)
+        for p, name in problems:
+            if name not in note.waiting:  # said once in the log; every build's report has it
+                log.warning("%s", p)
         t0 = time.monotonic()
         if drop or load:
             # Nothing half recorded: until both batches went through, the note says the
@@ -228,19 +237,25 @@ class Unbound:
                 lines = [ln for r in load for ln in data_lines(r, ttl_of(r, self.ttl, now))]
                 self._run("local_datas", "".join(lines).encode())
         secs = time.monotonic() - t0
-        # A skipped binding keeps the outcome unknown: the next apply compares again (and
-        # reports it again), and loads it once unbound.conf no longer holds the name.
-        token = "" if problems else changes.token
+        # A skipped binding waits: each apply tries it again (and reports it), and loads it
+        # once unbound.conf no longer holds the name.
+        token = changes.token
         owners = {o for r in records.values() for o in rrs(r, 0)}
-        if drop or load or token != note.token or owners != note.owners:
-            self._write_note(_Note(token, owners, records))
-        self._note, self._token = _Note(token, owners, records), token
+        new_note = _Note(token, owners, records, skipped)
+        if drop or load or new_note != note:
+            self._write_note(new_note)
+        self._note, self._token = new_note, token
         self._held = None  # what it holds now: read again by the next serving()
         sent = bool(drop or load)
-        return Loaded(sent, sent, secs, problems)
+        return Loaded(sent, sent, secs, [p for p, _name in problems])
 
     def _admit(
-        self, records: Iterable[Record], foreign: set[str], now: int, problems: list[str]
+        self,
+        records: Iterable[Record],
+        foreign: set[str],
+        now: int,
+        problems: list[tuple[str, str]],
+        skipped: set[str],
     ) -> list[Record]:
         """The records that may go to Unbound: live, with a valid name, and not clobbering
         a name unbound.conf defines (a PTR unbound.conf gives is left out alone)."""
@@ -250,18 +265,26 @@ class Unbound:
                 continue  # its lease has ended
             if not valid(r):
                 problems.append(
-                    f"{self.name}: {r.name!r} ({r.ip}) is not a valid DNS name; not added"
+                    (f"{self.name}: {r.name!r} ({r.ip}) is not a valid DNS name; not added", "")
                 )
                 continue
             if r.name.lower() in foreign:
                 problems.append(
-                    f"{self.name}: {r.name} {CONF_NAME}; the binding {r.ip} is not added "
-                    "(rename the client, or take the name out of unbound.conf)"
+                    (
+                        f"{self.name}: {r.name} {CONF_NAME}; the binding {r.ip} is not added "
+                        "(rename the client, or take the name out of unbound.conf)",
+                        r.name,
+                    )
                 )
+                skipped.add(r.name)
                 continue
             if r.ptr and reverse_name(r.ip) in foreign:
                 problems.append(
-                    f"{self.name}: the PTR of {r.ip} {CONF_NAME}; {r.name} gets its A record only"
+                    (
+                        f"{self.name}: the PTR of {r.ip} {CONF_NAME}; {r.name} gets its A "
+                        "record only",
+                        "",
+                    )
                 )
                 r = Record(r.name, r.ip, r.ttd, False, r.static)
             out.append(r)
@@ -287,7 +310,8 @@ class Unbound:
                 str(n): Record(str(n), str(ip), None if ttd is None else int(ttd), bool(p), bool(s))
                 for n, ip, ttd, p, s in doc["records"]
             }
-            return _Note(str(doc["token"]), {str(o) for o in doc["owners"]}, records)
+            waiting = {str(n) for n in doc.get("waiting", [])}
+            return _Note(str(doc["token"]), {str(o) for o in doc["owners"]}, records, waiting)
         except FileNotFoundError:
             return _Note()
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -303,6 +327,7 @@ class Unbound:
             "token": note.token,
             "owners": sorted(note.owners),
             "records": [[r.name, r.ip, r.ttd, r.ptr, r.static] for r in note.records.values()],
+            "waiting": sorted(note.waiting),
         }
         write_atomic(self.memo, json.dumps(doc).encode(), 0o640, durable=False)
 
