@@ -257,7 +257,9 @@ class Rfc2136:
     def _entries_of(
         self, r: Record, seen: Callable[[str], int], problems: list[str]
     ) -> Iterator[tuple[str, Entry]]:
-        t = 0 if r.static else seen(r.ip)
+        # 0 marks a fixed-address host; a binding whose events are not known (no `seen`)
+        # gets the oldest time there is, which any peer that knows more may replace.
+        t = 0 if r.static else max(1, seen(r.ip))
         end = None if r.static else r.ttd
         if not _NAME.fullmatch(r.name) or self.zone_of(r.name) != self.spec.zone:
             problems.append(f"{self.name}: {r.name} is not a name in zone {self.spec.zone}")
