@@ -450,3 +450,16 @@ def test_apply_with_the_server_down_fails_that_output_and_catches_up(
     report = apply.run(cfg)
     assert report.ok, report.error
     assert server.answer(f"pc1.{ZONE}", "A") == ("NOERROR", ["192.0.2.100"])
+
+
+def test_held_asks_the_server_by_axfr_or_name_by_name(tmp_path: Path) -> None:
+    key = tsig_key(tmp_path)
+    for axfr in (True, False):
+        with Bind(tmp_path / f"bind-{axfr}", key, axfr=axfr) as srv:
+            peer = Peer(srv, tmp_path / f"a-{axfr}", key.path)
+            peer.seen = {"192.0.2.100": 1, "192.0.2.101": 1}
+            peer.publish([rec("pc1", "192.0.2.100"), rec("pc2", "192.0.2.101")])
+            srv.nsupdate(f"update delete pc2.{ZONE} A")  # drift: someone took pc2's A away
+            out = peer.output()
+            out.serving()
+            assert [(r.name, r.ip) for r in out.held()] == [(f"pc1.{ZONE}", "192.0.2.100")]

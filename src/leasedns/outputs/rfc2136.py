@@ -169,8 +169,11 @@ class Rfc2136:
         ]
 
     def held(self) -> list[Record]:
-        """The dynamic records the zones hold for leasedns, read from the server (AXFR)."""
-        self._have, self._changed = self.survey(), True
+        """The dynamic records the zones hold for leasedns, read from the server: by AXFR,
+        or, where a transfer is refused, the names the note says it published, one by one."""
+        if self._have is None:
+            self._load_note()
+        self._have, self._changed = self.survey(self._have or ()), True
         return self._records()
 
     def holdings(self) -> dict[str, Entry]:
