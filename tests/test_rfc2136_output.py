@@ -343,7 +343,7 @@ def test_a_zone_the_server_does_not_serve(server: Bind | Knot, tmp_path: Path) -
     peer.spec = Rfc2136Output(
         server="127.0.0.1", zone="other.example", port=server.port, tsig_key_file=key_of(server)
     )
-    with pytest.raises(PublishError, match="the server does not serve zone other.example"):
+    with pytest.raises(PublishError, match=r"the server does not serve zone other\.example"):
         peer.publish([Record("pc1.other.example", "192.0.2.100", END, False, False)])
 
 
