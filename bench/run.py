@@ -23,7 +23,19 @@ sys.path.insert(0, str(HERE))
 from common import ROWS_ENV, Row, load_rows, machine_note, markdown  # noqa: E402
 
 # bench/bench_<name>.py, in this order
-BENCHES = ("hook", "build", "burst", "parse", "leases", "load", "reconcile", "sync", "compaction")
+BENCHES = (
+    "hook",
+    "build",
+    "burst",
+    "parse",
+    "leases",
+    "load",
+    "reconcile",
+    "sync",
+    "compaction",
+    "rfc2136",
+    "unbound",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
