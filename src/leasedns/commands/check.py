@@ -1,11 +1,14 @@
-"""`leasedns check`: ask each peer's tinydns for every expected record; report who differs."""
+"""`leasedns check`: ask every output what it holds, and each peer's tinydns over DNS, for the
+records the merge expects; report who differs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
 
 import dns.exception
 import dns.message
@@ -15,8 +18,11 @@ import dns.rdatatype
 import dns.reversename
 
 from leasedns.config import Config
-from leasedns.errors import ConfigError
+from leasedns.errors import ConfigError, PublishError
 from leasedns.model import Record
+
+if TYPE_CHECKING:
+    from leasedns.outputs import Output
 
 SETTLING_SECS = 5  # records this close to their time-to-die may legitimately differ
 
@@ -72,15 +78,102 @@ def run(servers: list[tuple[str, str]], records: list[Record]) -> list[ServerRep
     return [check_server(peer, ip, records, now) for peer, ip in servers]
 
 
-def level(reports: list[ServerReport]) -> int:
-    """0 all agree, 1 some answers differ, 2 a server does not answer."""
+@dataclass(slots=True)
+class OutputReport:
+    """What one output holds for leasedns, against the merge's dynamic records."""
+
+    output: str
+    asked: int = 0  # names compared (those settling left out)
+    missing: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)  # names it holds at another address
+    stale: list[str] = field(default_factory=list)  # names it holds that the merge has not
+    unreachable: str = ""
+
+    @property
+    def differences(self) -> list[str]:
+        return self.missing + self.wrong + self.stale
+
+
+def compare_held(
+    name: str, held: Iterable[Record], records: Iterable[Record], now: float
+) -> OutputReport:
+    """Compare what an output holds with the merge's records, by name and address (pure).
+
+    Static records are left out (an output's `held()` lists its dynamic ones only), and
+    so is every name whose record ends within SETTLING_SECS: the merge's (an apply may not
+    have taken it out yet), or the output's (it stops serving it any moment)."""
+    rep = OutputReport(name)
+    expected = {r.name: r for r in records if not r.static}
+    settling = {n for n, r in expected.items() if r.ttd is not None and r.ttd - now < SETTLING_SECS}
+    holds: dict[str, set[str]] = {}
+    for r in held:
+        if r.static or (r.ttd is not None and r.ttd - now < SETTLING_SECS):
+            continue
+        holds.setdefault(r.name, set()).add(r.ip)
+    for n in sorted(expected.keys() - settling):
+        rep.asked += 1
+        ip, got = expected[n].ip, holds.get(n)
+        if got is None:
+            rep.missing.append(f"{n}: missing (expected {ip})")
+        elif got != {ip}:
+            rep.wrong.append(f"{n}: at {', '.join(sorted(got))}, expected {ip}")
+    for n in sorted(holds.keys() - expected.keys()):
+        rep.stale.append(f"{n}: stale at {', '.join(sorted(holds[n]))}, not in the merge")
+    return rep
+
+
+def check_outputs(
+    outs: Sequence[Output], records: Sequence[Record], now: float
+) -> list[OutputReport]:
+    """Ask every output what it holds (`held()`) and compare; one that cannot tell is
+    UNREACHABLE with its error, and the others are still asked."""
+    reports = []
+    for out in outs:
+        try:
+            held = out.held()
+        except (PublishError, OSError) as e:
+            reports.append(OutputReport(out.name, unreachable=unnamed(out.name, e)))
+            continue
+        reports.append(compare_held(out.name, held, records, now))
+    return reports
+
+
+def unnamed(name: str, e: Exception) -> str:
+    """An output's error without the output's name in front (it is said beside it)."""
+    text = str(e) or e.__class__.__name__
+    return text.removeprefix(f"{name}: ")
+
+
+def level(reports: Sequence[ServerReport | OutputReport]) -> int:
+    """0 all agree, 1 some answers differ, 2 a server or output does not answer."""
     if any(r.unreachable for r in reports):
         return 2
-    return 1 if any(r.wrong for r in reports) else 0
+    return (
+        1 if any(r.differences if isinstance(r, OutputReport) else r.wrong for r in reports) else 0
+    )
 
 
-def as_text(reports: list[ServerReport]) -> str:
-    lines = [f"leasedns check {('OK', 'WARNING', 'CRITICAL')[level(reports)]}"]
+def output_lines(r: OutputReport, limit: int = 20) -> list[str]:
+    """One output's lines: its state, then its differences (at most `limit`)."""
+    diffs = r.differences
+    state = (
+        f"UNREACHABLE ({r.unreachable})"
+        if r.unreachable
+        else f"{len(diffs)} differences over {r.asked} names"
+        if diffs
+        else f"{r.asked} names ok"
+    )
+    lines = [f"output {r.output}: {state}"]
+    lines += [f"  {d}" for d in diffs[:limit]]
+    if len(diffs) > limit:
+        lines.append(f"  ... and {len(diffs) - limit} more")
+    return lines
+
+
+def as_text(reports: list[ServerReport], outs: Sequence[OutputReport] = ()) -> str:
+    lines = [f"leasedns check {('OK', 'WARNING', 'CRITICAL')[level([*reports, *outs])]}"]
+    for o in outs:
+        lines += output_lines(o)
     for r in reports:
         state = (
             f"UNREACHABLE ({r.unreachable})"
@@ -96,23 +189,41 @@ def as_text(reports: list[ServerReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def as_json(reports: list[ServerReport], outs: Sequence[OutputReport]) -> str:
+    return (
+        json.dumps(
+            {
+                "level": level([*reports, *outs]),
+                "outputs": [asdict(o) for o in outs],
+                "servers": [asdict(r) for r in reports],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "check", help="query every peer's tinydns for the expected records (exit 0/1/2)"
+        "check",
+        help="ask every output, and each peer's tinydns, for the expected records (exit 0/1/2)",
     )
     p.add_argument(
         "--server",
         action="append",
         metavar="PEER=IP",
-        help="a tinydns to ask (default: check.servers in the config)",
+        help="a tinydns to ask over DNS as well (default: check.servers in the config)",
     )
+    p.add_argument("--json", action="store_true")
     p.set_defaults(run=main)
     return p
 
 
 def main(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
     """`leasedns check`: exit with the level (0 all agree, 1 answers differ, 2 unreachable)."""
+    from leasedns import outputs
     from leasedns.commands import show
+    from leasedns.sources import statics
 
     servers = list(cfg.check_servers)
     for s in args.server or []:
@@ -120,8 +231,14 @@ def main(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
         if not ip:
             raise ConfigError(f"--server {s!r}: use PEER=IP")
         servers.append((peer, ip))
-    if not servers:
-        raise ConfigError(f"{cfg.path}: no check.servers configured and no --server given")
-    reports = run(servers, list(show.compute(cfg).records))
-    out.write(as_text(reports))
-    return level(reports)
+    if not servers and not cfg.outputs:
+        raise ConfigError(
+            f"{cfg.path}: nothing to check: no outputs, no check.servers configured and "
+            "no --server given"
+        )
+    loaded = statics.load(cfg)
+    records = list(show.compute(cfg, statics_=loaded).records)
+    outs = check_outputs(outputs.configured(cfg, loaded), records, time.time())
+    reports = run(servers, records)
+    out.write(as_json(reports, outs) if args.json else as_text(reports, outs))
+    return level([*reports, *outs])
