@@ -15,7 +15,7 @@ import pytest
 from helpers import write_config
 from leasedns import config, journal, outputs
 from leasedns.cli import main
-from leasedns.commands import apply, check
+from leasedns.commands import apply, check, status
 from leasedns.errors import ConfigError, PublishError
 from leasedns.model import Changes, Desired, Event, Kind, Record, Serving
 
@@ -337,3 +337,60 @@ def test_show_an_unreachable_output_in_json_is_logged_and_show_still_prints(
     got = capsys.readouterr()
     assert len(got.out.splitlines()) == 2
     assert f"leasedns: output {RFC}: cannot tell what it holds: no answer\n" in got.err
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+def test_status_shows_each_outputs_last_publish(
+    cfg: config.Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    published(cfg)
+    rc, out = run_cli(capsys, cfg, "status")
+    lines = out.splitlines()
+    assert rc == 0
+    i = next(n for n, line in enumerate(lines) if line.startswith("last build "))
+    assert lines[i + 1 :] == ["output tinydns: ok", f"output {hosts_name(cfg)}: ok"]
+    rc, out = run_cli(capsys, cfg, "status", "--json")
+    assert rc == 0
+    assert json.loads(out)["last_build"]["outputs"] == {"tinydns": "ok", hosts_name(cfg): "ok"}
+
+
+def test_status_a_failed_output_is_named_with_its_error_and_is_critical(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosts = tmp_path / "leasedns.hosts"
+    path = write_config(
+        tmp_path,
+        tinydns={"data_program": "true"},
+        outputs=[{"type": "hosts", "path": str(hosts), "reload": ["false"]}],
+    )
+    c = config.load(str(path))
+    apply.ensure_dirs(c)
+    commit(c, "192.0.2.100", A, "pc1")
+    assert not apply.run(c).ok
+    rc, out = run_cli(capsys, c, "status")
+    assert rc == 2
+    lines = out.splitlines()
+    i = next(n for n, line in enumerate(lines) if line.startswith("last build "))
+    assert lines[i + 1 : i + 3] == [
+        "output tinydns: ok",
+        f"output hosts {hosts}: FAILED: reload command `false` failed (exit 1); "
+        f"{hosts} is written; the next apply runs the reload again",
+    ]
+    assert json.loads(main_json(capsys, c))["last_build"]["outputs"][f"hosts {hosts}"] == (
+        f"hosts {hosts}: reload command `false` failed (exit 1); "
+        f"{hosts} is written; the next apply runs the reload again"
+    )
+
+
+def main_json(capsys: pytest.CaptureFixture[str], c: config.Config) -> str:
+    assert main(["-c", str(c.path), "status", "--json"]) == 2
+    return capsys.readouterr().out
+
+
+def test_status_of_a_report_from_before_outputs_has_no_output_lines(cfg: config.Config) -> None:
+    apply.save_report(cfg, apply.Report(time="2026-01-01T00:00:00Z", ok=True))
+    text = status.as_text(cfg, status.gather(cfg))
+    assert text.splitlines()[-1].startswith("last build 2026-01-01T00:00:00Z: ok;")
+    assert "output " not in text

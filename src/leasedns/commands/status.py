@@ -184,11 +184,24 @@ def as_text(cfg: Config, st: Status) -> str:
             f"{'compiled' if lb.get('compiled') else 'no compile needed'}"
             + (f"; then synced: {lb.get('synced')}" if lb.get("synced") else "")
         )
+        out += output_lines(lb.get("outputs"))
         if not lb.get("ok") and st.last_ok:
             out.append(f"last good build {st.last_ok.get('time')}")
     else:
         out.append("no build yet")
     return "\n".join(out) + "\n"
+
+
+def output_lines(outputs: object) -> list[str]:
+    """One line per output of the last build: `ok`, or `FAILED:` and why (its last publish;
+    none when the build failed before publishing, or a report from before outputs)."""
+    if not isinstance(outputs, dict):
+        return []
+    lines = []
+    for name, outcome in outputs.items():
+        why = str(outcome).removeprefix(f"{name}: ")
+        lines.append(f"output {name}: {'ok' if outcome == 'ok' else 'FAILED: ' + why}")
+    return lines
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
