@@ -15,7 +15,7 @@ import pytest
 from helpers import write_config
 from leasedns import config, journal, outputs
 from leasedns.cli import main
-from leasedns.commands import apply, check, status
+from leasedns.commands import apply, check, reconcile, status
 from leasedns.errors import ConfigError, PublishError
 from leasedns.model import Changes, Desired, Event, Kind, Record, Serving
 
@@ -394,3 +394,143 @@ def test_status_of_a_report_from_before_outputs_has_no_output_lines(cfg: config.
     text = status.as_text(cfg, status.gather(cfg))
     assert text.splitlines()[-1].startswith("last build 2026-01-01T00:00:00Z: ok;")
     assert "output " not in text
+
+
+# --- reconcile --------------------------------------------------------------------------------
+
+
+def lease_block(ip: str, mac: str, name: str) -> str:
+    def stamp(t: int) -> str:
+        return time.strftime("%w %Y/%m/%d %H:%M:%S", time.gmtime(t))
+
+    return (
+        f"lease {ip} {{\n  starts {stamp(NOW - 60)};\n  ends {stamp(NOW + 3540)};\n"
+        f"  binding state active;\n  hardware ethernet {mac};\n"
+        f'  client-hostname "{name}";\n}}\n'
+    )
+
+
+@pytest.fixture
+def rcfg(tmp_path: Path) -> config.Config:
+    """tinydns and a hosts file, and a lease file that agrees with the journals."""
+    leases = tmp_path / "dhcpd.leases"
+    leases.write_text(lease_block("192.0.2.100", A, "pc1") + lease_block("192.0.2.101", B, "pc2"))
+    path = write_config(
+        tmp_path,
+        tinydns={"data_program": "true"},
+        dhcpd={"leases": [str(leases)]},
+        outputs=[{"type": "hosts", "path": str(tmp_path / "leasedns.hosts")}],
+    )
+    c = config.load(str(path))
+    apply.ensure_dirs(c)
+    published(c)
+    return c
+
+
+def test_reconcile_reports_each_outputs_drift_and_repairs_it(
+    rcfg: config.Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit_hosts(rcfg, drifted_hosts)
+    d = reconcile.run(rcfg, fix=False)
+    assert d.items == [] and d.level == 1
+    assert [(o.output, o.differences) for o in d.outputs] == [
+        ("tinydns", []),
+        (
+            hosts_name(rcfg),
+            [
+                "pc1.lab.example: missing (expected 192.0.2.100)",
+                "pc2.lab.example: at 192.0.2.9, expected 192.0.2.101",
+                "old.lab.example: stale at 192.0.2.77, not in the merge",
+            ],
+        ),
+    ]
+    rc, out = run_cli(capsys, rcfg, "reconcile", "--check")
+    assert rc == 1
+    assert out.splitlines() == [
+        "leasedns reconcile WARNING: 3 differences",
+        "output tinydns: 2 names ok",
+        f"output {hosts_name(rcfg)}: 3 differences over 2 names",
+        "  pc1.lab.example: missing (expected 192.0.2.100)",
+        "  pc2.lab.example: at 192.0.2.9, expected 192.0.2.101",
+        "  old.lab.example: stale at 192.0.2.77, not in the merge",
+    ]
+    # A build alone does not see it: the file's note no longer matches, so apply renders it
+    # whole; the repair is what reconcile adds for an output whose note still matches.
+    rc, out = run_cli(capsys, rcfg, "reconcile")
+    assert rc == 0
+    assert out.splitlines()[0] == "leasedns reconcile WARNING: 3 differences"
+    hosts = (rcfg.state_dir.parent / "leasedns.hosts").read_text()
+    assert "192.0.2.100 pc1.lab.example\n192.0.2.101 pc2.lab.example\n" in hosts
+    assert "old.lab" not in hosts
+    rc, out = run_cli(capsys, rcfg, "reconcile", "--check")
+    assert (rc, out.splitlines()[0]) == (0, "leasedns reconcile OK: 0 differences")
+
+
+def published_to(fake: Fake, cfg: config.Config) -> None:
+    """An apply that brings the fake up to date (its note and its server agree)."""
+    assert apply.run(cfg).ok
+    assert sorted(fake.server) == ["pc1.lab.example", "pc2.lab.example"]
+    fake.calls.clear()
+    fake.published.clear()
+
+
+def test_reconcile_repairs_a_server_whose_note_says_all_is_well(
+    rcfg: config.Config, capsys: pytest.CaptureFixture[str], with_fake: Callable[[Fake], None]
+) -> None:
+    """Records lost on the server behind leasedns's back: a build trusts the note and sends
+    nothing; held() re-reads, and the repair sends the changes from what the server holds
+    (base "": no outcome of the merge names what it holds)."""
+    fake = Fake()
+    with_fake(fake)
+    published_to(fake, rcfg)
+    del fake.server["pc1.lab.example"]
+    d = reconcile.run(rcfg, fix=True)
+    assert d.problems == [] and d.repaired == [RFC]
+    assert d.outputs[-1].differences == ["pc1.lab.example: missing (expected 192.0.2.100)"]
+    # drift; the build (from the note: nothing to send); the repair: read, send
+    assert fake.calls == ["held", "serving", "publish", "held", "publish"]
+    assert not fake.published[0]
+    changes = fake.published[1]
+    assert (changes.base, changes.token, changes.removed, changes.changed) == ("", "", [], [])
+    assert [r.name for r in changes.added] == ["pc1.lab.example"]
+    rc, out = run_cli(capsys, rcfg, "reconcile", "--check")
+    assert (rc, out.splitlines()[-1]) == (0, f"output {RFC}: 2 names ok")
+    rc, out = run_cli(capsys, rcfg, "reconcile")
+    assert fake.calls[-1] == "held" and rc == 0  # in sync: the repair sends nothing
+
+
+def test_reconcile_repair_is_held_back_by_the_guard_unless_forced(
+    rcfg: config.Config, capsys: pytest.CaptureFixture[str], with_fake: Callable[[Fake], None]
+) -> None:
+    fake = Fake()
+    with_fake(fake)
+    published_to(fake, rcfg)
+    for i in range(12):  # names of ours the merge knows nothing of (an old backup restored)
+        r = Record(f"x{i}.lab.example", f"192.0.2.{200 + i}", NOW + 3000, True, False)
+        fake.server[r.name] = r
+    rc, out = run_cli(capsys, rcfg, "reconcile")
+    assert rc == 2
+    (problem,) = [line for line in out.splitlines() if line.startswith("problem: ")]
+    assert problem.startswith(
+        f"problem: output {RFC}: not repaired: refusing to publish: 12 of 14 live dynamic names"
+    )
+    assert problem.endswith("run `leasedns reconcile --force`.")
+    assert fake.calls.count("publish") == 1  # the build's, from the note
+    rc, out = run_cli(capsys, rcfg, "reconcile", "--force")
+    assert rc == 0
+    assert f"output {RFC}: repaired from what it held" in out.splitlines()
+    assert len(fake.published[-1].removed) == 12
+    assert sorted(fake.server) == ["pc1.lab.example", "pc2.lab.example"]
+
+
+def test_reconcile_an_output_that_cannot_tell_is_critical(
+    rcfg: config.Config, capsys: pytest.CaptureFixture[str], with_fake: Callable[[Fake], None]
+) -> None:
+    with_fake(Fake(error="no answer"))
+    rc, out = run_cli(capsys, rcfg, "reconcile", "--check", "--json")
+    doc = json.loads(out)
+    assert rc == 2 and doc["level"] == 2
+    assert doc["outputs"][-1]["unreachable"] == "no answer" and doc["repaired"] == []
+    rc, out = run_cli(capsys, rcfg, "reconcile")
+    assert rc == 2
+    assert f"problem: output {RFC}: not repaired: no answer" in out.splitlines()

@@ -1,4 +1,5 @@
-"""`leasedns reconcile`: compare the journals with dhcpd.leases and dhcpd.conf; repair the drift."""
+"""`leasedns reconcile`: compare the journals with dhcpd.leases and dhcpd.conf, and every output
+with the journals' merge; repair the drift."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from dataclasses import asdict, dataclass, field
 from operator import itemgetter
 from typing import Any, NamedTuple, TextIO
 
-from leasedns import journal
+from leasedns import journal, outputs
+from leasedns.commands.check import OutputReport, check_outputs, output_lines, unnamed
 from leasedns.config import Config
 from leasedns.engine import cache as mergestate
-from leasedns.engine import store
+from leasedns.engine import guard, store
 from leasedns.engine.resolve import Resolved
 from leasedns.engine.rules import Aggregates
 from leasedns.engine.state import State
-from leasedns.errors import ConfigError, LeasednsError
+from leasedns.errors import ConfigError, GuardError, LeasednsError, PublishError
 from leasedns.fsutil import gc_paused
 from leasedns.journal import identity
 from leasedns.model import (
@@ -58,13 +60,29 @@ class Drift:
     items: list[Item] = field(default_factory=list)
     held: str = ""  # why stale removals were not proposed (guard), "" when they were
     problems: list[str] = field(default_factory=list)
+    # Each output's holdings against the journals' merge (before any repair).
+    outputs: list[OutputReport] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)  # outputs the repair changed
+
+    @property
+    def critical(self) -> bool:
+        """The guard tripped, the lease files are damaged, a repair failed, or an output
+        cannot tell what it holds."""
+        return bool(self.held or self.problems or any(o.unreachable for o in self.outputs))
+
+    @property
+    def differences(self) -> int:
+        """The items and the outputs' differences."""
+        return len(self.items) + sum(len(o.differences) for o in self.outputs)
 
     @property
     def level(self) -> int:
-        """0 in sync, 1 drift (fixable), 2 critical (guard tripped or lease files damaged)."""
-        if self.held or self.problems:
+        """0 in sync, 1 drift (fixable), 2 critical (guard tripped, lease files damaged, an
+        output unreachable)."""
+        if self.critical:
             return 2
-        return 1 if any(i.kind != "unnamed" for i in self.items) else 0
+        drift = any(i.kind != "unnamed" for i in self.items)
+        return 1 if drift or any(o.differences for o in self.outputs) else 0
 
     def fixes(self) -> list[Event]:
         return [i.fix for i in self.items if i.fix is not None]
@@ -369,6 +387,9 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
             cfg.guard_fraction,
             cfg.guard_min,
         )
+        # Each output against the journals' merge (its dynamic records), asked of the output.
+        outs = outputs.configured(cfg, statics_)
+        drift.outputs = check_outputs(outs, state.desired(up, statics_).dynamic(), now)
         fixes = state.stamp(drift.fixes()) if fix else []
     if fix:
         if fixes:
@@ -377,6 +398,8 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
         report = apply.run(cfg, force=force, statics=statics_)
         if not report.ok:
             drift.problems.append(f"build after reconcile failed: {report.error}")
+        drift.repaired, problems = repair(cfg, statics_, force)
+        drift.problems += problems
         if fixes and cfg.partners:
             from leasedns.journal import sync
 
@@ -384,13 +407,58 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
     return drift
 
 
+# The outcome a repaired output serves is named by no token of the merge state: the next
+# apply then brings it up to date from what it holds, never by changes from another outcome.
+REPAIRED = ""
+
+
+def repair(cfg: Config, statics_: Statics, force: bool) -> tuple[list[str], list[str]]:
+    """Bring every output to the journals' merge from what it holds, asked of it: the drift
+    a build does not see (a build trusts the note of its last publish). Under the build lock,
+    each output on its own; the mass-delete guard applies unless `force`.
+
+    An output that holds the merge's records exactly is left alone. Returns the outputs
+    whose publish changed something, and the problems."""
+    from leasedns.commands import apply
+
+    repaired: list[str] = []
+    problems: list[str] = []
+    with apply.build_lock(cfg), State.open(cfg, int(time.time()), keep=False) as state:
+        up = state.advance(statics_)
+        desired = state.desired(up, statics_)
+        wanted = desired.dynamic()
+        for out in outputs.configured(cfg, statics_):
+            try:
+                changes = guard.changes_between(out.held(), wanted, REPAIRED, state.now)
+                if not changes:
+                    continue  # it holds the merge's records: its note stays good
+                if not force:
+                    guard.check(
+                        changes, state.known_ips, state.now, cfg.guard_fraction, cfg.guard_min
+                    )
+                done = out.publish(desired, changes)
+            except GuardError as e:
+                why = str(e).replace("leasedns apply --force", "leasedns reconcile --force")
+                problems.append(f"output {out.name}: not repaired: {why}")
+                continue
+            except (PublishError, OSError) as e:
+                problems.append(f"output {out.name}: not repaired: {unnamed(out.name, e)}")
+                continue
+            if done.changed:
+                repaired.append(out.name)
+    return repaired, problems
+
+
 def as_text(d: Drift, fixed: bool) -> str:
     word = ("OK", "WARNING", "CRITICAL")[d.level]
     lines = [
-        f"leasedns reconcile {word}: {len(d.items)} differences"
+        f"leasedns reconcile {word}: {d.differences} differences"
         + (f", {len(d.fixes())} corrective events journaled" if fixed and d.fixes() else "")
     ]
     lines += [f"problem: {p}" for p in d.problems]
+    for o in d.outputs:
+        lines += output_lines(o)
+    lines += [f"output {name}: repaired from what it held" for name in d.repaired]
     if d.held:
         lines.append(
             f"guard: stale names kept because {d.held}; check the lease files, then "
@@ -410,6 +478,8 @@ def as_json(d: Drift) -> str:
                 "held": d.held,
                 "problems": d.problems,
                 "items": [{k: v for k, v in asdict(i).items() if k != "fix"} for i in d.items],
+                "outputs": [asdict(o) for o in d.outputs],
+                "repaired": d.repaired,
             },
             indent=1,
         )
@@ -419,7 +489,8 @@ def as_json(d: Drift) -> str:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "reconcile", help="compare with dhcpd.leases and dhcpd.conf; repair drift"
+        "reconcile",
+        help="compare with dhcpd.leases and dhcpd.conf, and every output; repair drift",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="report only (exit 0/1/2)")
@@ -436,7 +507,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
     """`leasedns reconcile`. With --check the drift's level (0 in sync, 1 drift, 2 critical);
-    else 2 when removals were held back or the lease files are damaged, 0 otherwise."""
+    else 2 when removals were held back, the lease files are damaged or an output was not
+    repaired (an output that cannot tell what it holds is not), 0 otherwise."""
     drift = run(cfg, fix=not args.check, force=args.force)
     out.write(as_json(drift) if args.json else as_text(drift, not args.check))
     return drift.level if args.check else (2 if drift.held or drift.problems else 0)
