@@ -1,4 +1,5 @@
-"""`make demo`: two peers' example events -> hook -> apply -> tinydns-data -> tinydns -> answers."""
+"""`make demo`: two peers' example events -> hook -> apply -> tinydns-data -> tinydns -> answers;
+and a second output, a hosts file (as dnsmasq reads one), that `leasedns check` asks too."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def _config(base: Path, peer: str, tool: str) -> Path:
         f"tinydns:\n  root: {base / peer / 'root'}\n  data_program: {tool}\n"
         f"  static: [{base / 'static.data'}]\n"
         f"dhcpd:\n  conf: {base / 'dhcpd.conf'}\n"
+        f"outputs:\n  - type: hosts\n    path: {base / peer / 'hosts'}\n"
     )
     return path
 
@@ -105,6 +107,14 @@ def main() -> int:
     )
     print("\n--- leasedns show (peer-a) ---")
     subprocess.run([str(leasedns), "-c", str(cfgs["peer-a"]), "show"], check=True)
+    hosts = (base / "peer-a" / "hosts").read_text().splitlines()
+    entries = [line for line in hosts if line and not line.startswith("#")]
+    print(f"\n--- the hosts output (peer-a), {len(entries)} names, the first ones ---")
+    print("\n".join(entries[:5]))
+    print("\n--- leasedns check (peer-a): every output asked what it holds ---")
+    sys.stdout.flush()
+    subprocess.run([str(leasedns), "-c", str(cfgs["peer-a"]), "check"], check=False)
+    sys.stdout.flush()
 
     root = base / "peer-a" / "root"
     server = None
