@@ -2,7 +2,7 @@
 
 (1) 10,000 new bindings (A + TXT marker, and a PTR + marker each: 20,000 names), every
     name with the prerequisite "name not in use", messages cut as the output cuts them
-    (`_batches`: forward zone first, then reverse), TSIG-signed, over TCP, each side to a
+    (`Rfc2136.messages`: forward zone first, then reverse), TSIG-signed, over TCP, each side to a
     fresh BIND (a new named with empty zones per side and repetition):
 
       reference   `nsupdate -v -k KEY SCRIPT`: the same prerequisites, records, TTLs and
@@ -163,7 +163,10 @@ def count_names(srv) -> tuple[int, int]:  # type: ignore[no-untyped-def]
 
 def nsupdate_script(srv, binds: list[tuple[str, str, int]], now: int) -> tuple[str, int]:  # type: ignore[no-untyped-def]
     """The nsupdate commands making what the output makes, in its batches; (text, messages)."""
-    from leasedns.outputs.rfc2136 import Entry, _batches, _Op, reverse_name
+    from leasedns.config import Rfc2136Output
+    from leasedns.outputs.rfc2136 import Entry, Rfc2136, _Op, reverse_name
+
+    output = Rfc2136(Rfc2136Output("127.0.0.1", ZONE, reverse_zones=(REV,)), TTL, True, Path("/"))
 
     fwd, rev = [], []
     for name, ip, t in binds:
@@ -176,7 +179,7 @@ def nsupdate_script(srv, binds: list[tuple[str, str, int]], now: int) -> tuple[s
         (ZONE, sorted(fwd, key=lambda o: o.name)),
         (REV, sorted(rev, key=lambda o: o.name)),
     ):
-        for batch in _batches(ops):
+        for _msg, batch in output.messages(zone, ops, now):
             lines.append(f"zone {zone}.")
             for op in batch:
                 w = op.want

@@ -63,13 +63,12 @@ from leasedns.config import Rfc2136Output
 from leasedns.errors import ConfigError, PublishError
 from leasedns.fsutil import write_atomic
 from leasedns.model import Changes, Desired, Record, Serving
-from leasedns.outputs import tsigkey
+from leasedns.outputs import dnsupdate, tsigkey
 
 log = logging.getLogger("leasedns.rfc2136")
 
 NOTE_VERSION = 1
-MAX_OPS = 400  # names changed per UPDATE message
-MAX_EST_BYTES = 48_000  # estimated message size at which a new one starts (the limit: 64 KiB)
+MAX_OPS = 400  # names changed per UPDATE message (at most; each message under 64 KiB)
 ROUNDS = 4  # send, read back the names whose prerequisites failed, decide again: at most
 # Names the engine publishes are labels of letters, digits and '-'; anything else is refused.
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
@@ -264,7 +263,12 @@ class Rfc2136:
         # gets the oldest time there is, which any peer that knows more may replace.
         t = 0 if r.static else max(1, seen(r.ip))
         end = None if r.static else r.ttd
-        if not _NAME.fullmatch(r.name) or self.zone_of(r.name) != self.spec.zone:
+        try:
+            dnsupdate.name_wire(r.name)
+            fits = True
+        except (dnsupdate.BadName, UnicodeEncodeError):
+            fits = False
+        if not fits or not _NAME.fullmatch(r.name) or self.zone_of(r.name) != self.spec.zone:
             problems.append(f"{self.name}: {r.name} is not a name in zone {self.spec.zone}")
             return
         yield r.name, Entry("A", r.ip, t, end)
@@ -396,58 +400,54 @@ class Rfc2136:
         failed: list[str] = []
         have = self.holdings()
         for zone, zops in by_zone.items():
-            for batch in _batches(zops):
-                for part in self._send(zone, batch, now):
-                    if part.ok:
-                        self._changed = True
-                        for op in part.ops:
-                            if op.want is None:
-                                have.pop(op.name, None)
-                            else:
-                                have[op.name] = op.want
-                        out.changed = True
-                        out.updates += 1
-                        out.names += len(part.ops)
-                    else:
-                        failed.extend(op.name for op in part.ops)
+            for msg, mops in self.messages(zone, zops, now):
+                if self._send(msg):
+                    self._changed = True
+                    for op in mops:
+                        if op.want is None:
+                            have.pop(op.name, None)
+                        else:
+                            have[op.name] = op.want
+                    out.changed = True
+                    out.updates += 1
+                    out.names += len(mops)
+                else:
+                    failed.extend(op.name for op in mops)
         return failed
 
-    def _send(self, zone: str, ops: list[_Op], now: int) -> list[_Result]:
-        """One UPDATE (split in two when it would not fit a message)."""
-        msg = self._message(zone, ops, now)
-        try:
-            wire_ok = len(msg.to_wire(max_size=65535)) > 0
-        except dns.exception.TooBig:
-            wire_ok = False
-        if not wire_ok and len(ops) > 1:
-            half = len(ops) // 2
-            return self._send(zone, ops[:half], now) + self._send(zone, ops[half:], now)
-        rcode = self._exchange(msg, f"update of zone {zone}")
-        if rcode == dns.rcode.NOERROR:
-            return [_Result(ops, True)]
-        if rcode in (dns.rcode.YXDOMAIN, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.NXRRSET):
-            return [_Result(ops, False)]
-        raise PublishError(f"{self.name}: {_rcode_problem(rcode, zone, self.spec)}")
-
-    def _message(self, zone: str, ops: list[_Op], now: int) -> dns.update.UpdateMessage:
-        key = self._tsig()
-        msg = dns.update.UpdateMessage(zone + ".", keyring=key)
+    def messages(
+        self, zone: str, ops: Sequence[_Op], now: int
+    ) -> Iterator[tuple[dnsupdate.Update, list[_Op]]]:
+        """The UPDATE messages of `ops`: up to MAX_OPS names each, as many as fit 64 KiB."""
         owner = self.spec.owner
+        msg, mops = dnsupdate.Update(zone), list[_Op]()
         for op in ops:
-            n = dns.name.from_text(op.name + ".")
-            have, want = op.have, op.want
-            if have is None:
-                msg.absent(n)  # the name is not in use: nobody's record is clobbered
-            else:
-                msg.present(n, _rdata(have.rdtype, have.value))
-                msg.present(n, _rdata("TXT", _quoted(have.marker(owner))))
-                msg.delete(n, have.rdtype)
-                msg.delete(n, "TXT")
-            if want is not None:
-                ttl = self.ttl if want.end is None else max(1, min(self.ttl, want.end - now))
-                msg.add(n, ttl, _rdata(want.rdtype, want.value))
-                msg.add(n, ttl, _rdata("TXT", _quoted(want.marker(owner))))
-        return msg
+            have = want = None
+            if op.have is not None:
+                have = dnsupdate.Records(op.have.rdtype, op.have.value, op.have.marker(owner))
+            ttl = self.ttl
+            if op.want is not None:
+                want = dnsupdate.Records(op.want.rdtype, op.want.value, op.want.marker(owner))
+                if op.want.end is not None:
+                    ttl = max(1, min(self.ttl, op.want.end - now))
+            if len(mops) >= MAX_OPS or not msg.add(op.name, have, want, ttl):
+                yield msg, mops
+                msg, mops = dnsupdate.Update(zone), list[_Op]()
+                msg.add(op.name, have, want, ttl)  # one name always fits
+            mops.append(op)
+        if mops:
+            yield msg, mops
+
+    def _send(self, msg: dnsupdate.Update) -> bool:
+        """Send one UPDATE: True when applied, False when a prerequisite failed."""
+        key = self._tsig()
+        wire, mac = msg.wire(key)
+        rcode = self._exchange(wire, mac, msg.id, f"update of zone {msg.zone}")
+        if rcode == dns.rcode.NOERROR:
+            return True
+        if rcode in (dns.rcode.YXDOMAIN, dns.rcode.YXRRSET, dns.rcode.NXDOMAIN, dns.rcode.NXRRSET):
+            return False
+        raise PublishError(f"{self.name}: {_rcode_problem(rcode, msg.zone, self.spec)}")
 
     def _read(self, name: str) -> Entry | str | None:
         """What the server holds at `name`: an owned Entry, "foreign", or None (nothing)."""
@@ -525,8 +525,29 @@ class Rfc2136:
             out[n] = _entry_of(rdtype, types.get(rdtype, []), types.get("TXT", []), self.spec.owner)
         return out
 
-    def _exchange(self, msg: dns.message.Message, what: str) -> dns.rcode.Rcode:
-        return self._query(msg, what).rcode()
+    def _exchange(self, wire: bytes, mac: bytes, msg_id: int, what: str) -> dns.rcode.Rcode:
+        """Send a message written as bytes; the rcode of the (verified) answer."""
+        key = self._tsig()
+        keyring = {key.name: key} if key is not None else None
+        for attempt in (1, 2):
+            sock = self._connect()
+            expiration = time.time() + self.spec.timeout
+            try:
+                dns.query.send_tcp(sock, wire, expiration)
+                resp, _ = dns.query.receive_tcp(sock, expiration, keyring=keyring, request_mac=mac)
+            except (EOFError, ConnectionResetError, BrokenPipeError) as e:
+                self._close()  # the server closed an idle connection: once more on a new one
+                if attempt == 2:
+                    raise PublishError(f"{self.name}: {what}: {_problem(e, self.spec)}") from None
+                continue
+            except (dns.exception.DNSException, OSError) as e:
+                self._close()
+                raise PublishError(f"{self.name}: {what}: {_problem(e, self.spec)}") from None
+            if resp.id != msg_id:
+                self._close()
+                raise PublishError(f"{self.name}: {what}: an answer to another message")
+            return resp.rcode()
+        raise AssertionError("unreachable")
 
     def _query(self, msg: dns.message.Message, what: str) -> dns.message.Message:
         """One message over the output's TCP connection (opened on first use)."""
@@ -633,35 +654,6 @@ class Rfc2136:
             self._changed, self._noted = False, noted
         told = json.dumps({"token": self._token, "gen": self._gen}).encode()
         write_atomic(self._token_file, told, 0o640, durable=False)
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    ops: list[_Op]
-    ok: bool
-
-
-def _batches(ops: list[_Op]) -> Iterator[list[_Op]]:
-    batch: list[_Op] = []
-    est = 0
-    for op in ops:
-        size = 3 * len(op.name) + 160
-        if batch and (len(batch) >= MAX_OPS or est + size > MAX_EST_BYTES):
-            yield batch
-            batch, est = [], 0
-        batch.append(op)
-        est += size
-    if batch:
-        yield batch
-
-
-def _rdata(rdtype: str, value: str) -> dns.rdata.Rdata:
-    text = value + "." if rdtype == "PTR" else value
-    return dns.rdata.from_text(dns.rdataclass.IN, rdtype, text)
-
-
-def _quoted(text: str) -> str:
-    return f'"{text}"'
 
 
 def _entry_of(rdtype: str, values: list[str], txts: list[str], owner: str) -> Entry | str:
