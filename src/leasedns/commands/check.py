@@ -20,6 +20,7 @@ import dns.reversename
 from leasedns.config import Config
 from leasedns.errors import ConfigError, PublishError
 from leasedns.model import Record
+from leasedns.outputs import reason
 
 if TYPE_CHECKING:
     from leasedns.outputs import Output
@@ -132,16 +133,10 @@ def check_outputs(
         try:
             held = out.held()
         except (PublishError, OSError) as e:
-            reports.append(OutputReport(out.name, unreachable=unnamed(out.name, e)))
+            reports.append(OutputReport(out.name, unreachable=reason(out.name, e)))
             continue
         reports.append(compare_held(out.name, held, records, now))
     return reports
-
-
-def unnamed(name: str, e: Exception) -> str:
-    """An output's error without the output's name in front (it is said beside it)."""
-    text = str(e) or e.__class__.__name__
-    return text.removeprefix(f"{name}: ")
 
 
 def level(reports: Sequence[ServerReport | OutputReport]) -> int:

@@ -11,7 +11,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple, TextIO
 
 from leasedns import journal, outputs
-from leasedns.commands.check import OutputReport, check_outputs, output_lines, unnamed
+from leasedns.commands.check import OutputReport, check_outputs, output_lines
 from leasedns.config import Config
 from leasedns.engine import cache as mergestate
 from leasedns.engine import guard, store
@@ -442,7 +442,7 @@ def repair(cfg: Config, statics_: Statics, force: bool) -> tuple[list[str], list
                 problems.append(f"output {out.name}: not repaired: {why}")
                 continue
             except (PublishError, OSError) as e:
-                problems.append(f"output {out.name}: not repaired: {unnamed(out.name, e)}")
+                problems.append(f"output {out.name}: not repaired: {outputs.reason(out.name, e)}")
                 continue
             if done.changed:
                 repaired.append(out.name)

@@ -17,6 +17,7 @@ from leasedns.engine.state import State
 from leasedns.errors import PublishError
 from leasedns.model import Statics, format_time
 from leasedns.names import show_name
+from leasedns.outputs import reason
 from leasedns.sources import statics
 
 if TYPE_CHECKING:
@@ -49,15 +50,13 @@ class Holdings:
 
 def ask(outs: Sequence[Output]) -> Holdings:
     """Ask every output what it holds; one that cannot tell is noted, the others still asked."""
-    from leasedns.commands.check import unnamed
-
     h = Holdings()
     for out in outs:
         h.outputs.append(out.name)
         try:
             h.pairs[out.name] = {(r.name, r.ip) for r in out.held()}
         except (PublishError, OSError) as e:
-            h.errors[out.name] = unnamed(out.name, e)
+            h.errors[out.name] = reason(out.name, e)
     return h
 
 

@@ -78,3 +78,9 @@ def configured(cfg: Config, statics: Statics, runner: Runner | None = None) -> l
                 Tinydns(cfg.tinydns_root, cfg.tinydns_data, cfg.ttl, statics, cfg.state_dir, runner)
             )
     return out
+
+
+def reason(name: str, e: Exception) -> str:
+    """Output `name`'s error without the name in front (for where it is said beside it)."""
+    text = str(e) or e.__class__.__name__
+    return text.removeprefix(f"{name}: ")

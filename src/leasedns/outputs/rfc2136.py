@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.flags
@@ -59,11 +60,13 @@ import dns.rrset
 import dns.tsig
 import dns.update
 
-from leasedns.config import Rfc2136Output
 from leasedns.errors import ConfigError, PublishError
 from leasedns.fsutil import write_atomic
 from leasedns.model import Changes, Desired, Record, Serving
 from leasedns.outputs import dnsupdate, tsigkey
+
+if TYPE_CHECKING:
+    from leasedns.config import Rfc2136Output
 
 log = logging.getLogger("leasedns.rfc2136")
 
