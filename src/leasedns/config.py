@@ -229,7 +229,14 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
 _TINYDNS_KEYS = {"root", "data_program", "static"}
 _HOSTS_KEYS = {"type", "path", "reload"}
 _RFC2136_KEYS = {
-    "type", "server", "port", "zone", "reverse_zones", "tsig_key_file", "timeout", "owner"
+    "type",
+    "server",
+    "port",
+    "zone",
+    "reverse_zones",
+    "tsig_key_file",
+    "timeout",
+    "owner",
 }
 _UNBOUND_KEYS = {"type", "control", "timeout"}
 
