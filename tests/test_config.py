@@ -264,7 +264,8 @@ def test_a_tinydns_output_entry_takes_the_tinydns_section_keys() -> None:
             "'2.0.192.in-addr.arpa', or leave the subnet out)",
         ),
         (
-            HEAD + "outputs:\n  - type: rfc2136\n    server: 127.0.0.1\n    reverse_zones: [x.org]\n",
+            HEAD + "outputs:\n  - type: rfc2136\n    server: 127.0.0.1\n"
+            "    reverse_zones: [x.org]\n",
             "x.yaml:6: reverse_zones: 'x.org' is not an in-addr.arpa zone",
         ),
         (
