@@ -1,4 +1,5 @@
-"""Real BIND 9 (named) and Knot DNS (knotd) primaries for the rfc2136 output's tests.
+"""Real BIND 9 (named) and Knot DNS (knotd) primaries for the rfc2136 output's tests, and a
+real Unbound for the unbound output's.
 
 Each server is authoritative for a forward zone and its reverse zones, listens only on
 127.0.0.1 at a free port, keeps everything (config, zone files, journals, pid file) under the
@@ -29,6 +30,7 @@ import dns.query
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.resolver
 import dns.tsig
 
 from helpers import tool
@@ -415,11 +417,131 @@ class Knot(_Server):
         return [self.binary, "-c", str(self.dir / "knot.conf")]
 
 
+# What unbound.conf itself defines in Unbound's tests (a name leasedns must never touch).
+UNBOUND_CONF_DATA = (
+    '"www.lab.example. 300 IN A 192.0.2.80"',
+    '"192.0.2.80 www.lab.example."',
+)
+
+
+class Unbound:
+    """Unbound on 127.0.0.1:<free port>, no upstream: the zones are local (static), so a name
+    it holds no data for is NXDOMAIN; `local_data` (A lines) and `local_data_ptr` come from its
+    own unbound.conf. Remote control on a unix socket in its dir (`control` is the
+    unbound-control command line leasedns is configured with). Stopped by its PID."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        zones: Sequence[str] = ("lab.example", "2.0.192.in-addr.arpa"),
+        local_data: Sequence[str] = (UNBOUND_CONF_DATA[0],),
+        local_data_ptr: Sequence[str] = (UNBOUND_CONF_DATA[1],),
+    ) -> None:
+        self.binary, self.ctl = tool("unbound"), tool("unbound-control")
+        self.dir = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.conf = tmp / "unbound.conf"
+        self.log = tmp / "unbound.log"
+        self.socket = tmp / "unbound.ctl"
+        self.conf.write_text(
+            "server:\n"
+            f"  interface: 127.0.0.1\n  port: {self.port}\n  do-ip6: no\n"
+            '  username: ""\n  chroot: ""\n'
+            f'  directory: "{tmp}"\n  pidfile: "{tmp}/unbound.pid"\n'
+            f'  logfile: "{self.log}"\n  use-syslog: no\n  verbosity: 1\n'
+            + "".join(f'  local-zone: "{z}." static\n' for z in zones)
+            + "".join(f"  local-data: {d}\n" for d in local_data)
+            + "".join(f"  local-data-ptr: {d}\n" for d in local_data_ptr)
+            + "remote-control:\n  control-enable: yes\n"
+            f'  control-interface: "{self.socket}"\n  control-use-cert: no\n'
+        )
+        self.control = (self.ctl, "-c", str(self.conf))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10) -> None:
+        """Start; return once `unbound-control status` answers, else raise with its log."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError(f"unbound already runs as PID {self.proc.pid}")
+        self.proc = subprocess.Popen(
+            [self.binary, "-d", "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+        )
+        until = time.monotonic() + timeout
+        while time.monotonic() < until:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"unbound exited ({self.proc.returncode}): {err}")
+            ok = subprocess.run([*self.control, "status"], capture_output=True, timeout=10)
+            if ok.returncode == 0:
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"unbound did not answer unbound-control status within {timeout:g} s")
+
+    def stop(self) -> None:
+        """SIGTERM to the process started here, by its PID; SIGKILL if it lingers 5 s."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _resolver(self) -> dns.resolver.Resolver:
+        r = dns.resolver.Resolver(configure=False)
+        r.nameservers, r.port, r.lifetime, r.cache = ["127.0.0.1"], self.port, 3, None
+        return r
+
+    def answer(self, qname: str, qtype: str = "A") -> str:
+        """The answer's first record, or NXDOMAIN / NODATA."""
+        try:
+            return str(self._resolver().resolve(qname, qtype)[0].to_text())
+        except dns.resolver.NXDOMAIN:
+            return "NXDOMAIN"
+        except dns.resolver.NoAnswer:
+            return "NODATA"
+
+    def answers(self, qname: str, qtype: str = "A") -> set[str] | None:
+        """Every record of the answer (a set), None for NXDOMAIN, empty for NODATA."""
+        try:
+            return {rd.to_text() for rd in self._resolver().resolve(qname, qtype)}
+        except dns.resolver.NXDOMAIN:
+            return None
+        except dns.resolver.NoAnswer:
+            return set()
+
+    def ttl(self, qname: str) -> int:
+        rrset = self._resolver().resolve(qname, "A").rrset
+        assert rrset is not None
+        return int(rrset.ttl)
+
+
 __all__ = [
     "DEFAULT_RECORDS",
+    "UNBOUND_CONF_DATA",
     "Bind",
     "Key",
     "Knot",
+    "Unbound",
     "free_port",
     "parse_key_file",
     "tsig_key",
