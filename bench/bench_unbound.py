@@ -20,8 +20,6 @@ local_datas` batch of the same lines"): publish min / reference min <= 2.
 from __future__ import annotations
 
 import argparse
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,77 +28,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# dnsservers: the real Unbound the tests use
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
+
 from bench_rfc2136 import LEASE, TTL, US, bindings, leasedns_config, run_apply, write_journal
 from common import Row, exit_code, find_program, fmt, machine_note, print_table
+from dnsservers import Unbound
 
 NAME = "unbound"
 TARGET = 2.0  # publish / one local_datas batch
 
 
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port on 127.0.0.1")
+class UnboundServer(Unbound):
+    """The tests' Unbound (tests/dnsservers.py: 127.0.0.1, a free port, no upstream, its
+    control socket in the temp dir), with the bench's zones and nothing of its own."""
 
-
-class UnboundServer:
-    """Unbound on 127.0.0.1 (no upstream), lab.example and 10.in-addr.arpa local zones, its
-    control socket in the temp dir (as tests/test_unbound_output.py starts it). Stopped by PID."""
-
-    def __init__(self, tmp: Path, binary: str, ctl: str) -> None:
-        self.port, self.tmp = free_port(), tmp
-        self.binary = binary
-        self.conf = tmp / "unbound.conf"
-        self.conf.write_text(
-            "server:\n"
-            f"  interface: 127.0.0.1\n  port: {self.port}\n  do-ip6: no\n"
-            '  username: ""\n  chroot: ""\n'
-            f'  directory: "{tmp}"\n  pidfile: "{tmp}/unbound.pid"\n'
-            f'  logfile: "{tmp}/unbound.log"\n  use-syslog: no\n  verbosity: 1\n'
-            '  local-zone: "lab.example." static\n'
-            '  local-zone: "10.in-addr.arpa." static\n'
-            "remote-control:\n  control-enable: yes\n"
-            f'  control-interface: "{tmp}/unbound.ctl"\n  control-use-cert: no\n'
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(
+            tmp, zones=("lab.example", "10.in-addr.arpa"), local_data=(), local_data_ptr=()
         )
-        self.control = (ctl, "-c", str(self.conf))
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "-d", "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        until = time.monotonic() + 10
-        while time.monotonic() < until:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"unbound exited ({self.proc.returncode}); see {self.tmp}")
-            ok = subprocess.run([*self.control, "status"], capture_output=True, timeout=10)
-            if ok.returncode == 0:
-                return
-            time.sleep(0.05)
-        raise RuntimeError("unbound did not answer unbound-control status within 10 s")
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def ctl(self, command: str, data: bytes = b"") -> str:
+    def run_ctl(self, command: str, data: bytes = b"") -> str:
         p = subprocess.run(
             [*self.control, command], input=data, capture_output=True, timeout=120, check=False
         )
@@ -111,7 +59,7 @@ class UnboundServer:
     def ours(self) -> list[str]:
         """Owner names of the bench's data Unbound holds (pcNNNNN and their PTRs)."""
         out = []
-        for line in self.ctl("list_local_data").splitlines():
+        for line in self.run_ctl("list_local_data").splitlines():
             owner = line.split("\t", 1)[0]
             if owner.startswith("pc") or (
                 owner.endswith(".10.in-addr.arpa.") and "\tPTR\t" in line
@@ -123,7 +71,7 @@ class UnboundServer:
         """Take the bench's names out again (between runs; not timed)."""
         names = self.ours()
         if names:
-            self.ctl("local_datas_remove", "".join(f"{n}\n" for n in names).encode())
+            self.run_ctl("local_datas_remove", "".join(f"{n}\n" for n in names).encode())
 
     def answer(self, qname: str, qtype: str = "A") -> str:
         import dns.resolver
@@ -167,7 +115,7 @@ def collect(argv: list[str] | None = None) -> list[Row]:
     tmpctx = tempfile.TemporaryDirectory(prefix="leasedns-bench-unbound-")
     tmp = Path(args.keep) if args.keep else Path(tmpctx.name)
     tmp.mkdir(parents=True, exist_ok=True)
-    srv = UnboundServer(tmp, binary, ctl)
+    srv = UnboundServer(tmp / "unbound")
     ref_t: list[float] = []
     pub_t: list[float] = []
     app_t: list[float] = []
