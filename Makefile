@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBS   := tinydns djbdns-utils dnsmasq bind9 bind9-dnsutils knot knot-dnsutils unbound isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux time gcc
+DEBS   := tinydns djbdns-utils dnsmasq bind9 bind9-dnsutils knot knot-dnsutils pdns-server pdns-backend-sqlite3 unbound isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux time gcc
 # Python.h of $(PYTHON): Debian's python3 needs python3-dev for the lease parser's C accelerator
 # (pyenv and python.org builds ship their headers).
 HAVE_PYTHON_H := $(PYTHON) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
@@ -29,9 +29,9 @@ $(VENV)/.installed: pyproject.toml setup.py src/leasedns/sources/dhcpd/_leasesca
 debs:
 	@missing=""; \
 	for p in tinydns-data:tinydns tinydns-get:djbdns-utils dnsmasq:dnsmasq dhcpd:isc-dhcp-server \
-	         named:bind9 nsupdate:bind9-dnsutils knotd:knot kdig:knot-dnsutils unbound:unbound \
-	         dhclient:isc-dhcp-client rsync:rsync ip:iproute2 dhcpd-pools:dhcpd-pools \
-	         setpriv:util-linux /usr/bin/time:time gcc:gcc; do \
+	         named:bind9 nsupdate:bind9-dnsutils knotd:knot kdig:knot-dnsutils \
+	         pdns_server:pdns-server unbound:unbound dhclient:isc-dhcp-client rsync:rsync ip:iproute2 \
+	         dhcpd-pools:dhcpd-pools setpriv:util-linux /usr/bin/time:time gcc:gcc; do \
 	    cmd=$${p%%:*}; pkg=$${p#*:}; \
 	    PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \

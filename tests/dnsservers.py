@@ -1,11 +1,12 @@
-"""Real BIND 9 (named) and Knot DNS (knotd) primaries for the rfc2136 output's tests, and a
-real Unbound for the unbound output's.
+"""Real BIND 9 (named), Knot DNS (knotd) and PowerDNS Authoritative (pdns_server) primaries
+for the rfc2136 output's tests, and a real Unbound for the unbound output's.
 
 Each server is authoritative for a forward zone and its reverse zones, listens only on
 127.0.0.1 at a free port, keeps everything (config, zone files, journals, pid file) under the
 test's tmp dir, accepts RFC 2136 updates signed with a TSIG key made by the real tsig-keygen,
 and serves AXFR to that key, as conf/named-leasedns.conf and conf/knot-leasedns.conf ask a
-sysadmin to set it up. Only the process started here is ever signalled, by its PID.
+sysadmin to set it up (PowerDNS: the same through its zones' metadata). Only the process
+started here is ever signalled, by its PID.
 
 Tests import these as `from dnsservers import ...` (tests/ is on sys.path, see helpers.py).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Sequence
@@ -111,8 +113,9 @@ def zone_file(zone: str, records: Sequence[str]) -> str:
 
 
 class _Server:
-    """What Bind and Knot share: the zones, the process, the queries the tests assert with.
-    Its state is in tmp/named or tmp/knotd: one server of a kind per tmp dir."""
+    """What Bind, Knot and PowerDNS share: the zones, the process, the queries the tests assert
+    with. Its state is in tmp/named, tmp/knotd or tmp/pdns_server: one server of a kind per tmp
+    dir."""
 
     program = ""  # set by the subclass: the name tool() finds
     start_timeout = 10.0  # seconds start() waits for every zone's SOA
@@ -417,6 +420,135 @@ class Knot(_Server):
         return [self.binary, "-c", str(self.dir / "knot.conf")]
 
 
+# A line pdnsutil logs with a timestamp ("Dec 01 02:41:03 gsqlite3: connection ..."), not its
+# answer.
+_PDNS_LOG_LINE = re.compile(r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d ")
+
+
+class PowerDNS(_Server):
+    """pdns_server (PowerDNS Authoritative) on 127.0.0.1:<port>, primary for the zones, kept in
+    a SQLite database (gsqlite3 backend) under its dir. The zone files are loaded with the
+    real pdnsutil, which also imports the key and sets the zones' metadata: updates allowed
+    from 127.0.0.0/8 signed with the key (ALLOW-DNSUPDATE-FROM and TSIG-ALLOW-DNSUPDATE, when
+    update=True), AXFR to the key (TSIG-ALLOW-AXFR, when axfr=True). Updates are committed to
+    the database at once, so a restart serves them."""
+
+    program = "pdns_server"
+    # PowerDNS refuses an update its metadata does not allow (and, as RFC 3007 asks, one whose
+    # signature does not verify) with REFUSED.
+    denied = "REFUSED"
+    load_errors: tuple[str, ...] = ()  # the zone files pdnsutil could not load, and why
+    SCHEMAS = (
+        Path("/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql"),
+        Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql"),
+    )
+
+    @property
+    def database(self) -> Path:
+        return self.dir / "pdns.sqlite3"
+
+    def server_conf(self) -> str:
+        """pdns.conf: only 127.0.0.1:port, foreground, everything in the dir, no caches (the
+        tests read right after each update), no webserver/API, no security poll (a DNS query
+        to the Internet), no updates or unsigned AXFR from anyone but what the zones' metadata
+        allows. allow-dnsupdate-from stays empty: 127.0.0.0/8 there would let anyone on this
+        host update a zone without TSIG-ALLOW-DNSUPDATE (update=False) unsigned; the range is
+        each updatable zone's ALLOW-DNSUPDATE-FROM instead."""
+        d = self.dir
+        return (
+            "launch=gsqlite3\n"
+            f"gsqlite3-database={self.database}\n"
+            "gsqlite3-pragma-synchronous=0\n"
+            "local-address=127.0.0.1\n"
+            f"local-port={self.port}\n"
+            f"socket-dir={d}\n"
+            "guardian=no\n"
+            "daemon=no\n"
+            "disable-syslog=yes\n"
+            "write-pid=no\n"
+            "webserver=no\n"
+            "api=no\n"
+            "security-poll-suffix=\n"
+            "dnsupdate=yes\n"
+            "allow-dnsupdate-from=\n"
+            "allow-axfr-ips=\n"
+            "disable-axfr=no\n"
+            "cache-ttl=0\n"
+            "negquery-cache-ttl=0\n"
+            "query-cache-ttl=0\n"
+            "loglevel=6\n"
+        )
+
+    def _pdnsutil(self, *args: str) -> tuple[bool, str]:
+        """Run `pdnsutil --config-dir=DIR ARGS`, its output appended to the log: (succeeded,
+        its output)."""
+        p = subprocess.run(
+            [tool("pdnsutil"), f"--config-dir={self.dir}", *args],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+        )
+        out = p.stdout + p.stderr
+        with self.log.open("a") as log:
+            log.write(f"+ pdnsutil {' '.join(args)}\n{out}")
+        return p.returncode == 0, out
+
+    def _must(self, *args: str) -> None:
+        ok, out = self._pdnsutil(*args)
+        if not ok:
+            raise RuntimeError(f"pdnsutil {' '.join(args)} failed: {out.strip()}")
+
+    def _write_config(self) -> None:
+        """pdns.conf, the database from the package's schema, the zones, key and metadata.
+        A zone file pdnsutil cannot load is left out (start() then says it is not served, and
+        why); any other pdnsutil failure raises at once."""
+        (self.dir / "pdns.conf").write_text(self.server_conf())
+        schema = next((s for s in self.SCHEMAS if s.exists()), None)
+        if schema is None:
+            raise RuntimeError(
+                f"no gsqlite3 schema at {' or '.join(map(str, self.SCHEMAS))}: "
+                "install pdns-backend-sqlite3"
+            )
+        db = sqlite3.connect(self.database)
+        try:
+            db.executescript(schema.read_text())
+        finally:
+            db.close()
+        errors = []
+        for z in self.zones:
+            ok, out = self._pdnsutil("load-zone", z, str(self._zone_path(z)))
+            if not ok:
+                why = [line for line in out.splitlines() if not _PDNS_LOG_LINE.match(line)]
+                errors.append(f"pdnsutil load-zone {z} {self._zone_path(z)}: {' '.join(why)}")
+        self.load_errors = tuple(errors)
+        k = self.key
+        self._must("import-tsig-key", k.name, k.algorithm, k.secret)
+        for z in self.zones:
+            meta = []
+            if self.update:
+                meta += [("ALLOW-DNSUPDATE-FROM", "127.0.0.0/8"), ("TSIG-ALLOW-DNSUPDATE", k.name)]
+            if self.axfr:
+                meta.append(("TSIG-ALLOW-AXFR", k.name))
+            for kind, value in meta:
+                self._must("set-meta", z, kind, value)
+
+    def start(self) -> None:
+        """As for every server; when it does not serve a zone pdnsutil could not load, the
+        error also says which file and why (pdns_server's own log does not)."""
+        try:
+            super().start()
+        except RuntimeError as e:
+            if not self.load_errors:
+                raise
+            raise RuntimeError(f"{e}\n" + "\n".join(self.load_errors)) from e
+
+    def _argv(self) -> list[str]:
+        # daemon=no and guardian=no in pdns.conf: one process in the foreground, logging to
+        # stderr (the log file); no setuid, so it stays root and owns its files.
+        return [self.binary, f"--config-dir={self.dir}"]
+
+
 # What unbound.conf itself defines in Unbound's tests (a name leasedns must never touch).
 UNBOUND_CONF_DATA = (
     '"www.lab.example. 300 IN A 192.0.2.80"',
@@ -541,6 +673,7 @@ __all__ = [
     "Bind",
     "Key",
     "Knot",
+    "PowerDNS",
     "Unbound",
     "free_port",
     "parse_key_file",

@@ -1,7 +1,7 @@
-"""The real BIND and Knot primaries of tests/dnsservers.py do what the rfc2136 output's tests
-rely on, and conf/named-leasedns.conf and conf/knot-leasedns.conf are accepted by the real
-named-checkconf and knotc, and work: a server running them takes leasedns's signed updates
-and AXFR."""
+"""The real BIND, Knot and PowerDNS primaries of tests/dnsservers.py do what the rfc2136
+output's tests rely on, and conf/named-leasedns.conf and conf/knot-leasedns.conf are accepted
+by the real named-checkconf and knotc, and work: a server running them takes leasedns's
+signed updates and AXFR."""
 
 from __future__ import annotations
 
@@ -10,13 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from dnsservers import Bind, Key, Knot, parse_key_file, tsig_key, zone_file
+from dnsservers import Bind, Key, Knot, PowerDNS, parse_key_file, tsig_key, zone_file
 from helpers import ROOT, tool
 
 pytestmark = pytest.mark.integration
 
 CONF = ROOT / "conf"
-SERVERS = [pytest.param(Bind, id="bind"), pytest.param(Knot, id="knot")]
+Primary = Bind | Knot | PowerDNS
+SERVERS = [
+    pytest.param(Bind, id="bind"),
+    pytest.param(Knot, id="knot"),
+    pytest.param(PowerDNS, id="powerdns"),
+]
 DEFAULT_NAMES = {
     "mail.lab.example": ['TXT "v=spf1 -all"'],
     "ns.lab.example": ["A 127.0.0.1"],
@@ -49,7 +54,7 @@ def test_parse_key_file_names_the_file_it_cannot_read(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("cls", SERVERS)
 def test_server_serves_updates_and_keeps_them_over_a_restart(
-    tmp_path: Path, cls: type[Bind | Knot]
+    tmp_path: Path, cls: type[Primary]
 ) -> None:
     key = tsig_key(tmp_path)
     with cls(tmp_path, key) as server:
@@ -88,7 +93,7 @@ def test_server_serves_updates_and_keeps_them_over_a_restart(
 
 
 @pytest.mark.parametrize("cls", SERVERS)
-def test_server_without_update_refuses_the_key(tmp_path: Path, cls: type[Bind | Knot]) -> None:
+def test_server_without_update_refuses_the_key(tmp_path: Path, cls: type[Primary]) -> None:
     with cls(tmp_path, tsig_key(tmp_path), update=False) as server:
         with pytest.raises(RuntimeError, match=f"update failed: {server.denied}"):
             server.nsupdate("update add h1.lab.example 60 A 192.0.2.101")
@@ -97,7 +102,7 @@ def test_server_without_update_refuses_the_key(tmp_path: Path, cls: type[Bind | 
 
 
 @pytest.mark.parametrize("cls", SERVERS)
-def test_server_without_axfr_refuses_the_transfer(tmp_path: Path, cls: type[Bind | Knot]) -> None:
+def test_server_without_axfr_refuses_the_transfer(tmp_path: Path, cls: type[Primary]) -> None:
     import dns.exception
 
     with cls(tmp_path, tsig_key(tmp_path), axfr=False) as server:
@@ -108,7 +113,7 @@ def test_server_without_axfr_refuses_the_transfer(tmp_path: Path, cls: type[Bind
 
 
 @pytest.mark.parametrize("cls", SERVERS)
-def test_server_that_cannot_start_says_why(tmp_path: Path, cls: type[Bind | Knot]) -> None:
+def test_server_that_cannot_start_says_why(tmp_path: Path, cls: type[Primary]) -> None:
     server = cls(tmp_path, tsig_key(tmp_path), records=["www 300 IN A not-an-address"])
     server.start_timeout = 2  # the zone never loads: no need to wait the default 10 s
     with pytest.raises(RuntimeError, match=r"(exited|did not serve).*server\.log") as e:
