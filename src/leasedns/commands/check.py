@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -124,18 +124,31 @@ def compare_held(
 
 
 def check_outputs(
-    outs: Sequence[Output], records: Sequence[Record], now: float
+    outs: Sequence[Output],
+    records: Callable[[], Sequence[Record]],
+    now: float,
+    current: tuple[str, int] | None = None,
 ) -> list[OutputReport]:
-    """Ask every output what it holds (`held()`) and compare; one that cannot tell is
-    UNREACHABLE with its error, and the others are still asked."""
+    """Ask every output what it holds (`held()`) and compare with `records()`; one that
+    cannot tell is UNREACHABLE with its error, and the others are still asked.
+
+    `current`: the token of the outcome the records are and their number. An output whose
+    token is proven by what it holds (`Output.proven`) and is that token holds exactly
+    those records: it is not asked (reconcile, on a 100,000-line tinydns data file)."""
     reports = []
+    wanted: Sequence[Record] | None = None
     for out in outs:
         try:
+            if current and current[0] and out.proven and out.serving().token == current[0]:
+                reports.append(OutputReport(out.name, asked=current[1]))
+                continue
             held = out.held()
         except (PublishError, OSError) as e:
             reports.append(OutputReport(out.name, unreachable=reason(out.name, e)))
             continue
-        reports.append(compare_held(out.name, held, records, now))
+        if wanted is None:
+            wanted = records()
+        reports.append(compare_held(out.name, held, wanted, now))
     return reports
 
 
@@ -233,7 +246,7 @@ def main(args: argparse.Namespace, cfg: Config, out: TextIO) -> int:
         )
     loaded = statics.load(cfg)
     records = list(show.compute(cfg, statics_=loaded).records)
-    outs = check_outputs(outputs.configured(cfg, loaded), records, time.time())
+    outs = check_outputs(outputs.configured(cfg, loaded), lambda: records, time.time())
     reports = run(servers, records)
     out.write(as_json(reports, outs) if args.json else as_text(reports, outs))
     return level([*reports, *outs])

@@ -27,6 +27,7 @@ from leasedns.model import (
     MIN_TIME_US,
     Event,
     Kind,
+    Record,
     Settings,
     Statics,
     format_time,
@@ -389,7 +390,8 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
         )
         # Each output against the journals' merge (its dynamic records), asked of the output.
         outs = outputs.configured(cfg, statics_)
-        drift.outputs = check_outputs(outs, state.desired(up, statics_).dynamic(), now)
+        current = (up.changes.base, up.dynamic) if not up.changes else None
+        drift.outputs = check_outputs(outs, state.desired(up, statics_).dynamic, now, current)
         fixes = state.stamp(drift.fixes()) if fix else []
     if fix:
         if fixes:
@@ -426,9 +428,14 @@ def repair(cfg: Config, statics_: Statics, force: bool) -> tuple[list[str], list
     with apply.build_lock(cfg), State.open(cfg, int(time.time()), keep=False) as state:
         up = state.advance(statics_)
         desired = state.desired(up, statics_)
-        wanted = desired.dynamic()
+        wanted: list[Record] | None = None
         for out in outputs.configured(cfg, statics_):
             try:
+                current = out.proven and up.changes.base and not up.changes
+                if current and out.serving().token == up.changes.base:
+                    continue  # it holds the outcome the build published, proven
+                if wanted is None:
+                    wanted = desired.dynamic()
                 changes = guard.changes_between(out.held(), wanted, REPAIRED, state.now)
                 if not changes:
                     continue  # it holds the merge's records: its note stays good

@@ -25,6 +25,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Set
 from dataclasses import dataclass, field
+from typing import Any
 
 from leasedns.engine.rules import Aggregates, Judge, Outcome, Result, pick, static_records
 from leasedns.engine.store import Table
@@ -188,8 +189,12 @@ def dynamic_records(res: Resolved, statics: Statics, s: Settings) -> list[Record
     static_ptr = statics.ptr_ips | {h.ip for h in statics.hosts}
     out: list[Record] = []
     outcome, reverse = res.outcome, s.reverse
+    # From a saved state, the ends in one read of their column, not a checked read per row.
+    ends: Mapping[str, tuple[Any, ...]] = (
+        outcome.columns(("end",)) if isinstance(outcome, Table) else outcome
+    )
     for name, ip in sorted(res.winner.items()):
-        out.append(Record(name, ip, outcome[ip][0], reverse and ip not in static_ptr, False))
+        out.append(Record(name, ip, ends[ip][0], reverse and ip not in static_ptr, False))
     return out
 
 

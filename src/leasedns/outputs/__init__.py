@@ -36,6 +36,10 @@ class Output(Protocol):
     """One DNS server that leasedns publishes into."""
 
     name: str
+    # True when `serving()`'s token is proven by what the server holds (the digest of the
+    # file it reads): an output serving the current outcome then holds exactly its records,
+    # and reconcile need not ask it again.
+    proven: bool
 
     def serving(self) -> Serving:
         """What it serves now: the outcome it was last brought to (when it can tell) and its

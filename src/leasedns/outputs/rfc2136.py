@@ -135,6 +135,8 @@ class _Op:
 class Rfc2136:
     """One zone's primary (with its reverse zones), updated by RFC 2136."""
 
+    proven = False  # the server can change behind leasedns's back
+
     def __init__(self, spec: Rfc2136Output, ttl: int, reverse: bool, state_dir: Path) -> None:
         self.spec, self.ttl, self.reverse = spec, ttl, reverse
         self.name = f"rfc2136 {spec.zone}@{spec.server}:{spec.port}"

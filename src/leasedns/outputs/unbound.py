@@ -128,6 +128,8 @@ class _Note:
 class Unbound:
     """One running Unbound, driven through its control command."""
 
+    proven = False  # the server can change behind leasedns's back
+
     def __init__(
         self,
         spec: UnboundOutput,
