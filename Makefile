@@ -10,7 +10,7 @@ DEBS   := tinydns djbdns-utils dnsmasq bind9 bind9-dnsutils knot knot-dnsutils p
 # (pyenv and python.org builds ship their headers).
 HAVE_PYTHON_H := $(PYTHON) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
 
-.PHONY: all venv debs test test-fast demo bench lint fuzz clean
+.PHONY: all venv debs test test-fast demo bench lint fuzz clean deb deb-deps
 
 all: test
 
@@ -57,9 +57,35 @@ demo: debs venv
 bench: debs venv
 	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/python bench/run.py
 
+# The Debian package, from the tracked files only (a clean checkout's content), built with
+# Debian's own tools for Debian's python3; lintian must report no error. As root, the build
+# dependencies are installed first when missing. The .deb lands in dist/.
+DEB_DEPS := debhelper dh-python python3-all-dev python3-setuptools python3-dnspython python3-yaml \
+            build-essential fakeroot lintian
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
+DEB_ARCH = $(shell dpkg --print-architecture)
+
+deb-deps:
+	@missing=""; for p in $(DEB_DEPS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "make deb: missing:$$missing (install them, or run as root)"; exit 1; fi; \
+	echo "make: installing Debian packages:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+deb: deb-deps
+	rm -rf build/deb && mkdir -p build/deb/leasedns dist
+	git ls-files -z | tar --null -T - -cf - | tar -xf - -C build/deb/leasedns
+	cd build/deb/leasedns && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error --info build/deb/leasedns_$(DEB_VERSION)_$(DEB_ARCH).deb
+	cp build/deb/leasedns_$(DEB_VERSION)_$(DEB_ARCH).deb dist/
+	@echo "dist/leasedns_$(DEB_VERSION)_$(DEB_ARCH).deb"
+
 lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info src/leasedns/*.so .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info src/leasedns/*.so .pytest_cache .hypothesis
