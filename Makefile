@@ -6,6 +6,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEBS   := tinydns djbdns-utils dnsmasq bind9 bind9-dnsutils knot knot-dnsutils pdns-server pdns-backend-sqlite3 unbound isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux time gcc
+# What `make deb` builds the Debian package with (also installed by `make test` as root: a test
+# builds and installs the package).
+DEB_DEPS := debhelper dh-python python3-all-dev python3-setuptools python3-dnspython python3-yaml \
+            build-essential fakeroot lintian groff-base
 # Python.h of $(PYTHON): Debian's python3 needs python3-dev for the lease parser's C accelerator
 # (pyenv and python.org builds ship their headers).
 HAVE_PYTHON_H := $(PYTHON) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
@@ -37,12 +41,15 @@ debs:
 	done; \
 	headers=""; $(HAVE_PYTHON_H) 2>/dev/null || headers="python3-dev"; \
 	missing="$$missing$${headers:+ $$headers}"; \
+	for p in $(DEB_DEPS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
 	    echo "make: not root, not installing:$$missing (tests that need them will skip)"; exit 0; fi; \
 	echo "make: installing Debian packages:$$missing"; \
 	export DEBIAN_FRONTEND=noninteractive; \
-	apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBS) $$headers >/dev/null
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBS) $(DEB_DEPS) $$headers >/dev/null
 
 test: debs venv
 	PATH="$$PATH:/usr/sbin:/sbin" $(BIN)/pytest -q
@@ -60,8 +67,6 @@ bench: debs venv
 # The Debian package, from the tracked files only (a clean checkout's content), built with
 # Debian's own tools for Debian's python3; lintian must report no error. As root, the build
 # dependencies are installed first when missing. The .deb lands in dist/.
-DEB_DEPS := debhelper dh-python python3-all-dev python3-setuptools python3-dnspython python3-yaml \
-            build-essential fakeroot lintian
 DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
 DEB_ARCH = $(shell dpkg --print-architecture)
 
