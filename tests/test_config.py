@@ -353,3 +353,17 @@ def test_rfc2136_and_unbound_outputs_read_with_their_defaults() -> None:
         ),
         config.UnboundOutput(),
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("peer:            # this peer's name\ndomain: x.example\n", "x.yaml:1: peer is empty"),
+        ("peer: a\ndomain:   # the domain\n", "x.yaml:2: domain is empty"),
+    ],
+)
+def test_an_empty_required_key_says_so_with_its_line(text: str, message: str) -> None:
+    """The packaged config leaves `peer:` and `domain:` empty until the admin sets them."""
+    with pytest.raises(ConfigError) as e:
+        config.parse(text, "x.yaml")
+    assert str(e.value) == message + ": set it (see the comment beside it)"

@@ -499,6 +499,8 @@ class _Reader:
         node = m[key]
         if not isinstance(node, yaml.ScalarNode):
             self.fail(node, f"{key} must be a single value")
+        if node.tag.endswith(":null"):
+            return None  # `key:` with nothing after it (yaml cannot load a lone null back)
         try:
             return yaml.safe_load(yaml.serialize(node))
         except (yaml.YAMLError, ValueError, KeyError) as e:
@@ -516,6 +518,8 @@ class _Reader:
                 self.fail(None, f"missing required key {key!r}")
             return default
         v = self._scalar(m, key)
+        if v is None and required:
+            self.fail(m[key], f"{key} is empty: set it (see the comment beside it)")
         if not isinstance(v, str) or not v or "\0" in v:
             self.fail(m[key], f"{key} must be a non-empty string (without NUL)")
         return str(v)

@@ -7,6 +7,9 @@ import sys
 from typing import Any, TextIO
 
 
+PACKAGED_HOOK = "/usr/lib/leasedns/dhcpd-event"  # the Debian package's (debian/rules)
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "dhcpd-snippet", help="print the dhcpd.conf hook snippet for this install"
@@ -26,7 +29,9 @@ def snippet(hook: str | None = None) -> str:
     from importlib import resources
     from pathlib import Path
 
-    if hook is None:  # installed beside the interpreter of this virtualenv
-        hook = str(Path(sys.executable).parent / "dhcpd-event")
+    if hook is None:  # beside the interpreter of this virtualenv, or where the package puts it
+        here = Path(sys.executable).parent / "dhcpd-event"
+        packaged = Path(PACKAGED_HOOK)
+        hook = str(packaged if not here.exists() and packaged.exists() else here)
     text = resources.files("leasedns").joinpath("templates/dhcpd-hooks.conf").read_text()
     return text.replace("@HOOK@", hook)
