@@ -6,7 +6,6 @@ import argparse
 import sys
 from typing import Any, TextIO
 
-
 PACKAGED_HOOK = "/usr/lib/leasedns/dhcpd-event"  # the Debian package's (debian/rules)
 
 
