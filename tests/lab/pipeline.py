@@ -180,10 +180,14 @@ class Site:
         *,
         coalesce_secs: float = 0.1,
         outputs: bool = False,
+        program: Path = LEASEDNS,
     ) -> None:
+        """program: the leasedns the peers run (the hook's LEASEDNS_BIN, notify and every
+        command); by default this virtualenv's, /usr/bin/leasedns for the Debian package."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.lab, self.mode, self.coalesce_secs = lab, mode, coalesce_secs
+        self.program = program
         self.bind: Bind | None = None
         self.unbounds: dict[str, Unbound] = {}
         self.forwards: dict[str, Forward] = {}
@@ -312,7 +316,7 @@ class Site:
         if self.mode == "rsync":
             target = self.remote(other) / "state" / "journal"
             lines.append(f"      rsync_target: {q(str(target) + '/')}")
-        notify = [str(LEASEDNS), "-c", str(self.remote(other) / "leasedns.yaml"), "apply"]
+        notify = [str(self.program), "-c", str(self.remote(other) / "leasedns.yaml"), "apply"]
         lines.append(f"      notify: {q(notify)}")
         if self.bind is not None:
             lines += [
@@ -330,11 +334,14 @@ class Site:
 
     def peer_env(self, peer: Peer) -> dict[str, str]:
         """dhcpd's environment (the hook gets nothing else)."""
-        return {
+        env = {
             "LEASEDNS_SPOOL": str(self.spool(peer.name)),
             "LEASEDNS_CONFIG": str(self.config(peer.name)),
             "PATH": HOOK_PATH,
         }
+        if self.program != LEASEDNS:  # the venv's hook finds its leasedns beside itself
+            env["LEASEDNS_BIN"] = str(self.program)
+        return env
 
     # ------------------------------------------------------------ commands
 
@@ -343,7 +350,7 @@ class Site:
     ) -> subprocess.CompletedProcess[str]:
         """Run `leasedns -c <peer's config> ARGS` as the admin would."""
         p = subprocess.run(
-            [str(LEASEDNS), "-c", str(self.config(name)), *args],
+            [str(self.program), "-c", str(self.config(name)), *args],
             capture_output=True,
             text=True,
             timeout=timeout,
