@@ -50,15 +50,10 @@ from typing import TYPE_CHECKING
 import dns.exception
 import dns.flags
 import dns.message
-import dns.name
 import dns.query
 import dns.rcode
-import dns.rdata
-import dns.rdataclass
 import dns.rdatatype
-import dns.rrset
 import dns.tsig
-import dns.update
 
 from leasedns.errors import ConfigError, PublishError
 from leasedns.fsutil import write_atomic
