@@ -14,6 +14,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,13 @@ class Tinydns:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def hook(cfg: Any, *args: str) -> None:
+    """Run the real hook (`EVENT IP MAC CLIENT HOST SECS`) into `cfg`'s spool, without apply."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "LEASEDNS_SPOOL": str(cfg.spool_dir),
+        "LEASEDNS_NO_APPLY": "1",
+    }
+    subprocess.run([str(HOOK), *args], env=env, check=True, timeout=10)

@@ -7,13 +7,12 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import HOOK, tool, write_config
+from helpers import hook, tool, write_config
 from leasedns import config, journal
 from leasedns.cli import main
 from leasedns.commands import apply
@@ -53,15 +52,6 @@ def setup(tmp: Path) -> config.Config:
 
 def commit(ip: str, mac: str, name: str, peer: str, t: int = NOW - 60) -> Event:
     return Event(Kind.COMMIT, t * 1_000_000, ip, mac, name, "", 3600, peer, "hook")
-
-
-def hook(cfg: config.Config, *args: str) -> None:
-    env = {
-        "PATH": os.environ["PATH"],
-        "LEASEDNS_SPOOL": str(cfg.spool_dir),
-        "LEASEDNS_NO_APPLY": "1",
-    }
-    subprocess.run([str(HOOK), *args], env=env, check=True, timeout=10)
 
 
 def good_partner_line() -> dict[str, object]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import HOOK, tool, write_config
+from helpers import hook, tool, write_config
 from leasedns import config
 from leasedns.commands import apply
 from leasedns.errors import PublishError
@@ -234,15 +234,6 @@ class Dnsmasq:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def hook(cfg: config.Config, *args: str) -> None:
-    env = {
-        "PATH": os.environ["PATH"],
-        "LEASEDNS_SPOOL": str(cfg.spool_dir),
-        "LEASEDNS_NO_APPLY": "1",
-    }
-    subprocess.run([str(HOOK), *args], env=env, check=True, timeout=10)
 
 
 @pytest.mark.integration

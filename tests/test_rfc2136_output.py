@@ -4,9 +4,7 @@ alone, two peers writing one zone while their sync lags, and every way the serve
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ import pytest
 import yaml
 
 from dnsservers import Bind, Knot, PowerDNS, tsig_key
-from helpers import HOOK
+from helpers import hook
 from leasedns import config
 from leasedns.commands import apply
 from leasedns.config import Rfc2136Output
@@ -405,15 +403,6 @@ def write_rfc2136_config(tmp: Path, srv: Primary, key: Path, **extra: object) ->
     path = tmp / "leasedns.yaml"
     path.write_text(yaml.safe_dump(doc))
     return config.load(str(path))
-
-
-def hook(cfg: config.Config, *args: str) -> None:
-    env = {
-        "PATH": os.environ["PATH"],
-        "LEASEDNS_SPOOL": str(cfg.spool_dir),
-        "LEASEDNS_NO_APPLY": "1",
-    }
-    subprocess.run([str(HOOK), *args], env=env, check=True, timeout=10)
 
 
 def test_apply_publishes_releases_and_expires_through_the_server(

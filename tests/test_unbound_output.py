@@ -5,7 +5,6 @@ back, never losing its own (unbound.conf's) names."""
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from dnsservers import Unbound as UnboundServer
-from helpers import HOOK, ROOT, tool, write_config
+from helpers import ROOT, hook, tool, write_config
 from leasedns import config
 from leasedns.commands import apply
 from leasedns.config import UnboundOutput
@@ -289,15 +288,6 @@ def test_a_name_from_unbound_conf_is_never_clobbered_nor_removed(
     assert server.answer("pc9.lab.example") == "NXDOMAIN"
     assert server.answer("www.lab.example") == "NXDOMAIN"  # ours now, and gone with the lease
     assert server.answer("80.2.0.192.in-addr.arpa", "PTR") == "www.lab.example."
-
-
-def hook(cfg: config.Config, *args: str) -> None:
-    env = {
-        "PATH": os.environ["PATH"],
-        "LEASEDNS_SPOOL": str(cfg.spool_dir),
-        "LEASEDNS_NO_APPLY": "1",
-    }
-    subprocess.run([str(HOOK), *args], env=env, check=True, timeout=10)
 
 
 def unbound_config(tmp_path: Path, control: tuple[str, ...]) -> config.Config:
