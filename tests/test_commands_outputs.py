@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import write_config
+from helpers import hook, write_config
 from leasedns import config, journal, outputs
 from leasedns.cli import main
 from leasedns.commands import apply, check, reconcile, status
@@ -562,3 +562,22 @@ def test_reconcile_does_not_ask_an_output_whose_file_proves_it_serves_the_merge(
     edit_hosts(rcfg, drifted_hosts)
     d = reconcile.run(rcfg, fix=False)
     assert asked == [hosts_name(rcfg)] and d.level == 1
+
+
+def test_an_output_that_crashes_fails_alone_and_says_it_is_a_bug(
+    rcfg: config.Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leasedns.outputs.tinydns import Tinydns
+
+    def boom(self: object, desired: Desired, changes: Changes) -> None:
+        raise KeyError("unexpected")
+
+    monkeypatch.setattr(Tinydns, "publish", boom)
+    hook(rcfg, "commit", "192.0.2.102", "02:00:00:00:00:09", "pc3", "", "600")
+    report = apply.run(rcfg)
+    assert not report.ok
+    assert report.outputs["tinydns"] == (
+        "tinydns: KeyError: 'unexpected' (a bug; please report it with the log)"
+    )
+    assert report.outputs[hosts_name(rcfg)] == "ok"
+    assert "192.0.2.102 pc3.lab.example" in (rcfg.state_dir.parent / "leasedns.hosts").read_text()

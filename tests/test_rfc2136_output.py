@@ -468,3 +468,31 @@ def test_held_asks_the_server_by_axfr_or_name_by_name(
             out = peer.output()
             out.serving()
             assert [(r.name, r.ip) for r in out.held()] == [(f"pc1.{ZONE}", "192.0.2.100")]
+
+
+@pytest.mark.parametrize("algorithm", ["hmac-md5", "hmac-sha1", "hmac-sha512"])
+def test_every_algorithm_tsig_keygen_writes_signs_updates(tmp_path: Path, algorithm: str) -> None:
+    key = tsig_key(tmp_path, algorithm=algorithm)
+    with Bind(tmp_path / "bind", key) as srv:
+        peer = Peer(srv, tmp_path / "a", key.path)
+        peer.seen = {"192.0.2.100": 1}
+        assert peer.publish([rec("pc1", "192.0.2.100")]).compiled
+        assert srv.answer(f"pc1.{ZONE}", "A") == ("NOERROR", ["192.0.2.100"])
+
+
+def test_a_name_that_is_a_zone_apex_is_refused_not_sent(tmp_path: Path) -> None:
+    """A one-address reverse zone: its apex is the PTR name; a record named as the zone."""
+    spec = Rfc2136Output("127.0.0.1", ZONE, reverse_zones=("100.2.0.192.in-addr.arpa",))
+    out = Rfc2136(spec, 300, True, tmp_path)
+    problems: list[str] = []
+    got = out.entries(
+        [],
+        [rec("pc1", "192.0.2.100"), Record(ZONE, "192.0.2.7", END, True, False)],
+        lambda ip: 1,
+        problems,
+    )
+    assert list(got) == [f"pc1.{ZONE}"]
+    assert problems == [
+        f"{out.name}: no reverse zone covers 192.0.2.100; its PTR is not published",
+        f"{out.name}: {ZONE} is not a name in zone {ZONE}",
+    ]

@@ -170,6 +170,11 @@ def build(
                 todo.append((out, changes_for(out.serving(), up, desired, state.now)))
             except (PublishError, OSError) as e:
                 failed.append((out.name, e))
+            except LeasednsError:
+                raise  # the engine's (the merge state), not the output's
+            except Exception as e:  # a bug in one output: the others still publish
+                log.exception("%s: cannot tell what it serves", out.name)
+                failed.append((out.name, PublishError(f"{out.name}: {outputs.a_bug(e)}")))
         if not force:  # every output's changes, before any output publishes
             for _out, changes in todo:
                 guard.check(changes, state.known_ips, state.now, cfg.guard_fraction, cfg.guard_min)
@@ -215,6 +220,11 @@ def publish_all(
             done.append(out.publish(desired, changes))
         except (PublishError, OSError) as e:  # OSError: the note of what it serves
             failed.append((out.name, e))
+        except LeasednsError:
+            raise  # the engine's (the merge state), not the output's
+        except Exception as e:  # a bug in one output: the others still publish
+            log.exception("%s: publish failed", out.name)
+            failed.append((out.name, PublishError(f"{out.name}: {outputs.a_bug(e)}")))
     return done, failed
 
 

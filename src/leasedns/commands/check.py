@@ -20,7 +20,7 @@ import dns.reversename
 from leasedns.config import Config
 from leasedns.errors import ConfigError, PublishError
 from leasedns.model import Record
-from leasedns.outputs import reason
+from leasedns.outputs import a_bug, reason
 
 if TYPE_CHECKING:
     from leasedns.outputs import Output
@@ -145,6 +145,9 @@ def check_outputs(
             held = out.held()
         except (PublishError, OSError) as e:
             reports.append(OutputReport(out.name, unreachable=reason(out.name, e)))
+            continue
+        except Exception as e:  # a bug in one output: the others are still asked
+            reports.append(OutputReport(out.name, unreachable=a_bug(e)))
             continue
         if wanted is None:
             wanted = records()

@@ -451,6 +451,11 @@ def repair(cfg: Config, statics_: Statics, force: bool) -> tuple[list[str], list
             except (PublishError, OSError) as e:
                 problems.append(f"output {out.name}: not repaired: {outputs.reason(out.name, e)}")
                 continue
+            except LeasednsError:
+                raise
+            except Exception as e:  # a bug in one output: the others are still repaired
+                problems.append(f"output {out.name}: not repaired: {outputs.a_bug(e)}")
+                continue
             if done.changed:
                 repaired.append(out.name)
     return repaired, problems

@@ -17,7 +17,7 @@ from leasedns.engine.state import State
 from leasedns.errors import PublishError
 from leasedns.model import Statics, format_time
 from leasedns.names import show_name
-from leasedns.outputs import reason
+from leasedns.outputs import a_bug, reason
 from leasedns.sources import statics
 
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ def ask(outs: Sequence[Output]) -> Holdings:
             h.pairs[out.name] = {(r.name, r.ip) for r in out.held()}
         except (PublishError, OSError) as e:
             h.errors[out.name] = reason(out.name, e)
+        except Exception as e:  # a bug in one output: the others are still asked
+            h.errors[out.name] = a_bug(e)
     return h
 
 

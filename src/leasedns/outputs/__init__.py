@@ -84,6 +84,11 @@ def configured(cfg: Config, statics: Statics, runner: Runner | None = None) -> l
     return out
 
 
+def a_bug(e: Exception) -> str:
+    """What an output's unexpected exception says (it fails that output alone)."""
+    return f"{e.__class__.__name__}: {e} (a bug; please report it with the log)"
+
+
 def reason(name: str, e: Exception) -> str:
     """Output `name`'s error without the name in front (for where it is said beside it)."""
     text = str(e) or e.__class__.__name__

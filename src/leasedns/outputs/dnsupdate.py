@@ -28,7 +28,7 @@ A, PTR, TXT, SOA, TSIG, ANY = 1, 12, 16, 6, 250, 255
 CLASS_IN, CLASS_NONE, CLASS_ANY = 1, 254, 255
 FLAGS_UPDATE = 5 << 11
 MAX_WIRE = 65535
-TSIG_ROOM = 300  # the signature's record: key name, algorithm name, a MAC of up to 64 bytes
+TSIG_ROOM = 512  # the signature's record: key name (255), algorithm name, a MAC of up to 64 bytes
 _POINTER_MAX = 0x3FFF
 _TYPES = {"A": A, "PTR": PTR}
 

@@ -184,7 +184,7 @@ class Rfc2136:
 
     def survey(self, names: Iterable[str] = ()) -> dict[str, Entry]:
         """Read the owned names from the server: every zone by AXFR, or, where a transfer is
-        refused, the `names` one by one. Names held by others go to `_foreign`."""
+        refused, the `names` one by one."""
         have: dict[str, Entry] = {}
         by_zone: dict[str, list[str]] = {}
         for n in names:
@@ -196,7 +196,8 @@ class Rfc2136:
             try:
                 found = self._axfr(zone)
             except PublishError as e:
-                log.info("%s; reading %d names one by one", e, len(by_zone.get(zone, [])))
+                # Names published before and no longer wanted are found only by a transfer.
+                log.warning("%s; reading %d names one by one", e, len(by_zone.get(zone, [])))
                 found = None
             if found is None:
                 for n in by_zone.get(zone, []):
@@ -268,13 +269,14 @@ class Rfc2136:
             fits = True
         except (dnsupdate.BadName, UnicodeEncodeError):
             fits = False
-        if not fits or not _NAME.fullmatch(r.name) or self.zone_of(r.name) != self.spec.zone:
+        in_zone = self.zone_of(r.name) == self.spec.zone and r.name != self.spec.zone
+        if not fits or not _NAME.fullmatch(r.name) or not in_zone:
             problems.append(f"{self.name}: {r.name} is not a name in zone {self.spec.zone}")
             return
         yield r.name, Entry("A", r.ip, t, end)
         if r.ptr and self.reverse and self.spec.reverse_zones:
             rev = reverse_name(r.ip)
-            if self.zone_of(rev) is None:
+            if self.zone_of(rev) in (None, rev):  # not covered, or the zone's apex itself
                 problems.append(
                     f"{self.name}: no reverse zone covers {r.ip}; its PTR is not published"
                 )
@@ -591,7 +593,12 @@ class Rfc2136:
                 k = tsigkey.read(path)
             except ConfigError as e:
                 raise PublishError(f"{self.name}: {e}") from None
-            self._key = dns.tsig.Key(k.name + ".", k.secret, k.algorithm + ".")
+            # dnspython knows hmac-md5 only by its old name (RFC 2845).
+            algorithm = dns.tsig.HMAC_MD5 if k.algorithm == "hmac-md5" else k.algorithm + "."
+            try:
+                self._key = dns.tsig.Key(k.name + ".", k.secret, algorithm)
+            except (dns.exception.DNSException, ValueError) as e:
+                raise PublishError(f"{self.name}: {path}: key {k.name!r}: {e}") from None
         return self._key
 
     def zone_of(self, name: str) -> str | None:
@@ -616,6 +623,8 @@ class Rfc2136:
                 str(n): Entry(str(e[0]), str(e[1]), int(e[2]), None if e[3] is None else int(e[3]))
                 for n, e in note["entries"].items()
             }
+            if any(e.rdtype not in ("A", "PTR") for e in have.values()):
+                raise ValueError("an entry of another type than A or PTR")
             self._foreign = {str(n) for n in note["foreign"]}
             self._deferred = {str(n) for n in note["deferred"]}
             self._have, self._gen, self._changed = have, str(note["gen"]), False

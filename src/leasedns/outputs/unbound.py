@@ -317,21 +317,27 @@ class Unbound:
         except FileNotFoundError:
             return _Note()
         except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warning(
-                "%s: note %s unreadable (%s); comparing everything", self.name, self.memo, e
+            # Without it, the names loaded before look like unbound.conf's and stay: only a
+            # reload of Unbound (which drops runtime local data) lets the next apply load all.
+            log.error(
+                "%s: note %s unreadable (%s): run `unbound-control reload` so that names "
+                "loaded before do not stay",
+                self.name,
+                self.memo,
+                e,
             )
             return _Note()
 
     def _write_note(self, note: _Note) -> None:
-        # Not fsynced: a note lost in a crash only costs one comparison with what Unbound holds
-        # (names it then holds that we loaded look like unbound.conf's until they are gone).
+        # Fsynced: a note lost in a crash would make the names loaded before look like
+        # unbound.conf's (never removed) until Unbound reloads.
         doc = {
             "token": note.token,
             "owners": sorted(note.owners),
             "records": [[r.name, r.ip, r.ttd, r.ptr, r.static] for r in note.records.values()],
             "waiting": sorted(note.waiting),
         }
-        write_atomic(self.memo, json.dumps(doc).encode(), 0o640, durable=False)
+        write_atomic(self.memo, json.dumps(doc).encode(), 0o640)
 
     # --- the control command -------------------------------------------------------------
 
