@@ -243,6 +243,16 @@ def test_publish_loads_whole_then_only_changes_and_leaves_unbound_conf_names(
     assert out.serving().token == "t2"
     assert not out.publish(desired([moved, pc3]), Changes("t2", "t2")).changed
     assert rec.batches() == []
+    # A renewal (only the lease end moved) sends nothing: replacing the record would take
+    # the name out of Unbound for a moment. The note keeps the new end.
+    renewed = Record("pc3.lab.example", "192.0.2.102", NOW + 7200, True, False)
+    out = Unbound(spec, 300, tmp_path, rec, clock=lambda: NOW)
+    out.serving()
+    done = out.publish(desired([moved, renewed]), Changes("t2", "t3", changed=[(pc3, renewed)]))
+    assert (done.changed, rec.batches()) == (False, [])
+    assert server.answer("pc3.lab.example") == "192.0.2.102"
+    again = Unbound(spec, 300, tmp_path, rec, clock=lambda: NOW).serving()
+    assert again.token == "t3" and renewed in again.records()
 
 
 @pytest.mark.integration

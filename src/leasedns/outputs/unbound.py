@@ -198,7 +198,7 @@ class Unbound:
         problems: list[tuple[str, str]] = []  # (what, the waiting name it is about)
         skipped: set[str] = set()
         if changes.base and changes.base == self._token:
-            gone, new = self._delta(desired, changes)
+            gone, new, renewed = self._delta(desired, changes)
             retry = note.waiting - {r.name for r in gone} - {r.name for r in new}
             if retry:  # still live and still claimed? Tried again: unbound.conf may let go
                 new += [r for r in desired.dynamic() if r.name in retry]
@@ -206,6 +206,7 @@ class Unbound:
             drop = {o for r in gone for o in rrs(r, 0)}
             names = {g.name for g in gone}
             records = {n: r for n, r in note.records.items() if n not in names}
+            records.update((r.name, r) for r in renewed)
         else:
             admitted = self._admit(
                 [*desired.static, *desired.dynamic()], foreign, now, problems, skipped
@@ -292,16 +293,26 @@ class Unbound:
             out.append(r)
         return out
 
-    def _delta(self, desired: Desired, changes: Changes) -> tuple[list[Record], list[Record]]:
+    def _delta(
+        self, desired: Desired, changes: Changes
+    ) -> tuple[list[Record], list[Record], list[Record]]:
         """The records to take out and to load: the engine's changes, and the fixed-address
-        hosts that differ from the ones loaded."""
-        gone = changes.removed + [was for was, _now in changes.changed]
-        new = changes.added + [now for _was, now in changes.changed]
+        hosts that differ from the ones loaded; and the renewed ones (only the lease end
+        moved), which stay loaded as they are: replacing them would take the name out for a
+        moment (Unbound removes a whole name, then adds)."""
+        renewed = [
+            now
+            for was, now in changes.changed
+            if (was.ip, was.ptr) == (now.ip, now.ptr) and was.name in self._note.records
+        ]
+        moved = [(was, now) for was, now in changes.changed if now not in renewed]
+        gone = changes.removed + [was for was, _now in moved]
+        new = changes.added + [now for _was, now in moved]
         static = {r.name: r for r in desired.static}
         loaded = {r.name: r for r in self._note.records.values() if r.static}
         gone += [r for name, r in loaded.items() if static.get(name) != r]
         new += [r for name, r in static.items() if loaded.get(name) != r]
-        return gone, new
+        return gone, new, renewed
 
     # --- the note ------------------------------------------------------------------------
 
