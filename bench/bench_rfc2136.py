@@ -164,7 +164,8 @@ def count_names(srv) -> tuple[int, int]:  # type: ignore[no-untyped-def]
 def nsupdate_script(srv, binds: list[tuple[str, str, int]], now: int) -> tuple[str, int]:  # type: ignore[no-untyped-def]
     """The nsupdate commands making what the output makes, in its batches; (text, messages)."""
     from leasedns.config import Rfc2136Output
-    from leasedns.outputs.rfc2136 import Entry, Rfc2136, _Op, reverse_name
+    from leasedns.model import reverse_name
+    from leasedns.outputs.rfc2136 import Entry, Rfc2136, _Op
 
     output = Rfc2136(Rfc2136Output("127.0.0.1", ZONE, reverse_zones=(REV,)), TTL, True, Path("/"))
 

@@ -86,7 +86,7 @@ class UnboundServer(Unbound):
 
 def check(srv: UnboundServer, binds: list[tuple[str, str, int]]) -> str:
     """ "" when Unbound holds every binding's A and PTR, else what is wrong."""
-    from leasedns.outputs.unbound import reverse_name
+    from leasedns.model import reverse_name
 
     held = len(srv.ours())
     if held != 2 * len(binds):

@@ -19,7 +19,7 @@ from leasedns import config
 from leasedns.commands import apply
 from leasedns.config import UnboundOutput
 from leasedns.errors import PublishError
-from leasedns.model import Changes, Desired, Record
+from leasedns.model import Changes, Desired, Record, reverse_address, reverse_name
 from leasedns.outputs import configured
 from leasedns.outputs.unbound import (
     CONF_NAME,
@@ -27,7 +27,6 @@ from leasedns.outputs.unbound import (
     data_lines,
     memo_name,
     parse_local_data,
-    reverse_name,
     ttl_of,
     valid,
 )
@@ -60,6 +59,8 @@ def test_a_record_is_an_a_line_and_a_ptr_line_with_the_ttl_cut_to_the_lease_end(
     no_ptr = Record("pc2.lab.example", "192.0.2.101", None, False, False)
     assert data_lines(no_ptr, 300) == ["pc2.lab.example. 300 IN A 192.0.2.101\n"]
     assert reverse_name("10.1.2.3") == "3.2.1.10.in-addr.arpa"
+    assert reverse_address("3.2.1.10.in-addr.arpa") == "10.1.2.3"
+    assert reverse_address("2.1.10.in-addr.arpa") is None
 
 
 @pytest.mark.parametrize(

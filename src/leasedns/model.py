@@ -152,6 +152,24 @@ def ip_key(ip: str) -> int:
     return int.from_bytes(inet_aton(ip), "big")
 
 
+def reverse_name(ip: str) -> str:
+    """The PTR name of an address: `192.0.2.7` -> `7.2.0.192.in-addr.arpa`."""
+    return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
+
+
+def reverse_address(name: str) -> str | None:
+    """The address a PTR name (no trailing dot) is of; None for any other name."""
+    if not name.endswith(".in-addr.arpa"):
+        return None
+    parts = name[: -len(".in-addr.arpa")].split(".")
+    if len(parts) != 4:
+        return None
+    try:
+        return str(ipaddress.IPv4Address(".".join(reversed(parts))))
+    except ValueError:
+        return None
+
+
 def ip_keys(ips: Iterable[str]) -> list[int]:
     """ip_key of each address, made by C code alone: no Python call per address."""
     return list(map(int.from_bytes, map(inet_aton, ips)))

@@ -57,7 +57,7 @@ import dns.tsig
 
 from leasedns.errors import ConfigError, PublishError
 from leasedns.fsutil import write_atomic
-from leasedns.model import Changes, Desired, Record, Serving
+from leasedns.model import Changes, Desired, Record, Serving, reverse_address, reverse_name
 from leasedns.outputs import dnsupdate, tsigkey
 
 if TYPE_CHECKING:
@@ -87,15 +87,7 @@ class Entry:
 
     def ip(self, name: str) -> str:
         """The address this record is about."""
-        return self.value if self.rdtype == "A" else address_of(name)
-
-
-def reverse_name(ip: str) -> str:
-    return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
-
-
-def address_of(rev: str) -> str:
-    return ".".join(reversed(rev.removesuffix(".in-addr.arpa").split(".")))
+        return self.value if self.rdtype == "A" else reverse_address(name) or ""
 
 
 def parse_marker(text: str, owner: str) -> tuple[int, int | None] | None:

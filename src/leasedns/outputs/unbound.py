@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from leasedns.errors import PublishError
 from leasedns.fsutil import Runner, write_atomic
-from leasedns.model import Changes, Desired, Record, Serving
+from leasedns.model import Changes, Desired, Record, Serving, reverse_name
 
 if TYPE_CHECKING:
     from leasedns.config import UnboundOutput
@@ -56,11 +56,6 @@ def memo_name(control: Iterable[str]) -> str:
     that two Unbounds, or a reordered output list, keep their own notes)."""
     key = hashlib.blake2b(" ".join(control).encode("utf-8", "surrogateescape"), digest_size=6)
     return f"published-unbound-{key.hexdigest()}.json"
-
-
-def reverse_name(ip: str) -> str:
-    """`192.0.2.7` -> `7.2.0.192.in-addr.arpa`."""
-    return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
 
 
 def valid(r: Record) -> bool:

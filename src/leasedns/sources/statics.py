@@ -9,25 +9,13 @@ from collections.abc import Iterable
 from leasedns import tinydata
 from leasedns.config import Config
 from leasedns.errors import LeasednsError
-from leasedns.model import StaticHost, Statics
+from leasedns.model import StaticHost, Statics, reverse_address
 from leasedns.names import fqdn, label_for
 from leasedns.sources.dhcpd.conf import HostDecl, publish_name, read_conf
 
 
 def _owner(name: str) -> str:
     return tinydata.unescape(name).lower().rstrip(".")
-
-
-def _reverse_to_ip(name: str) -> str | None:
-    if not name.endswith(".in-addr.arpa"):
-        return None
-    parts = name[: -len(".in-addr.arpa")].split(".")
-    if len(parts) != 4:
-        return None
-    try:
-        return str(ipaddress.IPv4Address(".".join(reversed(parts))))
-    except ValueError:
-        return None
 
 
 def scan_data(text: str) -> tuple[set[str], set[str]]:
@@ -51,7 +39,7 @@ def scan_data(text: str) -> tuple[set[str], set[str]]:
             with contextlib.suppress(ValueError):
                 ptrs.add(str(ipaddress.ip_address(fields[1])))
         if kind == "^":
-            ip = _reverse_to_ip(owner)
+            ip = reverse_address(owner)
             if ip:
                 ptrs.add(ip)
     return names, ptrs
