@@ -521,6 +521,16 @@ class Rfc2136:
 
     def _exchange(self, wire: bytes, mac: bytes, msg_id: int, what: str) -> dns.rcode.Rcode:
         """Send a message written as bytes; the rcode of the (verified) answer."""
+        return self._round_trip(wire, mac, msg_id, what).rcode()
+
+    def _query(self, msg: dns.message.Message, what: str) -> dns.message.Message:
+        """One dnspython message (signed when it has a key) and its (verified) answer."""
+        wire = msg.to_wire()
+        return self._round_trip(wire, msg.mac or b"", msg.id, what)
+
+    def _round_trip(self, wire: bytes, mac: bytes, msg_id: int, what: str) -> dns.message.Message:
+        """One message over the output's TCP connection (opened on first use; once more on a
+        new one when the server had closed it), its answer's signature checked."""
         key = self._tsig()
         keyring = {key.name: key} if key is not None else None
         for attempt in (1, 2):
@@ -540,24 +550,7 @@ class Rfc2136:
             if resp.id != msg_id:
                 self._close()
                 raise PublishError(f"{self.name}: {what}: an answer to another message")
-            return resp.rcode()
-        raise AssertionError("unreachable")
-
-    def _query(self, msg: dns.message.Message, what: str) -> dns.message.Message:
-        """One message over the output's TCP connection (opened on first use)."""
-        for attempt in (1, 2):
-            sock = self._connect()
-            try:
-                return dns.query.tcp(
-                    msg, self.spec.server, self.spec.timeout, self.spec.port, sock=sock
-                )
-            except (EOFError, ConnectionResetError, BrokenPipeError) as e:
-                self._close()  # the server closed an idle connection: once more on a new one
-                if attempt == 2:
-                    raise PublishError(f"{self.name}: {what}: {_problem(e, self.spec)}") from None
-            except (dns.exception.DNSException, OSError) as e:
-                self._close()
-                raise PublishError(f"{self.name}: {what}: {_problem(e, self.spec)}") from None
+            return resp
         raise AssertionError("unreachable")
 
     def _connect(self) -> socket.socket:
