@@ -19,6 +19,7 @@ from leasedns.model import PEER_RULE, ConflictPolicy, NamePolicy, valid_peer
 
 DEFAULT_PATH = "/etc/leasedns/leasedns.yaml"
 DEFAULT_STATE = "/var/lib/leasedns"
+JOURNAL_MAX_BYTES = 256 << 20  # journal.max_bytes: about a million events
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,9 @@ class Config:
     clock_skew_secs: int = 30
     max_lease_secs: int = 86400
     compact_grace_secs: int = 3600
+    # The most one peer's journal may hold: what a partner's push can make this peer read,
+    # copy and keep (README, "What a partner can and cannot do").
+    journal_max_bytes: int = JOURNAL_MAX_BYTES
     partners: tuple[Partner, ...] = ()
     rsync: str = "rsync"
     rsync_args: tuple[str, ...] = ()
@@ -176,7 +180,9 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         "build",
         {"coalesce_secs", "guard_fraction", "guard_min", "clock_skew_secs"},
     )
-    jour = r.mapping(top.get("journal"), "journal", {"max_lease_secs", "compact_grace_secs"})
+    jour = r.mapping(
+        top.get("journal"), "journal", {"max_lease_secs", "compact_grace_secs", "max_bytes"}
+    )
     sync = r.mapping(
         top.get("sync"), "sync", {"partners", "rsync", "rsync_args", "timeout_secs", "resync_secs"}
     )
@@ -216,6 +222,7 @@ def parse(text: str, path: str = "leasedns.yaml") -> Config:
         clock_skew_secs=r.number(build, "clock_skew_secs", 30, 0, 3600),
         max_lease_secs=r.number(jour, "max_lease_secs", 86400, 1, 2**32 - 1),
         compact_grace_secs=r.number(jour, "compact_grace_secs", 3600, 0, 2**31 - 1),
+        journal_max_bytes=r.number(jour, "max_bytes", JOURNAL_MAX_BYTES, 4 << 20, 2**40),
         partners=tuple(_partners(r, sync.get("partners"), peer)),
         rsync=r.text(sync, "rsync", "rsync"),
         rsync_args=tuple(r.text_list(sync, "rsync_args", [])),

@@ -145,7 +145,8 @@ def build(
     it started from.
     """
     t0 = time.monotonic()
-    held, was = holdings.survey(cfg.journal_dir), holdings.load(cfg.state_dir)
+    held = holdings.survey(cfg.journal_dir, journal.Limits.of(cfg))
+    was = holdings.load(cfg.state_dir)
     lost = holdings.regressions(was or {}, held)
     if lost:
         if not force:
@@ -360,20 +361,27 @@ def maybe_compact(cfg: Config, report: Report, state: mergestate.MergeState, now
         looked_at = 0
     if held < max(COMPACT_MIN_EVENTS, 2 * looked_at):
         return
-    own = journal.read_peer(cfg.journal_dir / cfg.peer)
+    limits = journal.Limits.of(cfg)
+    own = journal.read_peer(cfg.journal_dir / cfg.peer, limits)
     keep_us = (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
     skew_us = cfg.clock_skew_secs * 1_000_000
     survivors = len(journal.survivors(own.events, now_us, keep_us, skew_us))
     if survivors * 2 <= len(own.events):
         # The merge cache keeps a note of it, and the next build follows it instead of
         # reading every journal line again (see engine.cache.note_compaction).
-        done = journal.compact(
-            cfg.journal_dir / cfg.peer,
-            now_us,
-            keep_us,
-            skew_us,
-            functools.partial(mergestate.note_compaction, cfg.state_dir),
-        )
+        try:
+            done = journal.compact(
+                cfg.journal_dir / cfg.peer,
+                now_us,
+                keep_us,
+                skew_us,
+                functools.partial(mergestate.note_compaction, cfg.state_dir),
+                limits=limits,
+            )
+        except journal.Refused as e:  # a segment no reader takes: never compacted over
+            report.problems.append(f"journal not compacted: {e}")
+            log.error("%s", report.problems[-1])
+            return
         report.compacted = f"{done.before} -> {done.after} events"
         looked_at = done.after
     else:

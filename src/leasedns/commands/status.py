@@ -51,10 +51,13 @@ def gather(cfg: Config, now: float | None = None) -> Status:
     with contextlib.suppress(FileNotFoundError):
         st.apply_due_secs = round(now - os.stat(cfg.spool_dir / spool.DUE_FLAG).st_mtime, 1)
     own_last = None
-    for name, pj in journal.read_all(cfg.journal_dir).items():
+    limits = journal.Limits.of(cfg)
+    for name, pj in journal.read_all(cfg.journal_dir, limits).items():
         last = pj.last_time_us
-        segs = journal.segments(cfg.journal_dir / name)
-        updated = max((p.stat().st_mtime for p in segs), default=None)
+        listed: list[tuple[int, int, int]] = []
+        with contextlib.suppress(journal.Refused):  # read_all said why
+            listed = journal.sizes(cfg.journal_dir / name, limits)
+        updated = max((mtime / 1e9 for _n, _size, mtime in listed), default=None)
         st.peers[name] = {
             "events": len(pj.events),
             "bytes": pj.bytes,
@@ -65,6 +68,12 @@ def gather(cfg: Config, now: float | None = None) -> Status:
             "torn": pj.torn,
         }
         st.problems.extend(pj.problems)
+        if pj.bytes > limits.journal_bytes // 2:
+            # Partners refuse a copy over the bound, and readers a segment over it.
+            st.problems.append(
+                f"journal {name}: {pj.bytes} bytes, over half of journal.max_bytes "
+                f"({limits.journal_bytes}); raise it on every peer before it is reached"
+            )
         if pj.torn and updated is not None and now - updated > TORN_WARN_SECS:
             # A write in progress ends within milliseconds; this one was cut short.
             st.problems.append(
@@ -80,7 +89,7 @@ def gather(cfg: Config, now: float | None = None) -> Status:
             )
     # A journal that lost what the last published build read: apply refuses to build.
     gone = holdings.regressions(
-        holdings.load(cfg.state_dir) or {}, holdings.survey(cfg.journal_dir)
+        holdings.load(cfg.state_dir) or {}, holdings.survey(cfg.journal_dir, limits)
     )
     for name, why in gone.items():
         empty = {"events": 0, "bytes": 0, "segments": 0, "last_event": "", "problems": 0}

@@ -62,6 +62,7 @@ from leasedns.engine.resolve import Resolved
 from leasedns.engine.rules import Aggregates, Outcome
 from leasedns.engine.store import Spec, Table, text_in, text_out
 from leasedns.fsutil import write_atomic
+from leasedns.journal.files import Refused, opened
 from leasedns.model import Row, Settings, new_row
 
 log = logging.getLogger("leasedns.mergestate")
@@ -174,12 +175,15 @@ def refresh(
     settings: Settings | None = None,
     now: int | None = None,
     only: str | None = None,
+    limits: journal.Limits = journal.LIMITS,
 ) -> tuple[MergeState, Progress]:
     """Bring `state` up to date with the journals at `now` (a cold read when it is None or
     stale); events dated past `settings.horizon(now)` wait in `state.pending`.
 
     With `only` (a peer), only that peer's journal is read again: the lines it
     just appended, when the others were caught up with a moment before.
+    Segments are opened through `journal.files` within `limits` (a link, a FIFO
+    or a segment over the bound is not read: a problem).
 
     `state` is updated in place when it can be; the state to keep is returned.
     With `settings`, cached name verdicts made for another domain or policy go.
@@ -192,7 +196,7 @@ def refresh(
         state = None
     elif state is not None:
         try:
-            _fold(journal_dir, state, progress, horizon, incremental=True, only=only)
+            _fold(journal_dir, state, progress, horizon, limits, incremental=True, only=only)
         except _Rebuild as e:
             progress.rebuilt = str(e)
             state = None
@@ -216,7 +220,15 @@ def refresh(
             )
             progress = Progress(rebuilt=progress.rebuilt)
             try:
-                _fold(journal_dir, state, progress, horizon, incremental=False, strict=attempt < 2)
+                _fold(
+                    journal_dir,
+                    state,
+                    progress,
+                    horizon,
+                    limits,
+                    incremental=False,
+                    strict=attempt < 2,
+                )
                 break
             except _Rebuild:  # a segment vanished while read: compacted meanwhile; again
                 continue
@@ -237,6 +249,7 @@ def _fold(
     state: MergeState,
     progress: Progress,
     horizon: int,
+    limits: journal.Limits,
     *,
     incremental: bool,
     strict: bool = True,
@@ -247,7 +260,11 @@ def _fold(
 
     Raises _Rebuild (before changing anything, when `incremental`) if a mark no
     longer holds; in a cold read (not `incremental`) if a listed segment
-    vanished and `strict`.
+    vanished and `strict`. Every mark is checked first, then the segments are
+    read, one file open at a time: a journal may hold thousands of segments. A
+    segment that changed between the two (a partner appending to shared
+    storage) is checked again before it is read; a mark found stale then raises
+    _Rebuild too, and `refresh` throws the half-folded state away.
     """
     peers = journal.peers(journal_dir)
     if only is not None:
@@ -256,46 +273,68 @@ def _fold(
         gone = sorted(set(state.marks) - set(peers))
         if gone:
             raise _Rebuild(f"journal directory of {', '.join(gone)} is gone")
-    todo: list[tuple[str, Path, Mark | None, BinaryIO, Stat, Any]] = []
+    todo: list[tuple[str, Path, Mark | None, Stat, Any]] = []
     moved: dict[str, dict[str, Mark]] = {}  # peer -> its marks, following a compaction
     followed: list[str] = []
-    try:
-        # First check every mark, then read: a stale mark must leave the state untouched.
-        for peer in peers:
-            segs = journal.segments(journal_dir / peer)
-            marks = state.marks.get(peer, {})
-            if incremental:
-                present = {s.name for s in segs}
-                if set(marks) - present:
-                    marks = moved[peer] = _follow(
-                        journal_dir / peer, marks, present, state.path, horizon, followed
-                    )
-            for seg in segs:
-                try:
-                    f: BinaryIO = open(seg, "rb")  # noqa: SIM115 (closed below, all together)
-                except FileNotFoundError:
-                    if not incremental and not strict:
-                        continue  # as journal.read_peer does
-                    raise _Rebuild(f"{seg}: vanished while read") from None
-                mark = marks.get(seg.name)
-                stat, hasher = stat_of(f), None
-                todo.append((peer, seg, mark, f, stat, hasher))
-                if mark is not None and stat != mark.stat:  # changed since: read it again
-                    if stat[1] < mark.consumed:
-                        raise _Rebuild(f"{seg}: shrank from {mark.consumed} to {stat[1]} bytes")
-                    hasher = prefix_hash(f, mark.consumed)
-                    if hasher.digest() != mark.fingerprint:
-                        raise _Rebuild(f"{seg}: no longer holds the lines read before")
-                    todo[-1] = (peer, seg, mark, f, stat, hasher)
-        for peer, marks in moved.items():
-            state.marks[peer] = marks
-        progress.followed += followed
-        for peer, seg, mark, fh, stat, hasher in todo:
-            _fold_segment(state, peer, seg, mark, fh, stat, hasher, horizon, progress)
-    finally:
-        for item in todo:
-            item[3].close()
+    # First check every mark, then read: a stale mark must leave the state untouched.
+    for peer in peers:
+        try:
+            segs = journal.segments(journal_dir / peer, limits)
+        except Refused as e:
+            if incremental and state.marks.get(peer):
+                raise _Rebuild(str(e)) from None
+            progress.problems.append(str(e))
+            continue
+        marks = state.marks.get(peer, {})
+        if incremental:
+            present = {s.name for s in segs}
+            if set(marks) - present:
+                marks = moved[peer] = _follow(
+                    journal_dir / peer, marks, present, state.path, horizon, followed
+                )
+        for seg in segs:
+            mark = marks.get(seg.name)
+            try:
+                with opened(seg, limits.segment_bytes) as f:
+                    stat, hasher = stat_of(f), None
+                    if mark is not None and stat != mark.stat:  # changed since: read it again
+                        hasher = _check(seg, f, mark, stat)
+            except FileNotFoundError:
+                if not incremental and not strict:
+                    continue  # as journal.read_peer does
+                raise _Rebuild(f"{seg}: vanished while read") from None
+            except Refused as e:
+                if mark is not None:
+                    raise _Rebuild(str(e)) from None
+                progress.problems.append(f"{e}; segment skipped")
+                continue
+            todo.append((peer, seg, mark, stat, hasher))
+    for peer, marks in moved.items():
+        state.marks[peer] = marks
+    progress.followed += followed
+    for peer, seg, mark, stat, hasher in todo:
+        try:
+            with opened(seg, limits.segment_bytes) as f:
+                now = stat_of(f)
+                if now != stat:  # changed since it was checked a moment ago
+                    stat, hasher = now, None if mark is None else _check(seg, f, mark, now)
+                _fold_segment(state, peer, seg, mark, f, stat, hasher, horizon, progress)
+        except (FileNotFoundError, Refused) as e:
+            if not incremental and not strict and isinstance(e, FileNotFoundError):
+                continue
+            raise _Rebuild(f"{seg}: vanished or changed while read ({e})") from None
     _fold_due(state, horizon, progress)
+
+
+def _check(seg: Path, f: BinaryIO, mark: Mark, stat: Stat) -> Any:
+    """The digest of the bytes `mark` says were read, checked (_Rebuild when they changed);
+    fed on by the caller with the lines after them."""
+    if stat[1] < mark.consumed:
+        raise _Rebuild(f"{seg}: shrank from {mark.consumed} to {stat[1]} bytes")
+    hasher = prefix_hash(f, mark.consumed)
+    if hasher.digest() != mark.fingerprint:
+        raise _Rebuild(f"{seg}: no longer holds the lines read before")
+    return hasher
 
 
 def _follow(
@@ -371,7 +410,7 @@ def _fold_segment(
     if mark is None:
         mark, hasher = Mark(0, 0, 0, fingerprint(f, 0)), prefix_hash(f, 0)
     f.seek(mark.consumed)
-    data = f.read()
+    data = f.read(max(0, stat[1] - mark.consumed))  # up to its size when opened: bounded
     end = data.rfind(b"\n") + 1
     if end < len(data):
         progress.torn += 1

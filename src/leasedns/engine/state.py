@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from leasedns import journal
 from leasedns.config import Config
 from leasedns.engine import cache, resolve, store
 from leasedns.engine.rules import Aggregates, Result, stamp_runs, static_records
@@ -60,9 +61,11 @@ class State:
         peer: str = "",
         owner: str = "",
         keep: bool = True,
+        limits: journal.Limits = journal.LIMITS,
     ) -> None:
         self.journal_dir, self.state_dir, self.settings = journal_dir, state_dir, settings
         self.now, self.peer, self.owner, self.keep = now, peer, owner, keep
+        self.limits = limits
         self.health = Health()
         self._c: cache.MergeState = cache.MergeState()
         self._guarded(self._catch_up)
@@ -78,6 +81,7 @@ class State:
             peer=cfg.peer,
             owner=cache.owner_of(cfg),
             keep=keep,
+            limits=journal.Limits.of(cfg),
         )
 
     def __enter__(self) -> State:
@@ -182,7 +186,7 @@ class State:
 
     def _refresh(self, cold: bool = False, only: str | None = None) -> None:
         state, progress = cache.refresh(
-            self.journal_dir, None if cold else self._c, self.settings, self.now, only
+            self.journal_dir, None if cold else self._c, self.settings, self.now, only, self.limits
         )
         self._c = state
         if progress.rebuilt and not cold:

@@ -4,26 +4,33 @@ replication (sync, inbox) and what this host holds of them."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import json.scanner
 import logging
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from leasedns.config import JOURNAL_MAX_BYTES, Config
 from leasedns.errors import EventError, LeasednsError
 from leasedns.fsutil import flocked, fsync_dir, write_all
-from leasedns.journal.lines import row_from_json, row_from_line, to_line
+from leasedns.journal import files
+from leasedns.journal.files import Refused as Refused  # the journal's own error too
+from leasedns.journal.lines import MAX_LINE_CHARS, row_from_json, row_from_line, to_line
 from leasedns.model import INFINITE_LEASE, Event, Row, event_of, valid_peer
 
 log = logging.getLogger("leasedns.journal")
 
-SEGMENT_RE = re.compile(r"^events-(\d{8})\.jsonl$")
+# The whole name, ASCII digits only (`fullmatch`): `\d` takes any Unicode digit and `$` a
+# trailing newline, and a partner could name a file so.
+SEGMENT_RE = re.compile(r"events-([0-9]{8})\.jsonl")
 LOCK = ".lock"
 # An append starts a new segment once the last one holds this much: a build reads a
 # changed segment again up to what it had read (see `mergestate`), so this bounds that.
@@ -31,11 +38,52 @@ ROLL_BYTES = 1 << 20
 # A peer name is a plain label: it names a directory in every peer's journal root and in
 # the partners' inboxes, so it may not be `.`, `..`, hidden, or hold a path separator.
 OWNER = ".owner"  # the installation id of the leasedns that writes this journal directory
+OWNER_BYTES = 256  # an id is 33 bytes; a longer `.owner` is not read
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How much of one peer's journal directory leasedns reads, copies or keeps (README,
+    "What a partner can and cannot do"), all from `journal.max_bytes`."""
+
+    journal_bytes: int = JOURNAL_MAX_BYTES  # every segment of one journal together
+
+    @property
+    def segment_bytes(self) -> int:
+        """One segment: a compaction writes every survivor into one."""
+        return self.journal_bytes
+
+    @property
+    def segments(self) -> int:
+        """Segments of one journal: every one but the last holds ROLL_BYTES when the next
+        starts, and a compaction adds one before the old ones go."""
+        return self.journal_bytes // ROLL_BYTES + 2
+
+    @property
+    def entries(self) -> int:
+        """Entries of a journal directory: its segments, `.owner`, `.lock`, temporary files."""
+        return self.segments + 64
+
+    @classmethod
+    def of(cls, cfg: Config) -> Limits:
+        return cls(cfg.journal_max_bytes)
+
+
+LIMITS = Limits()
+# An append looks only for the last segment: it never fails on a bound (a bigger
+# `journal.max_bytes` than the default must not stop this peer journaling).
+_APPEND = Limits(1 << 62)
 
 
 def segment_name(n: int) -> str:
     """File name of segment number n."""
     return f"events-{n:08d}.jsonl"
+
+
+def segment_number(name: str) -> int | None:
+    """The number of a segment's file name (None: not a segment's name)."""
+    m = SEGMENT_RE.fullmatch(name)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(slots=True)
@@ -54,12 +102,22 @@ class PeerJournal:
         return max((e.time_us for e in self.events), default=None)
 
 
-def segments(peer_dir: Path) -> list[Path]:
-    """The peer's segment files, in order."""
+def segments(peer_dir: Path, limits: Limits = LIMITS) -> list[Path]:
+    """The peer's segment files, in order ([] when there is no such directory).
+
+    Refused when `peer_dir` is no directory (a link is never followed), or holds more
+    entries or segments than `limits` allow.
+    """
     try:
-        names = [n for n in os.listdir(peer_dir) if SEGMENT_RE.match(n)]
+        with files.Dir.at(peer_dir) as d:
+            names = [n for n in d.names(limits.entries) if SEGMENT_RE.fullmatch(n)]
     except FileNotFoundError:
         return []
+    if len(names) > limits.segments:
+        raise Refused(
+            f"{peer_dir}: {len(names)} segments, more than the {limits.segments} a journal "
+            f"of journal.max_bytes ({limits.journal_bytes} bytes) holds; not read"
+        )
     return [peer_dir / n for n in sorted(names)]
 
 
@@ -109,7 +167,12 @@ def parse_rows(
     pos, n, no = 0, len(text), first_no
     while pos < n:
         nl = find("\n", pos)
-        if nl != pos:
+        if nl - pos > MAX_LINE_CHARS:  # characters: at least as many bytes
+            problems.append(
+                f"{path}:{no}: a line of {nl - pos} characters; a journal line holds at most "
+                f"{MAX_LINE_CHARS}; line skipped"
+            )
+        elif nl != pos:
             try:
                 try:
                     d, end = scan(text, pos)
@@ -126,13 +189,30 @@ def parse_rows(
     return rows
 
 
-def read_peer(peer_dir: Path) -> PeerJournal:
-    """Read every segment of one peer."""
+def read_peer(peer_dir: Path, limits: Limits = LIMITS, strict: bool = False) -> PeerJournal:
+    """Read every segment of one peer, each through `files` and within `limits`.
+
+    A segment that is no regular file or is over `limits.segment_bytes` is not
+    read: a problem (`strict`: Refused, for a reader that must see every event or
+    none, like `compact`).
+    """
     pj = PeerJournal(peer_dir.name)
-    for seg in segments(peer_dir):
+    try:
+        segs = segments(peer_dir, limits)
+    except Refused as e:
+        if strict:
+            raise
+        segs = []
+        pj.problems.append(f"{e}")
+    for seg in segs:
         try:
-            data = seg.read_bytes()
+            data = files.read(seg, limits.segment_bytes)
         except FileNotFoundError:  # compacted away while we listed
+            continue
+        except Refused as e:
+            if strict:
+                raise
+            pj.problems.append(f"{e}; segment skipped")
             continue
         pj.bytes += len(data)
         pj.segments += 1
@@ -143,16 +223,42 @@ def read_peer(peer_dir: Path) -> PeerJournal:
 
 
 def peers(root: Path) -> list[str]:
-    """Peer names that have a journal directory under root."""
+    """Peer names that have a journal directory under root (a link is not one)."""
     try:
-        return sorted(n for n in os.listdir(root) if valid_peer(n) and (root / n).is_dir())
+        with os.scandir(root) as it:
+            return sorted(
+                e.name for e in it if valid_peer(e.name) and e.is_dir(follow_symlinks=False)
+            )
     except FileNotFoundError:
         return []
 
 
-def read_all(root: Path) -> dict[str, PeerJournal]:
+def read_all(root: Path, limits: Limits = LIMITS) -> dict[str, PeerJournal]:
     """Every peer's journal under root."""
-    return {p: read_peer(root / p) for p in peers(root)}
+    return {p: read_peer(root / p, limits) for p in peers(root)}
+
+
+def sizes(peer_dir: Path, limits: Limits = LIMITS) -> list[tuple[int, int, int]]:
+    """(number, size, mtime in ns) of each segment a reader would read, by lstat: links,
+    other non-regular files and segments over the bound are left out; Refused as
+    `segments` refuses."""
+    out = []
+    try:
+        with files.Dir.at(peer_dir) as d:
+            for name in d.names(limits.entries):
+                n = segment_number(name)
+                if n is None:
+                    continue
+                try:
+                    st = d.regular(name, limits.segment_bytes)
+                except (FileNotFoundError, Refused):  # compacted away; not read either
+                    continue
+                out.append((n, st.st_size, st.st_mtime_ns))
+    except FileNotFoundError:
+        return []
+    if len(out) > limits.segments:
+        raise Refused(f"{peer_dir}: more than {limits.segments} segments; not read")
+    return sorted(out)
 
 
 @contextmanager
@@ -164,12 +270,15 @@ def locked(peer_dir: Path) -> Iterator[None]:
 
 
 def read_owner(peer_dir: Path) -> str | None:
-    """The installation id recorded in a journal directory (None: none recorded)."""
+    """The installation id recorded in a journal directory (None: none recorded).
+
+    Refused when `.owner` (or the directory) is a link, a FIFO, a device or longer than an
+    id can be: it is never opened, so it can neither hang nor fill memory."""
     try:
-        text = (peer_dir / OWNER).read_text(encoding="ascii", errors="replace").strip()
-    except (FileNotFoundError, NotADirectoryError):
+        data = files.read(peer_dir / OWNER, OWNER_BYTES)
+    except FileNotFoundError:
         return None
-    return text[:200] or None
+    return data.decode("ascii", errors="replace").strip() or None
 
 
 class OwnerError(LeasednsError):
@@ -186,9 +295,11 @@ def owner_problem(peer_dir: Path, owner: str, found: str | None) -> str:
 
 
 def write_small(path: Path, data: bytes) -> None:
-    """Write a file (0640) and fsync it; an existing one is truncated first (callers write
-    under a temporary name and rename)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    """Write a new file (0640) and fsync it; an existing one is removed first, never written
+    through (callers write under a temporary name and rename)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
     try:
         write_all(fd, data)
         os.fsync(fd)
@@ -215,7 +326,11 @@ def claim(peer_dir: Path, owner: str) -> None:
         raise OwnerError(owner_problem(peer_dir, owner, found))
 
 
-def append(peer_dir: Path, events: Iterable[Event], owner: str | None = None) -> int:
+def append(
+    peer_dir: Path,
+    events: Iterable[Event],
+    owner: str | None = None,
+) -> int:
     """Append events durably (written and fsynced before returning); returns the count.
 
     With `owner` (this installation's id), the directory must be this
@@ -227,12 +342,12 @@ def append(peer_dir: Path, events: Iterable[Event], owner: str | None = None) ->
     with locked(peer_dir):
         if owner is not None:
             claim(peer_dir, owner)
-        segs = segments(peer_dir)
+        segs = segments(peer_dir, _APPEND)
         target = segs[-1] if segs else peer_dir / segment_name(1)
         if segs and _roll(target):
-            target = peer_dir / segment_name(int(SEGMENT_RE.match(target.name).group(1)) + 1)  # type: ignore[union-attr]
+            target = peer_dir / segment_name(segment_number(target.name) + 1)  # type: ignore[operator]
         created = not target.exists()
-        fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = _open_segment(target, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         try:
             size = os.fstat(fd).st_size
             if size and os.pread(fd, 1, size - 1) != b"\n":
@@ -254,11 +369,27 @@ def append(peer_dir: Path, events: Iterable[Event], owner: str | None = None) ->
     return data.count(b"\n") - data.startswith(b"\n")
 
 
+def _open_segment(path: Path, flags: int) -> int:
+    """A segment of this peer's own journal opened for writing: never through a link, and only
+    a regular file (with shared storage, a partner can write the directory too)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o640)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise Refused(f"{path}: a symbolic link, not a journal segment; never written") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise Refused(f"{path}: {files.kind(mode)}, not a journal segment; never written")
+    return fd
+
+
 def _roll(last: Path) -> bool:
     """Whether the next append goes to a new segment: the last one is full. A torn line
     at its end is ended first, so it stays one bad line, as an append to it would make it."""
     try:
-        fd = os.open(last, os.O_RDWR | os.O_APPEND)
+        fd = _open_segment(last, os.O_RDWR | os.O_APPEND)
     except FileNotFoundError:
         return False
     try:
@@ -364,6 +495,7 @@ def compact(
     keep_us: int,
     skew_us: int = 30_000_000,
     on_compacted: Callable[[Compaction], None] | None = None,
+    limits: Limits = LIMITS,
 ) -> Compaction:
     """Rewrite the owner's journal as one segment of its survivors.
 
@@ -371,6 +503,7 @@ def compact(
     renamed to the next segment number before the old ones are removed, so a
     reader (or an rsync to a partner) sees the old segments, or the old and the
     new (duplicates count once), or the new alone; never a half-written file.
+    Refused, nothing changed, when a segment cannot be read within `limits`.
 
     `on_compacted` is called with the outcome once the new segment is in place,
     before the old ones go, under the journal lock (no append in between): the
@@ -379,12 +512,12 @@ def compact(
     """
     out = Compaction(peer_dir, now_us)
     with locked(peer_dir):
-        old = segments(peer_dir)
+        old = segments(peer_dir, limits)
         if not old:
             return out
         pj = PeerJournal(peer_dir.name)
         for seg in old:
-            data = seg.read_bytes()
+            data = files.read(seg, limits.segment_bytes)
             had = len(pj.events)
             parse_segment(data, str(seg), pj.peer, pj)
             end = data.rfind(b"\n") + 1
@@ -392,8 +525,7 @@ def compact(
                 end, data.count(b"\n", 0, end), len(pj.events) - had, digest(memoryview(data)[:end])
             )
         keep = survivors(pj.events, now_us, keep_us, skew_us)
-        last = int(SEGMENT_RE.match(old[-1].name).group(1))  # type: ignore[union-attr]
-        target = peer_dir / segment_name(last + 1)
+        target = peer_dir / segment_name(segment_number(old[-1].name) + 1)  # type: ignore[operator]
         tmp = peer_dir / f".{target.name}.tmp"
         blob = "".join(to_line(e) for e in keep).encode("utf-8", "surrogateescape")
         write_small(tmp, blob)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,20 +58,16 @@ class Holding:
         )
 
 
-def survey(journal_dir: Path) -> Holdings:
-    """Every peer's journal under `journal_dir` as it is now (a listing and a stat each)."""
+def survey(journal_dir: Path, limits: journal.Limits = journal.LIMITS) -> Holdings:
+    """Every peer's journal under `journal_dir` as it is now (a listing and an lstat each):
+    what a reader reads, so a segment it refuses (a link, over the bounds) is not held."""
     out: Holdings = {}
     for peer in journal.peers(journal_dir):
-        segs = []
-        for path in journal.segments(journal_dir / peer):
-            m = journal.SEGMENT_RE.match(path.name)
-            try:
-                size = os.stat(path).st_size
-            except FileNotFoundError:  # compacted away while listed
-                continue
-            if m:
-                segs.append((int(m.group(1)), size))
-        out[peer] = Holding(tuple(sorted(segs)))
+        try:
+            segs = journal.sizes(journal_dir / peer, limits)
+        except journal.Refused:  # more segments than a journal holds: none is read
+            segs = []
+        out[peer] = Holding(tuple((n, size) for n, size, _mtime in segs))
     return out
 
 

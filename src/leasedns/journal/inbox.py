@@ -19,6 +19,13 @@ journal readers skip it). Before each build, apply looks at each inbox:
   have dropped, are this peer's own events lost here (a restored backup):
   they are appended to the journal again, and reported.
 
+The inbox is a boundary: nothing in it is followed or opened but regular
+files, every read is bounded (`files`, `journal.Limits` from
+`journal.max_bytes`), and a copy that holds anything else (a link, a FIFO, a
+device, a directory or a stray name where segments belong, too many or too
+big segments) is refused as a whole, kept aside and reported; the other
+copies and inboxes are still taken.
+
 Adopting a copy replaces `journal/S/` segment by segment: each new or
 changed segment is copied from the inbox under a temporary name,
 then renamed into place; segments the copy no longer has go last. A reader
@@ -34,6 +41,7 @@ the compaction instead of reading every journal line again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -48,7 +56,8 @@ from leasedns import journal
 from leasedns.config import Config
 from leasedns.errors import LeasednsError
 from leasedns.fsutil import fsync_dir, write_atomic
-from leasedns.journal import identity
+from leasedns.journal import files, identity
+from leasedns.journal.files import Refused
 from leasedns.journal.sync import INBOX_PREFIX
 from leasedns.model import Event, format_time, valid_peer
 
@@ -56,10 +65,10 @@ log = logging.getLogger("leasedns.inbox")
 
 INBOX_STATE = "inbox.json"
 REFUSED_DIR = "refused"
+REFUSED_KEPT = 4  # copies kept aside in all (the latest per inbox); with journal.max_bytes
+WHY_FILE = "why.txt"  # in a copy kept aside: why it was refused, what was not kept
 RECOVERED_SHOWN_SECS = 86400  # `status` warns about recovered events for a day
 EXAMPLES = 3
-
-Listing = dict[str, list[int]]  # segment (or .owner) -> [size, mtime_ns]
 
 
 @dataclass(slots=True)
@@ -85,16 +94,83 @@ def senders(journal_dir: Path) -> list[str]:
     )
 
 
-def listing(peer_dir: Path) -> Listing:
-    """Segments (and the owner file) of a journal directory: size and mtime of each."""
-    out: Listing = {}
-    for path in [*journal.segments(peer_dir), peer_dir / journal.OWNER]:
+@dataclass(slots=True)
+class Copy:
+    """One journal copy in an inbox as listed (nothing in it read but `.owner`)."""
+
+    dir: files.Dir
+    segments: dict[str, os.stat_result]  # the regular segments within the bounds, by name
+    owner: str | None = None
+    problems: list[str] = field(default_factory=list)  # entries refused: the copy is refused
+    fingerprint: str = ""  # what was listed: the copy is looked at again when it changes
+
+
+def look(box: files.Dir, name: str, limits: journal.Limits) -> Copy:
+    """List the copy `name` in an inbox without following or opening anything in it.
+
+    It may hold regular segment files (canonical names), `.owner`, and hidden
+    names (rsync's temporary files, never read); anything else, a segment over
+    the bounds or too many of them is a problem of the copy. Refused when `name`
+    is no directory; FileNotFoundError when it is not there.
+    """
+    copy = Copy(files.Dir.at(box.path / name, box), {})
+    listed: list[tuple[object, ...]] = []
+    try:
+        names = sorted(copy.dir.names(limits.entries))
+    except Refused as e:
+        copy.problems.append(str(e))
+        st = os.fstat(copy.dir.fd)
+        copy.fingerprint = _digest([("over", st.st_ino, st.st_mtime_ns)])
+        return copy
+    total = 0
+    for n in names:
+        if n.startswith(".") and n != journal.OWNER:
+            continue  # rsync's temporary files (and our own): never read
         try:
-            st = os.stat(path)
+            st = copy.dir.lstat(n)
+            listed.append((n, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino))
+            if n == journal.OWNER:
+                text = copy.dir.read(n, journal.OWNER_BYTES).decode("ascii", errors="replace")
+                copy.owner = text.strip() or None
+            elif journal.segment_number(n) is None:
+                copy.problems.append(
+                    f"{copy.dir.path}/{n!a}: {files.kind(st.st_mode)} whose name is no "
+                    "journal segment's (events-NNNNNNNN.jsonl, ASCII digits) nor .owner; "
+                    "never read"
+                )
+            else:
+                copy.segments[n] = copy.dir.regular(n, limits.segment_bytes)
+                total += st.st_size
         except FileNotFoundError:
-            continue
-        out[path.name] = [st.st_size, st.st_mtime_ns]
-    return out
+            continue  # replaced by a sync arriving: its next look takes it
+        except Refused as e:
+            copy.problems.append(str(e))
+    if len(copy.segments) > limits.segments:
+        copy.problems.append(
+            f"{copy.dir.path}: {len(copy.segments)} segments, more than the {limits.segments} "
+            f"a journal of journal.max_bytes ({limits.journal_bytes} bytes) holds"
+        )
+    if total > limits.journal_bytes:
+        copy.problems.append(
+            f"{copy.dir.path}: {total} bytes of segments, over journal.max_bytes "
+            f"({limits.journal_bytes})"
+        )
+    copy.fingerprint = _digest(listed)
+    return copy
+
+
+def _digest(items: list[tuple[object, ...]]) -> str:
+    return hashlib.blake2b(repr(items).encode(), digest_size=16).hexdigest()
+
+
+def held_fingerprint(peer_dir: Path, limits: journal.Limits) -> str:
+    """The journal held here for a partner, as listed (segments, and the owner file)."""
+    try:
+        owner = os.lstat(peer_dir / journal.OWNER)
+        has: tuple[int, ...] = (owner.st_size, owner.st_mtime_ns, owner.st_ino)
+    except FileNotFoundError:
+        has = ()
+    return _digest([*journal.sizes(peer_dir, limits), has])
 
 
 # Told of a compacted copy taken, whose survivors a reader of the journal may follow instead of
@@ -107,63 +183,64 @@ def receive(
 ) -> Outcome:
     """Look at every inbox; adopt, refuse or recover (call under the build lock).
 
-    `on_compacted` hears of every compacted copy taken (the engine's cache follows it)."""
+    Nothing in an inbox is followed, and every read from it is bounded (`files`,
+    `journal.Limits`): a copy that holds anything else is refused, kept aside
+    (its regular segments, within the bounds) and reported; the other copies and
+    inboxes are still taken. `on_compacted` hears of every compacted copy taken
+    (the engine's cache follows it)."""
     now_us = time.time_ns() // 1000 if now_us is None else now_us
     out = Outcome()
+    limits = journal.Limits.of(cfg)
     senders_now = senders(cfg.journal_dir)
     state = load(cfg.state_dir)
     seen: dict[str, Any] = state.setdefault("seen", {})
     refused: dict[str, Any] = state.setdefault("refused", {})
     before = json.dumps(state, sort_keys=True)
     me = identity.installation_id(cfg.state_dir)
+
+    def refuse(key: str, problem: str, copy: Copy | None) -> None:
+        if copy is None and refused.get(key, {}).get("problem") == problem:
+            return  # told when it was found; status keeps telling
+        kept = _keep_aside(cfg, key, copy, problem, now_us, limits) if copy is not None else ""
+        refused[key] = {"time": format_time(now_us), "problem": problem, "kept": kept}
+        log.error("%s", problem)
+        out.refused.append(problem)
+
     for key in list(refused):  # an inbox removed by hand takes its refusal along
-        sender, _, name = key.partition("/")
-        if not (cfg.journal_dir / (INBOX_PREFIX + sender) / name).is_dir():
+        if not _present(cfg.journal_dir, key):
             del refused[key]
     for sender in senders_now:
-        box = cfg.journal_dir / (INBOX_PREFIX + sender)
-        for name in dict.fromkeys((sender, cfg.peer)):
-            src = box / name
-            key = f"{sender}/{name}"
-            if not src.is_dir():
-                continue
-            # The copy as it is, and (for a partner's own journal) the one held here: a copy
-            # removed or damaged here by hand is taken again, without waiting for a push.
-            adopting = name == sender != cfg.peer
-            now_listing = {"in": listing(src)}
-            if adopting:
-                now_listing["held"] = listing(cfg.journal_dir / sender)
-            if seen.get(key) == now_listing:
-                continue  # looked at as it is
-            try:
-                if sender == cfg.peer:
-                    problem = (
-                        f"{src}: another leasedns installation syncs under this peer's name "
-                        f"{cfg.peer!r} (its journal owner {journal.read_owner(src)}, this one "
-                        f"{me}): give each its own `peer:`, then remove {box}"
+        box_path = cfg.journal_dir / (INBOX_PREFIX + sender)
+        try:
+            box = files.Dir.at(box_path)
+        except FileNotFoundError:
+            continue
+        except Refused as e:
+            refuse(f"{sender}/{sender}", f"{e}: an inbox is a directory; remove it", None)
+            continue
+        with box:
+            for name in dict.fromkeys((sender, cfg.peer)):
+                key = f"{sender}/{name}"
+                try:
+                    copy = look(box, name, limits)
+                except FileNotFoundError:
+                    continue
+                except Refused as e:
+                    refuse(key, f"{e}: a journal copy is a directory; remove it", None)
+                    continue
+                except OSError as e:
+                    msg = f"{box_path / name}: cannot look at the partner's copy: {e}"
+                    log.error("%s; tried again next run", msg)
+                    out.problems.append(msg)
+                    continue
+                with copy.dir:
+                    problem = _take(
+                        cfg, sender, name, copy, me, limits, now_us, out, state, on_compacted
                     )
-                elif adopting:
-                    problem = _adopt(cfg, sender, src, now_us, out, on_compacted)
-                else:
-                    problem = _recover(cfg, sender, src, me, now_us, out, state)
-            except (OSError, LeasednsError) as e:
-                msg = f"{src}: cannot take the partner's copy: {e}; tried again next run"
-                log.error("%s", msg)
-                out.problems.append(msg)
-                continue
-            if adopting and not problem:
-                now_listing["held"] = listing(cfg.journal_dir / sender)
-            seen[key] = now_listing
-            if problem:
-                refused[key] = {
-                    "time": format_time(now_us),
-                    "problem": problem,
-                    "kept": _keep_aside(cfg, key, src, now_us),
-                }
-                log.error("%s", problem)
-                out.refused.append(problem)
-            else:
-                refused.pop(key, None)
+                    if problem:
+                        refuse(key, problem, copy)
+                    elif problem is not None:
+                        refused.pop(key, None)
     for key in list(seen):
         sender, _, name = key.partition("/")
         if sender not in senders_now:
@@ -173,17 +250,83 @@ def receive(
     return out
 
 
+def _present(journal_dir: Path, key: str) -> bool:
+    """Whether what a refusal was about is still there (a link counts, whatever it points
+    to)."""
+    sender, _, name = key.partition("/")
+    box = journal_dir / (INBOX_PREFIX + sender)
+    if not box.is_dir() or box.is_symlink():
+        return os.path.lexists(box)
+    return os.path.lexists(box / name)
+
+
+def _take(
+    cfg: Config,
+    sender: str,
+    name: str,
+    copy: Copy,
+    me: str,
+    limits: journal.Limits,
+    now_us: int,
+    out: Outcome,
+    state: dict[str, Any],
+    on_compacted: OnCompacted | None,
+) -> str | None:
+    """Adopt or recover from one copy: "" when done, a problem when refused, None when it was
+    looked at as it is, or cannot be looked at now (tried again next run)."""
+    key, src, seen = f"{sender}/{name}", copy.dir.path, state["seen"]
+    # The copy as it is, and (for a partner's own journal) the one held here: a copy
+    # removed or damaged here by hand is taken again, without waiting for a push.
+    adopting = name == sender != cfg.peer
+    now_listing = {"in": copy.fingerprint}
+    if adopting:
+        now_listing["held"] = held_fingerprint(cfg.journal_dir / sender, limits)
+    if seen.get(key) == now_listing:
+        return None
+    try:
+        if copy.problems:
+            more = len(copy.problems) - EXAMPLES
+            problem = (
+                f"{src}: refusing this copy: {'; '.join(copy.problems[:EXAMPLES])}"
+                + (f" (and {more} more)" if more > 0 else "")
+                + ". A journal copy holds only regular segment files and .owner, within "
+                "journal.max_bytes; nothing else in it is read. The journal held here stays"
+            )
+        elif sender == cfg.peer:
+            problem = (
+                f"{src}: another leasedns installation syncs under this peer's name "
+                f"{cfg.peer!r} (its journal owner {copy.owner}, this one {me}): give each "
+                f"its own `peer:`, then remove {src.parent}"
+            )
+        elif adopting:
+            problem = _adopt(cfg, sender, copy, limits, now_us, out, on_compacted)
+        else:
+            problem = _recover(cfg, sender, copy, me, limits, now_us, out, state)
+    except Refused as e:  # swapped for a link, a FIFO or something bigger while read
+        problem = f"{e}; refusing this copy"
+    except (OSError, LeasednsError) as e:
+        msg = f"{src}: cannot take the partner's copy: {e}; tried again next run"
+        log.error("%s", msg)
+        out.problems.append(msg)
+        return None
+    if adopting and not problem:
+        now_listing["held"] = held_fingerprint(cfg.journal_dir / sender, limits)
+    seen[key] = now_listing
+    return problem
+
+
 def _adopt(
     cfg: Config,
     sender: str,
-    src: Path,
+    copy: Copy,
+    limits: journal.Limits,
     now_us: int,
     out: Outcome,
     on_compacted: OnCompacted | None,
 ) -> str:
-    """Take `src` (sender's own journal) as journal/<sender>; a problem ('' when taken)."""
-    dst = cfg.journal_dir / sender
-    theirs, held = journal.read_owner(src), journal.read_owner(dst)
+    """Take `copy` (sender's own journal) as journal/<sender>; a problem ('' when taken)."""
+    src, dst = copy.dir.path, cfg.journal_dir / sender
+    theirs, held = copy.owner, journal.read_owner(dst)
     if theirs is None:
         return f"{src}: the copy names no owner ({journal.OWNER}); not taken"
     if held is not None and held != theirs:
@@ -193,15 +336,18 @@ def _adopt(
             f"the name {sender!r}; give each its own `peer:` (if {sender} was reinstalled on "
             f"purpose, remove {dst / journal.OWNER})"
         )
-    staged = _stage(src, dst)
+    staged = _stage(copy, dst, limits)
     try:
-        if not _grows(dst, staged):
-            mine, copy, replaced, written = _read_both(dst, staged)
+        if not _grows(dst, staged, limits):
+            mine, theirs_events, replaced, written = _read_both(dst, staged, limits)
             # Judged at the horizon of a build now (the partner's clock may be ahead by up to
             # the skew): an event dropped must be superseded by one in effect here.
             horizon = (now_us // 1_000_000 + cfg.clock_skew_secs) * 1_000_000
             lost = _lost(
-                mine, copy, horizon, (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
+                mine,
+                theirs_events,
+                horizon,
+                (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000,
             )
             if lost:
                 return (
@@ -228,35 +374,35 @@ def _adopt(
     return ""
 
 
-def _stage(src: Path, dst: Path) -> dict[str, Path | None]:
-    """Copy each segment of `src` that differs from `dst`'s under a temporary name in `dst`:
-    a snapshot that a sync arriving meanwhile cannot change. Segments roll at
-    journal.ROLL_BYTES, so this copies at most that much per segment a push changed."""
+def _stage(copy: Copy, dst: Path, limits: journal.Limits) -> dict[str, Path | None]:
+    """Copy each segment of `copy` that differs from `dst`'s under a temporary name in `dst`:
+    a snapshot that a sync arriving meanwhile cannot change. Only regular files are copied,
+    each at most the size it had when opened, and all of them together at most
+    `limits.journal_bytes` (Refused beyond)."""
     dst.mkdir(mode=0o750, parents=True, exist_ok=True)
-    held = listing(dst)
+    held = {journal.segment_name(n): (size, mtime) for n, size, mtime in journal.sizes(dst)}
     staged: dict[str, Path | None] = {}  # None: a held segment the copy lacks
-    for seg in journal.segments(src):
-        try:
-            st = os.stat(seg)
-        except FileNotFoundError:
-            continue
-        if held.get(seg.name) == [st.st_size, st.st_mtime_ns]:
-            continue  # the same file as held (rsync -t keeps mtimes)
-        tmp = dst / f".{seg.name}.in.tmp"
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        try:
-            # A copy, not a hard link: a file of the inbox rewritten in place (by hand, or
-            # rsync --inplace) must not change the journal behind the checks' back.
-            shutil.copy2(seg, tmp)
-        except FileNotFoundError:
-            continue  # replaced by a sync arriving: its next look takes it
-        except OSError:  # a full disk: leave no partial copy behind
-            _unstage({**staged, seg.name: tmp})
-            raise
-        staged[seg.name] = tmp
+    left = limits.journal_bytes
+    try:
+        for name, st in sorted(copy.segments.items()):
+            if held.get(name) == (st.st_size, st.st_mtime_ns):
+                left -= st.st_size
+                continue  # the same file as held (rsync -t keeps mtimes)
+            tmp = dst / f".{name}.in.tmp"
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            try:
+                # A copy, not a hard link: a file of the inbox rewritten in place (by hand, or
+                # rsync --inplace) must not change the journal behind the checks' back.
+                left -= copy.dir.copy(name, tmp, min(limits.segment_bytes, left))
+            except FileNotFoundError:
+                continue  # replaced by a sync arriving: its next look takes it
+            staged[name] = tmp
+    except BaseException:  # a full disk, a bound passed: leave no partial copy behind
+        _unstage(staged)
+        raise
     # Segments the copy does not have at all go in `_install`; absent ones count as lost.
-    staged.update({n: None for n in held if n != journal.OWNER and not (src / n).exists()})
+    staged.update({n: None for n in held if n not in copy.segments})
     return staged
 
 
@@ -267,20 +413,23 @@ def _unstage(staged: dict[str, Path | None]) -> None:
                 tmp.unlink()
 
 
-def _grows(dst: Path, staged: dict[str, Path | None]) -> bool:
+def _grows(dst: Path, staged: dict[str, Path | None], limits: journal.Limits) -> bool:
     """Every held segment is still there and starts with the bytes held (no event read)."""
     for name, tmp in staged.items():
         if not (dst / name).exists():
             continue  # a new segment
         if tmp is None:
             return False  # a held segment the copy lacks
-        if not _starts_with(tmp, dst / name):
+        if not _starts_with(tmp, dst / name, limits):
             return False
     return True
 
 
-def _starts_with(path: Path, prefix_of: Path) -> bool:
-    with open(prefix_of, "rb") as old, open(path, "rb") as new:
+def _starts_with(path: Path, prefix_of: Path, limits: journal.Limits) -> bool:
+    with (
+        files.opened(prefix_of, limits.segment_bytes) as old,
+        files.opened(path, limits.segment_bytes) as new,
+    ):
         if os.fstat(new.fileno()).st_size < os.fstat(old.fileno()).st_size:
             return False
         while True:
@@ -292,7 +441,7 @@ def _starts_with(path: Path, prefix_of: Path) -> bool:
 
 
 def _read_both(
-    dst: Path, staged: dict[str, Path | None]
+    dst: Path, staged: dict[str, Path | None], limits: journal.Limits
 ) -> tuple[list[Event], list[Event], dict[str, journal.Piece], dict[str, journal.Piece]]:
     """The events held and those of the copy (staged segments, and held ones it has
     unchanged), each segment read once; and for the merge cache's note, the held
@@ -305,9 +454,9 @@ def _read_both(
     written: dict[str, journal.Piece] = {}
     dropped: set[Event] = set()
     problems: list[str] = []
-    for seg in journal.segments(dst):
+    for seg in journal.segments(dst, limits):
         try:
-            data = seg.read_bytes()
+            data = files.read(seg, limits.segment_bytes)
         except FileNotFoundError:
             continue
         evs = _parse(data, str(seg), peer, problems)
@@ -321,7 +470,7 @@ def _read_both(
         log.warning("%s", p)
     for name, tmp in sorted(staged.items()):
         if tmp is not None:
-            data = tmp.read_bytes()
+            data = files.read(tmp, limits.segment_bytes)
             evs = _parse(data, f"{dst / name} (copy)", peer, [])
             copy += evs
             if replaced and not (dst / name).exists():
@@ -360,15 +509,16 @@ def _covered(data: bytes, events: list[Event], have: set[Event]) -> journal.Piec
     return journal.Piece(end, n, n, journal.digest(memoryview(data)[:end]))
 
 
-def _read_staged(dst: Path, staged: dict[str, Path | None]) -> list[Event]:
+def _read_staged(dst: Path, staged: dict[str, Path | None], limits: journal.Limits) -> list[Event]:
     """The events of the copy: staged segments, and held ones it has unchanged."""
     pj = journal.PeerJournal(dst.name)
-    for seg in journal.segments(dst):
+    for seg in journal.segments(dst, limits):
         if seg.name not in staged:
-            journal.parse_segment(seg.read_bytes(), str(seg), pj.peer, pj)
+            journal.parse_segment(files.read(seg, limits.segment_bytes), str(seg), pj.peer, pj)
     for name, tmp in staged.items():
         if tmp is not None:
-            journal.parse_segment(tmp.read_bytes(), f"{dst / name} (copy)", pj.peer, pj)
+            data = files.read(tmp, limits.segment_bytes)
+            journal.parse_segment(data, f"{dst / name} (copy)", pj.peer, pj)
     return pj.events
 
 
@@ -412,29 +562,29 @@ def _install(dst: Path, staged: dict[str, Path | None], owner: str) -> None:
 def _recover(
     cfg: Config,
     sender: str,
-    src: Path,
+    copy: Copy,
     me: str,
+    limits: journal.Limits,
     now_us: int,
     out: Outcome,
     state: dict[str, Any],
 ) -> str:
     """Append again this peer's events that `sender`'s copy holds and the journal lost."""
-    own = cfg.journal_dir / cfg.peer
-    owner = journal.read_owner(src)
-    if owner is None:
+    src, own = copy.dir.path, cfg.journal_dir / cfg.peer
+    if copy.owner is None:
         return ""  # a copy from before owners were recorded: nothing to tell it by
-    if owner != me:
+    if copy.owner != me:
         return (
             f"{src}: {sender} holds a journal named {cfg.peer!r} written by leasedns "
-            f"installation {owner}, not this one ({me}): another installation uses this "
+            f"installation {copy.owner}, not this one ({me}): another installation uses this "
             "peer's name; give each its own `peer:`"
         )
-    staged = _stage(src, own)
+    staged = _stage(copy, own, limits)
     try:
-        if _grows_into(own, src, staged):
+        if _grows_into(own, staged, limits):
             return ""
-        mine = journal.read_peer(own).events
-        theirs = _read_staged(own, staged)
+        mine = journal.read_peer(own, limits).events
+        theirs = _read_staged(own, staged, limits)
     finally:
         _unstage(staged)
     keep_us = (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
@@ -453,32 +603,75 @@ def _recover(
     return ""
 
 
-def _grows_into(own: Path, src: Path, staged: dict[str, Path | None]) -> bool:
+def _grows_into(own: Path, staged: dict[str, Path | None], limits: journal.Limits) -> bool:
     """The partner's copy is a prefix of this peer's journal: nothing in it is missing here."""
     for name, tmp in staged.items():
         if tmp is None:
             continue  # a segment held here that the copy lacks: nothing lost here
-        if not (own / name).exists() or not _starts_with(own / name, tmp):
+        if not (own / name).exists() or not _starts_with(own / name, tmp, limits):
             return False
     return True
 
 
-def _keep_aside(cfg: Config, key: str, src: Path, now_us: int) -> str:
-    """Copy a refused copy to state_dir/refused/ (the latest one per inbox); its path."""
+def _keep_aside(
+    cfg: Config, key: str, copy: Copy, problem: str, now_us: int, limits: journal.Limits
+) -> str:
+    """Keep a refused copy in state_dir/refused/ (the latest one per inbox); its path.
+
+    Only its regular segment files and `.owner` are copied, each through `files`
+    (nothing followed, nothing past its size or the bounds), beside `why.txt`: the
+    problem and what was not kept. All copies kept together stay within
+    REFUSED_KEPT copies and `limits.journal_bytes`: the oldest go first.
+    """
     base = cfg.state_dir / REFUSED_DIR
-    prefix = key.replace("/", "-") + "-"
+    sender, _, name = key.partition("/")
+    prefix = f"{sender}.{name}-"  # "." is in no peer name: one prefix per inbox
     target = base / f"{prefix}{now_us}"
+    keep, left, skipped = [], limits.journal_bytes, []
+    for seg, st in sorted(copy.segments.items()):
+        if st.st_size <= left:
+            keep.append(seg)
+            left -= st.st_size
+        else:
+            skipped.append(f"{seg} ({st.st_size} bytes): over journal.max_bytes, not kept")
     try:
         base.mkdir(mode=0o750, exist_ok=True)
-        for old in base.iterdir():
-            if old.name.startswith(prefix) and old.name[len(prefix) :].isdigit():
-                shutil.rmtree(old, ignore_errors=True)
-        shutil.copytree(src, target, ignore=shutil.ignore_patterns(".*.tmp", ".lock", ".events-*"))
-    except (OSError, shutil.Error) as e:
+        _make_room(base, prefix, limits.journal_bytes - left, limits.journal_bytes)
+        target.mkdir(mode=0o750)
+        for seg in keep:
+            try:
+                left -= copy.dir.copy(seg, target / seg, limits.segment_bytes)
+            except (FileNotFoundError, Refused) as e:  # changed since it was listed
+                skipped.append(f"{seg}: {e}, not kept")
+        if copy.owner is not None:
+            with contextlib.suppress(FileNotFoundError, Refused):
+                copy.dir.copy(journal.OWNER, target / journal.OWNER, journal.OWNER_BYTES)
+        why = "\n".join([problem, *copy.problems, *skipped]) + "\n"
+        journal.write_small(target / WHY_FILE, why.encode("utf-8", "backslashreplace"))
+        fsync_dir(target)
+    except OSError as e:
         shutil.rmtree(target, ignore_errors=True)  # a full disk: no partial copy
         log.error("%s: cannot keep the refused copy: %s", target, e)
         return ""
     return str(target)
+
+
+def _make_room(base: Path, prefix: str, need: int, most: int) -> None:
+    """Remove copies kept aside before: the inbox's own, then the oldest, until one more of
+    `need` bytes fits in REFUSED_KEPT copies and `most` bytes."""
+    kept = []
+    for d in base.iterdir():
+        stamp = d.name.rpartition("-")[2]
+        if not d.is_dir() or d.is_symlink() or not stamp.isdigit():
+            continue
+        if d.name.startswith(prefix):
+            shutil.rmtree(d, ignore_errors=True)
+            continue
+        size = sum(f.lstat().st_size for f in d.iterdir())
+        kept.append((int(stamp), size, d))
+    kept.sort()
+    while kept and (len(kept) + 1 > REFUSED_KEPT or sum(k[1] for k in kept) + need > most):
+        shutil.rmtree(kept.pop(0)[2], ignore_errors=True)
 
 
 def load(state_dir: Path) -> dict[str, Any]:

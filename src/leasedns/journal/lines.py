@@ -23,6 +23,13 @@ from leasedns.model import (
     short,
 )
 
+# The longest line `to_line` writes: the name and the host at MAX_NAME_BYTES characters each,
+# every one escaped as a surrogate pair (`\ud83d\ude00`, 12 bytes), and the other fields at
+# their longest (about 300 bytes). A line read that is longer than MAX_LINE_CHARS, twice
+# that and some (room for fields a newer version may add), is no event: reported, never parsed.
+LONGEST_LINE = 2 * 12 * MAX_NAME_BYTES + 512
+MAX_LINE_CHARS = 1 << 16
+
 
 def to_line(e: Event) -> str:
     """The journal form: one canonical JSON object, newline-terminated."""

@@ -196,13 +196,12 @@ def _int(v: object) -> int:
 
 def signature(cfg: Config) -> str:
     """This peer's journal as listed (segment names and sizes): changes with every append."""
-    segs = []
-    for path in journal.segments(cfg.journal_dir / cfg.peer):
-        try:
-            segs.append(f"{path.name}:{path.stat().st_size}")
-        except FileNotFoundError:  # compacted away while listed
-            continue
-    return " ".join(segs)
+    limits = journal.Limits.of(cfg)
+    try:
+        listed = journal.sizes(cfg.journal_dir / cfg.peer, limits)
+    except journal.Refused as e:
+        return str(e)
+    return " ".join(f"{journal.segment_name(n)}:{size}" for n, size, _mtime in listed)
 
 
 def due(cfg: Config, now_us: int | None = None) -> str:
