@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    JOURNAL_KEY,
     Row,
     exit_code,
     find_program,
@@ -139,7 +140,7 @@ def generate(journal_dir: Path, live: int, now: int, seed: int = 1) -> dict[str,
         evs.sort(key=lambda e: e.time_us)
         d = journal_dir / peer
         d.mkdir(parents=True, exist_ok=True)
-        (d / "events-00000001.jsonl").write_text("".join(to_line(e) for e in evs))
+        (d / "events-00000001.jsonl").write_text("".join(to_line(e, JOURNAL_KEY) for e in evs))
     return counts
 
 
@@ -300,7 +301,7 @@ def append_events(journal_dir: Path, n: int, now: int, seed: int = 2) -> None:
                 "peer-a",
             )
         )
-    journal.append(journal_dir / "peer-a", evs)
+    journal.append(journal_dir / "peer-a", evs, key=JOURNAL_KEY)
 
 
 def run_worker(config: Path, out: Path, mode: str = "--worker") -> tuple[dict[str, float], int]:

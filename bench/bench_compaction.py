@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import Row, exit_code, find_program, fmt, machine_note, print_table
+from common import JOURNAL_KEY, Row, exit_code, find_program, fmt, machine_note, print_table
 
 NAME = "compaction"
 STEP = 1800  # seconds between renewals
@@ -102,7 +102,7 @@ def simulate(
         round_events.sort(key=lambda e: e.time_us)
         t = time.perf_counter()
         for i in range(0, len(round_events), batch):
-            journal.append(peer_dir, round_events[i : i + batch])
+            journal.append(peer_dir, round_events[i : i + batch], key=JOURNAL_KEY)
         fig["append_secs"] += time.perf_counter() - t
         fig["appended"] += len(round_events)
         now_us = start + STEP * us
@@ -121,7 +121,7 @@ def simulate(
         fig["decide_secs"] += time.perf_counter() - t
         if compact:
             t = time.perf_counter()
-            journal.compact(peer_dir, now_us, keep_us)
+            journal.compact(peer_dir, now_us, keep_us, key=JOURNAL_KEY)
             fig["compact_secs"] += time.perf_counter() - t
             fig["compactions"] += 1
             t = time.perf_counter()
@@ -164,6 +164,7 @@ def after_compaction(live: int) -> list[Row]:
             (cfg.max_lease_secs + cfg.compact_grace_secs) * us,
             cfg.clock_skew_secs * us,
             functools.partial(cache.note_compaction, cfg.state_dir),
+            JOURNAL_KEY,
         )
         compact_secs = time.perf_counter() - t
         runs = []

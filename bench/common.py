@@ -20,6 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ROWS_ENV = "LEASEDNS_BENCH_ROWS"  # run.py sets it: benches append their rows there as JSON
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# A journal key: the benches write journal lines signed, as apply writes them.
+JOURNAL_KEY = bytes(range(32))
 
 
 def venv_bin() -> Path:

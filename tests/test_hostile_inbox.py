@@ -428,6 +428,74 @@ def test_a_copy_over_the_journal_bound_is_refused(tmp_path: Path) -> None:
     assert journal.sizes(a.journal_dir / "peer-b") == journal.sizes(b.journal_dir / "peer-b")
 
 
+# --- 6: a partner cannot write this peer's history ------------------------------------------
+
+
+def test_a_partner_cannot_add_events_to_this_peers_journal(tmp_path: Path) -> None:
+    cfgs = installations(tmp_path)
+    a, b = cfgs["peer-a"], cfgs["peer-b"]
+    commit(a, "192.0.2.11", "laptop")
+    commit(a, "192.0.2.12", "printer")
+    assert apply.run(a).synced == "peer-b: ok"
+    assert apply.run(b).adopted == "peer-a"
+    before = (a.journal_dir / "peer-a" / journal.segment_name(1)).read_bytes()
+    # b adds two events to its copy of a's journal, in a's name: the laptop moved to another
+    # address under another MAC, the printer released. Then its ordinary sync pushes them.
+    copy = b.journal_dir / "peer-a" / journal.segment_name(1)
+    forged = [
+        event("peer-a", "192.0.2.99", "02:00:00:00:00:99", "laptop"),
+        event("peer-a", "192.0.2.12", "02:00:00:00:0c:01", "", Kind.RELEASE),
+    ]
+    with copy.open("a") as f:
+        f.write("".join(to_line(e) for e in forged))
+        # a line copied from a's journal with a field changed keeps its old signature
+        mine = json.loads(before.splitlines()[0])
+        mine["ip"] = "192.0.2.98"
+        f.write(json.dumps(mine, sort_keys=True, separators=(",", ":")) + "\n")
+    assert syncing.run(b)[0].ok
+    ra = apply.run(a)
+    assert ra.ok and ra.recovered == 0 and len(ra.inbox_refused) == 1
+    why = ra.inbox_refused[0]
+    assert "holds 3 event(s) of peer-a this journal lacks that carry no valid signature" in why
+    assert "commit 192.0.2.99 02:00:00:00:00:99" in why
+    assert (a.journal_dir / "peer-a" / journal.segment_name(1)).read_bytes() == before
+    assert names(a) == {"laptop", "printer"}
+    code, text = status_of(a)
+    assert code == 2 and "CRITICAL: inbox peer-b/peer-a" in text and "no valid signature" in text
+    (k,) = kept(a)
+    assert k.name.startswith("peer-b.peer-a-") and b"192.0.2.99" in (k / copy.name).read_bytes()
+    # and nothing of it reaches b's partners: a's journal, pushed back, is a's own
+    assert syncing.run(a)[0].ok and b"192.0.2.99" not in all_bytes(
+        b.journal_dir / ".incoming-peer-a" / "peer-a"
+    )
+
+
+def test_own_events_lost_are_recovered_only_when_signed(tmp_path: Path) -> None:
+    """A restored backup: the events signed since come back; one written before lines were
+    signed (here: a line without `sig`) cannot be told from a forgery and is reported."""
+    cfgs = installations(tmp_path)
+    a, b = cfgs["peer-a"], cfgs["peer-b"]
+    own = a.journal_dir / "peer-a"
+    old = event("peer-a", "192.0.2.13", "02:00:00:00:00:13", "old-client")
+    journal.append(own, [old])  # as a leasedns before signing wrote it
+    commit(a, "192.0.2.14", "signed-client")
+    assert apply.run(a).synced == "peer-b: ok"
+    assert apply.run(b).adopted == "peer-a"
+    assert [
+        ("sig" in json.loads(x)) for x in (own / journal.segment_name(1)).read_text().splitlines()
+    ] == [False, True]
+    # a's journal is lost (its state restored from an empty backup, same installation)
+    (own / journal.segment_name(1)).unlink()
+    ra = apply.run(a, force=True)
+    assert ra.ok and ra.recovered == 1 and len(ra.inbox_refused) == 1
+    assert (
+        "holds 1 event(s) of peer-a this journal lacks that carry no valid signature"
+        in ra.inbox_refused[0]
+    )
+    assert "commit 192.0.2.13 02:00:00:00:00:13" in ra.inbox_refused[0]
+    assert [e.client_name for e in journal.read_peer(own).events] == ["signed-client"]
+
+
 # --- 7: segment names ---------------------------------------------------------------------
 
 

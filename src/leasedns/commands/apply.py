@@ -20,7 +20,7 @@ from leasedns.engine import resolve as resolved
 from leasedns.engine.state import State
 from leasedns.errors import EventError, GuardError, LeasednsError, PublishError
 from leasedns.fsutil import Runner, flocked, gc_paused, write_atomic
-from leasedns.journal import holdings, identity, inbox
+from leasedns.journal import holdings, identity, inbox, signing
 from leasedns.journal import sync as syncing
 from leasedns.model import Changes, Desired, Event, Serving, Statics, format_time
 from leasedns.sources import spool
@@ -121,8 +121,8 @@ def ingest(cfg: Config, report: Report, now_ns: int, state: State) -> list[Event
         done.append(item.path)
     if good:  # durable before the spool files go; refused in another installation's directory
         good = state.stamp(good)
-        owner = identity.installation_id(cfg.state_dir)
-        journal.append(cfg.journal_dir / cfg.peer, good, owner=owner)
+        owner, key = identity.installation_id(cfg.state_dir), signing.journal_key(cfg.state_dir)
+        journal.append(cfg.journal_dir / cfg.peer, good, owner=owner, key=key)
         state.journaled()
         spool.remove(done)
     report.ingested = len(good)
@@ -376,7 +376,8 @@ def maybe_compact(cfg: Config, report: Report, state: mergestate.MergeState, now
                 keep_us,
                 skew_us,
                 functools.partial(mergestate.note_compaction, cfg.state_dir),
-                limits=limits,
+                signing.journal_key(cfg.state_dir),
+                limits,
             )
         except journal.Refused as e:  # a segment no reader takes: never compacted over
             report.problems.append(f"journal not compacted: {e}")

@@ -20,7 +20,7 @@ from leasedns.engine.rules import Aggregates
 from leasedns.engine.state import State
 from leasedns.errors import ConfigError, GuardError, LeasednsError, PublishError
 from leasedns.fsutil import gc_paused
-from leasedns.journal import identity
+from leasedns.journal import identity, signing
 from leasedns.model import (
     INFINITE_LEASE,
     MAX_TIME_US,
@@ -396,7 +396,8 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
     if fix:
         if fixes:
             owner = identity.installation_id(cfg.state_dir)  # never another one's journal
-            journal.append(cfg.journal_dir / cfg.peer, fixes, owner=owner)
+            key = signing.journal_key(cfg.state_dir)
+            journal.append(cfg.journal_dir / cfg.peer, fixes, owner=owner, key=key)
         report = apply.run(cfg, force=force, statics=statics_)
         if not report.ok:
             drift.problems.append(f"build after reconcile failed: {report.error}")

@@ -13,7 +13,7 @@ from leasedns.commands.apply import ensure_dirs
 from leasedns.config import Config
 from leasedns.engine.state import State
 from leasedns.errors import ConfigError, EventError
-from leasedns.journal import identity
+from leasedns.journal import identity, signing
 from leasedns.model import MAX_TIME_US, MIN_TIME_US, Event, format_time, parse_time
 from leasedns.sources.hook import make_event
 
@@ -67,7 +67,8 @@ def record(
     # Read only: the apply that follows (or the next one) keeps what it folds in.
     with State.open(cfg, now_us // 1_000_000, keep=False) as state:
         (ev,) = state.stamp([ev])
-    journal.append(peer_dir, [ev], owner=identity.installation_id(cfg.state_dir))
+    owner, key = identity.installation_id(cfg.state_dir), signing.journal_key(cfg.state_dir)
+    journal.append(peer_dir, [ev], owner=owner, key=key)
     return ev
 
 

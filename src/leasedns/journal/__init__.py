@@ -330,13 +330,16 @@ def append(
     peer_dir: Path,
     events: Iterable[Event],
     owner: str | None = None,
+    key: bytes | None = None,
 ) -> int:
     """Append events durably (written and fsynced before returning); returns the count.
 
     With `owner` (this installation's id), the directory must be this
     installation's own (see `claim`): OwnerError otherwise, nothing written.
+    With `key` (this installation's journal key, `signing`), each line carries its
+    signature: a partner's copy can then give the line back (inbox.py).
     """
-    data = "".join(to_line(e) for e in events).encode("utf-8", "surrogateescape")
+    data = "".join(to_line(e, key) for e in events).encode("utf-8", "surrogateescape")
     if not data:
         return 0
     with locked(peer_dir):
@@ -495,9 +498,11 @@ def compact(
     keep_us: int,
     skew_us: int = 30_000_000,
     on_compacted: Callable[[Compaction], None] | None = None,
+    key: bytes | None = None,
     limits: Limits = LIMITS,
 ) -> Compaction:
-    """Rewrite the owner's journal as one segment of its survivors.
+    """Rewrite the owner's journal as one segment of its survivors (each line signed with
+    `key`, when given: see `append`).
 
     Crash-safe: the new segment is written under a temporary name, fsynced and
     renamed to the next segment number before the old ones are removed, so a
@@ -527,7 +532,7 @@ def compact(
         keep = survivors(pj.events, now_us, keep_us, skew_us)
         target = peer_dir / segment_name(segment_number(old[-1].name) + 1)  # type: ignore[operator]
         tmp = peer_dir / f".{target.name}.tmp"
-        blob = "".join(to_line(e) for e in keep).encode("utf-8", "surrogateescape")
+        blob = "".join(to_line(e, key) for e in keep).encode("utf-8", "surrogateescape")
         write_small(tmp, blob)
         os.replace(tmp, target)
         fsync_dir(peer_dir)

@@ -17,7 +17,9 @@ journal readers skip it). Before each build, apply looks at each inbox:
 - `.incoming-S/<this peer>/` is S's copy of this peer's journal. Events it
   holds that this peer's journal lacks, and that compaction here would not
   have dropped, are this peer's own events lost here (a restored backup):
-  they are appended to the journal again, and reported.
+  they are appended to the journal again, and reported; but only those whose
+  line carries this installation's signature (`signing`). Any other is one S
+  made or changed: refused, CRITICAL, never appended.
 
 The inbox is a boundary: nothing in it is followed or opened but regular
 files, every read is bounded (`files`, `journal.Limits` from
@@ -56,8 +58,9 @@ from leasedns import journal
 from leasedns.config import Config
 from leasedns.errors import LeasednsError
 from leasedns.fsutil import fsync_dir, write_atomic
-from leasedns.journal import files, identity
+from leasedns.journal import files, identity, signing
 from leasedns.journal.files import Refused
+from leasedns.journal.lines import signed_events
 from leasedns.journal.sync import INBOX_PREFIX
 from leasedns.model import Event, format_time, valid_peer
 
@@ -509,9 +512,13 @@ def _covered(data: bytes, events: list[Event], have: set[Event]) -> journal.Piec
     return journal.Piece(end, n, n, journal.digest(memoryview(data)[:end]))
 
 
-def _read_staged(dst: Path, staged: dict[str, Path | None], limits: journal.Limits) -> list[Event]:
-    """The events of the copy: staged segments, and held ones it has unchanged."""
+def _read_staged(
+    dst: Path, staged: dict[str, Path | None], limits: journal.Limits, key: bytes
+) -> tuple[list[Event], set[Event]]:
+    """The events of the copy (staged segments, and held ones it has unchanged), and those
+    of them a staged line carries with a valid signature under `key`."""
     pj = journal.PeerJournal(dst.name)
+    signed: set[Event] = set()
     for seg in journal.segments(dst, limits):
         if seg.name not in staged:
             journal.parse_segment(files.read(seg, limits.segment_bytes), str(seg), pj.peer, pj)
@@ -519,7 +526,9 @@ def _read_staged(dst: Path, staged: dict[str, Path | None], limits: journal.Limi
         if tmp is not None:
             data = files.read(tmp, limits.segment_bytes)
             journal.parse_segment(data, f"{dst / name} (copy)", pj.peer, pj)
-    return pj.events
+            text = data[: data.rfind(b"\n") + 1].decode("utf-8", "surrogateescape")
+            signed |= signed_events(text, pj.peer, key)
+    return pj.events, signed
 
 
 def _lost(held: Iterable[Event], copy: Iterable[Event], now_us: int, keep_us: int) -> list[Event]:
@@ -569,7 +578,8 @@ def _recover(
     out: Outcome,
     state: dict[str, Any],
 ) -> str:
-    """Append again this peer's events that `sender`'s copy holds and the journal lost."""
+    """Append again this peer's events that `sender`'s copy holds and the journal lost; only
+    those whose line carries this installation's signature: any other is refused."""
     src, own = copy.dir.path, cfg.journal_dir / cfg.peer
     if copy.owner is None:
         return ""  # a copy from before owners were recorded: nothing to tell it by
@@ -579,28 +589,40 @@ def _recover(
             f"installation {copy.owner}, not this one ({me}): another installation uses this "
             "peer's name; give each its own `peer:`"
         )
+    key = signing.journal_key(cfg.state_dir)
     staged = _stage(copy, own, limits)
     try:
         if _grows_into(own, staged, limits):
             return ""
         mine = journal.read_peer(own, limits).events
-        theirs = _read_staged(own, staged, limits)
+        theirs, signed = _read_staged(own, staged, limits, key)
     finally:
         _unstage(staged)
     keep_us = (cfg.max_lease_secs + cfg.compact_grace_secs) * 1_000_000
     back = _lost(theirs, mine, now_us, keep_us)
-    if back:
-        journal.append(own, back, owner=me)
-        out.recovered += len(back)
+    good = [e for e in back if e in signed]
+    forged = [e for e in back if e not in signed]
+    if good:
+        journal.append(own, good, owner=me, key=key)
+        out.recovered += len(good)
         msg = (
-            f"recovered {len(back)} event(s) of {cfg.peer} from {sender}'s copy of its journal "
-            f"(journal restored from a backup?), e.g. {_examples(back)}"
+            f"recovered {len(good)} event(s) of {cfg.peer} from {sender}'s copy of its journal "
+            f"(journal restored from a backup?), e.g. {_examples(good)}"
         )
         log.warning("%s", msg)
         rec = state.setdefault("recovered", [])
         rec.append({"time": format_time(now_us), "time_us": now_us, "message": msg})
         del rec[:-5]
-    return ""
+    if not forged:
+        return ""
+    return (
+        f"{src}: {sender}'s copy of this peer's journal holds {len(forged)} event(s) of "
+        f"{cfg.peer} this journal lacks that carry no valid signature of this installation, "
+        f"not recovered (e.g. {_examples(forged)}): forged or changed by {sender}, or written "
+        "before journal lines were signed, or signed with a journal key since lost "
+        f"({cfg.state_dir / signing.KEY_FILE}). Check {sender}; if they are real leases, "
+        "`leasedns reconcile --fix` journals them again from the lease files"
+    )
 
 
 def _grows_into(own: Path, staged: dict[str, Path | None], limits: journal.Limits) -> bool:

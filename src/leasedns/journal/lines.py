@@ -1,8 +1,16 @@
 """The journal's line format: one event as one JSON line with sorted keys; every line read is
-checked, whoever wrote it (`row_from_json` says what is wrong, never raises anything else)."""
+checked, whoever wrote it (`row_from_json` says what is wrong, never raises anything else).
+
+A line this installation writes to its own journal also carries `sig`, a MAC of the line
+without it under this installation's journal key (`signing`): a partner's copy of this
+peer's journal can give back only lines this installation wrote (inbox.py). Readers ignore
+fields they do not know, so a line with `sig` reads alike everywhere.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 
@@ -23,6 +31,8 @@ from leasedns.model import (
     short,
 )
 
+SIG = "sig"
+SIG_HEX = 32  # HMAC-SHA256 cut to 128 bits, in hex
 # The longest line `to_line` writes: the name and the host at MAX_NAME_BYTES characters each,
 # every one escaped as a surrogate pair (`\ud83d\ude00`, 12 bytes), and the other fields at
 # their longest (about 300 bytes). A line read that is longer than MAX_LINE_CHARS, twice
@@ -31,31 +41,66 @@ LONGEST_LINE = 2 * 12 * MAX_NAME_BYTES + 512
 MAX_LINE_CHARS = 1 << 16
 
 
-def to_line(e: Event) -> str:
-    """The journal form: one canonical JSON object, newline-terminated."""
-    return (
-        json.dumps(
-            {
-                "kind": e.kind.value,
-                "time": format_time(e.time_us),
-                "ip": e.ip,
-                "mac": e.mac,
-                "name": e.client_name,
-                "host": e.host_decl,
-                "secs": e.lease_secs,
-                "peer": e.peer,
-                "src": e.source,
-                **(
-                    {"since": format_time(e.since_us)}
-                    if e.since_us not in (None, e.time_us)
-                    else {}
-                ),
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        )
-        + "\n"
+def to_line(e: Event, key: bytes | None = None) -> str:
+    """The journal form: one canonical JSON object, newline-terminated; with `key`, signed
+    (a `sig` field: `signature` of the line without it)."""
+    line = json.dumps(
+        {
+            "kind": e.kind.value,
+            "time": format_time(e.time_us),
+            "ip": e.ip,
+            "mac": e.mac,
+            "name": e.client_name,
+            "host": e.host_decl,
+            "secs": e.lease_secs,
+            "peer": e.peer,
+            "src": e.source,
+            **({"since": format_time(e.since_us)} if e.since_us not in (None, e.time_us) else {}),
+        },
+        separators=(",", ":"),
+        sort_keys=True,
     )
+    line += "\n"
+    if key is None:
+        return line
+    # In its sorted place, before "since" (when there is one) or "src": the last keys but
+    # "time", whose values (a time, a token) cannot hold the text searched for.
+    cut = line.rfind(',"since":' if e.since_us not in (None, e.time_us) else ',"src":')
+    return f'{line[:cut]},"{SIG}":"{signature(key, line)}"{line[cut:]}'
+
+
+def signature(key: bytes, line: str) -> str:
+    """The MAC of an unsigned journal line (as `to_line` writes it) under `key`."""
+    mac = hmac.digest(key, line.encode("utf-8", "surrogateescape"), hashlib.sha256)
+    return mac[: SIG_HEX // 2].hex()
+
+
+def signed_by(d: object, e: Event, key: bytes) -> bool:
+    """Whether a decoded line `d` (read as `e`) carries a valid signature under `key`: the
+    line is one this installation wrote, whatever its bytes look like now."""
+    sig = d.get(SIG) if isinstance(d, dict) else None
+    return (
+        type(sig) is str
+        and len(sig) == SIG_HEX
+        and hmac.compare_digest(sig, signature(key, to_line(e)))
+    )
+
+
+def signed_events(text: str, peer: str, key: bytes) -> set[Event]:
+    """The events of complete journal lines that carry a valid signature under `key` (a line
+    that does not parse, or is unsigned, is left out: the caller tells them apart)."""
+    out = set()
+    for line in text.splitlines():
+        if len(line) > MAX_LINE_CHARS or SIG not in line:
+            continue
+        try:
+            d = json.loads(line)
+            e = event_of(row_from_json(d, peer))
+        except (ValueError, EventError):
+            continue
+        if signed_by(d, e, key):
+            out.add(e)
+    return out
 
 
 def from_line(line: str, peer: str) -> Event:
