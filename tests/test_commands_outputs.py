@@ -468,6 +468,36 @@ def test_reconcile_reports_each_outputs_drift_and_repairs_it(
     assert (rc, out.splitlines()[0]) == (0, "leasedns reconcile OK: 0 differences")
 
 
+def test_reconcile_without_lease_files_still_repairs_the_outputs(
+    cfg: config.Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a server lost needs no lease file to be put back: with `dhcpd.leases` empty,
+    reconcile says the journals were compared with none, and repairs the outputs from the
+    journals' merge (before, it refused with a config error and repaired nothing)."""
+    published(cfg)
+    edit_hosts(cfg, drifted_hosts)
+    rc, out = run_cli(capsys, cfg, "reconcile", "--check")
+    lines = out.splitlines()
+    assert rc == 1
+    assert lines[0] == "leasedns reconcile WARNING: 3 differences"
+    assert lines[1] == (
+        f"note: {cfg.path}: dhcpd.leases lists no lease files: the journals were not compared "
+        "with any; only the outputs were compared with the journals' merge"
+    )
+    assert f"output {hosts_name(cfg)}: 3 differences over 2 names" in lines
+    rc, out = run_cli(capsys, cfg, "reconcile")
+    assert rc == 0, out
+    hosts = (cfg.state_dir.parent / "leasedns.hosts").read_text()
+    assert "192.0.2.100 pc1.lab.example\n192.0.2.101 pc2.lab.example\n" in hosts
+    assert "old.lab" not in hosts
+    rc, out = run_cli(capsys, cfg, "reconcile", "--check", "--json")
+    d = json.loads(out)
+    held = d["outputs"][1]
+    assert (rc, d["level"], d["items"]) == (0, 0, [])
+    assert (held["asked"], held["missing"], held["wrong"], held["stale"]) == (2, [], [], [])
+    assert d["notes"] and "lists no lease files" in d["notes"][0]
+
+
 def published_to(fake: Fake, cfg: config.Config) -> None:
     """An apply that brings the fake up to date (its note and its server agree)."""
     assert apply.run(cfg).ok

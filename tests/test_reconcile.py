@@ -281,12 +281,6 @@ def test_json_output_for_machines(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert out["items"][0]["name"] == "bob.lab.example"
 
 
-def test_no_lease_files_configured_is_a_config_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cfg = config.load(str(write_config(tmp_path)))
-    assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 2
-    assert "dhcpd.leases lists no lease files" in capsys.readouterr().err
 
 
 def test_merged_from_the_state_tables_equals_merged_from_plain_dicts(tmp_path: Path) -> None:
