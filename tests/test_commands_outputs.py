@@ -72,8 +72,10 @@ class Fake:
 
     proven = False
 
-    def __init__(self, held: list[Record] | None = None, error: str = "") -> None:
-        self.name, self.error = RFC, error
+    def __init__(
+        self, held: list[Record] | None = None, error: str = "", problems: list[str] | None = None
+    ) -> None:
+        self.name, self.error, self.problems = RFC, error, problems or []
         self.server = {r.name: r for r in held or []}
         self.token, self.noted = "", list(self.server.values())
         self.calls: list[str] = []
@@ -104,7 +106,7 @@ class Fake:
         else:
             self.server = {r.name: r for r in desired.dynamic()}
         self.token, self.noted = changes.token, list(desired.dynamic())
-        return Done(changed=self.server != before)
+        return Done(changed=self.server != before, problems=list(self.problems))
 
 
 @dataclasses.dataclass
@@ -114,6 +116,7 @@ class Done:
     changed: bool
     compiled: bool = True
     compile_secs: float = 0.0
+    problems: list[str] = dataclasses.field(default_factory=list)
 
 
 @pytest.fixture
@@ -356,6 +359,27 @@ def test_status_shows_each_outputs_last_publish(
     rc, out = run_cli(capsys, cfg, "status", "--json")
     assert rc == 0
     assert json.loads(out)["last_build"]["outputs"] == {"tinydns": "ok", hosts_name(cfg): "ok"}
+
+
+def test_status_shows_what_each_output_reported_under_it(
+    cfg: config.Config, capsys: pytest.CaptureFixture[str], with_fake: Callable[[Fake], None]
+) -> None:
+    """Names an output left alone (held by records leasedns did not create) are said under
+    that output by every status until they go, a few of them, not as a failure."""
+    held = [f"{RFC}: n{i}.lab.example is held by records leasedns did not create" for i in range(7)]
+    with_fake(Fake(problems=held))
+    published(cfg)
+    rc, out = run_cli(capsys, cfg, "status")
+    lines = out.splitlines()
+    assert rc == 0, out
+    i = lines.index(f"output {RFC}: ok")
+    assert lines[i + 1 :] == [
+        *(f"  note: n{n}.lab.example is held by records leasedns did not create" for n in range(5)),
+        "  note: and 2 more (see the log)",
+    ]
+    report = json.loads(run_cli(capsys, cfg, "status", "--json")[1])["last_build"]
+    assert report["output_notes"] == {RFC: held}
+    assert report["problems"] == held
 
 
 def test_status_a_failed_output_is_named_with_its_error_and_is_critical(

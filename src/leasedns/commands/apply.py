@@ -63,6 +63,9 @@ class Report:
     recovered: int = 0  # own events appended again from a partner's copy (restored backup)
     # Each output's name -> "ok", or why it failed (its last publish; for `status`).
     outputs: dict[str, str] = field(default_factory=dict)
+    # Each output's name -> what its publish reported (names it left alone and why, what it
+    # found its server had lost and restored); also in `problems`. `status` shows them.
+    output_notes: dict[str, list[str]] = field(default_factory=dict)
 
 
 def ensure_dirs(cfg: Config) -> Path:
@@ -180,14 +183,17 @@ def build(
                 guard.check(changes, state.known_ips, state.now, cfg.guard_fraction, cfg.guard_min)
         done, failed_now = publish_all(todo, desired)
         failed += failed_now
-    report.changed = any(p.changed for p in done)
-    report.compiled = any(p.compiled for p in done)
+    report.changed = any(p.changed for _name, p in done)
+    report.compiled = any(p.compiled for _name, p in done)
     if done and held != was:
         holdings.save(cfg.state_dir, held)  # published: what the journals hold is the new floor
-    report.compile_secs = round(sum(p.compile_secs for p in done), 4)
+    report.compile_secs = round(sum(p.compile_secs for _name, p in done), 4)
     report.build_secs = round(time.monotonic() - t0, 4)
-    for pub in done:
-        report.problems.extend(getattr(pub, "problems", ()))
+    for name, pub in done:
+        notes = list(getattr(pub, "problems", ()))
+        if notes:
+            report.output_notes[name] = notes
+            report.problems.extend(notes)
     errors = {name: _named(name, e) for name, e in failed}
     report.outputs = {out.name: errors.get(out.name, "ok") for out in outs}
     if failed:
@@ -210,14 +216,15 @@ def _named(name: str, e: Exception) -> str:
 
 def publish_all(
     todo: list[tuple[outputs.Output, Changes]], desired: Desired
-) -> tuple[list[outputs.Published], list[tuple[str, PublishError | OSError]]]:
+) -> tuple[list[tuple[str, outputs.Published]], list[tuple[str, PublishError | OSError]]]:
     """Publish to every output in turn; one that fails does not stop the others (each
-    serves what it served, and catches up at the next apply from what it then serves)."""
-    done: list[outputs.Published] = []
+    serves what it served, and catches up at the next apply from what it then serves).
+    Returns (name, what its publish did) of those that published, and the failures."""
+    done: list[tuple[str, outputs.Published]] = []
     failed: list[tuple[str, PublishError | OSError]] = []
     for out, changes in todo:
         try:
-            done.append(out.publish(desired, changes))
+            done.append((out.name, out.publish(desired, changes)))
         except (PublishError, OSError) as e:  # OSError: the note of what it serves
             failed.append((out.name, e))
         except LeasednsError:

@@ -184,7 +184,7 @@ def as_text(cfg: Config, st: Status) -> str:
             f"{'compiled' if lb.get('compiled') else 'no compile needed'}"
             + (f"; then synced: {lb.get('synced')}" if lb.get("synced") else "")
         )
-        out += output_lines(lb.get("outputs"))
+        out += output_lines(lb.get("outputs"), lb.get("output_notes"))
         if not lb.get("ok") and st.last_ok:
             out.append(f"last good build {st.last_ok.get('time')}")
     else:
@@ -192,15 +192,25 @@ def as_text(cfg: Config, st: Status) -> str:
     return "\n".join(out) + "\n"
 
 
-def output_lines(outputs: object) -> list[str]:
+NOTES_SHOWN = 5  # per output; the build report and the log hold them all
+
+
+def output_lines(outputs: object, notes: object = None) -> list[str]:
     """One line per output of the last build: `ok`, or `FAILED:` and why (its last publish;
-    none when the build failed before publishing, or a report from before outputs)."""
+    none when the build failed before publishing, or a report from before outputs), then what
+    its publish reported (names it left alone and why, data its server had lost)."""
     if not isinstance(outputs, dict):
         return []
+    noted = notes if isinstance(notes, dict) else {}
     lines = []
     for name, outcome in outputs.items():
         why = str(outcome).removeprefix(f"{name}: ")
         lines.append(f"output {name}: {'ok' if outcome == 'ok' else 'FAILED: ' + why}")
+        said = noted.get(name)
+        said = [str(n) for n in said] if isinstance(said, list) else []
+        lines += [f"  note: {str(n).removeprefix(f'{name}: ')}" for n in said[:NOTES_SHOWN]]
+        if len(said) > NOTES_SHOWN:
+            lines.append(f"  note: and {len(said) - NOTES_SHOWN} more (see the log)")
     return lines
 
 
