@@ -281,8 +281,6 @@ def test_json_output_for_machines(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert out["items"][0]["name"] == "bob.lab.example"
 
 
-
-
 def test_merged_from_the_state_tables_equals_merged_from_plain_dicts(tmp_path: Path) -> None:
     from leasedns.commands.reconcile import merged_from
     from leasedns.engine import cache as mergestate
