@@ -148,12 +148,12 @@ def build(
     it started from.
     """
     t0 = time.monotonic()
-    held, was = holdings.survey(cfg.journal_dir), holdings.load(cfg.state_dir)
-    lost = holdings.regressions(was or {}, held)
-    if lost:
-        if not force:
-            raise GuardError(holdings.refusal(lost, cfg.journal_dir))
-        log.warning("--force: publishing although %s", "; ".join(lost.values()))
+    held, floor = check_journals(cfg, force)
+    # A fresh state directory: an empty floor is in place before the first publish, so that
+    # a crash between that publish and saving its floor is not taken for a lost floor.
+    fresh = floor.held is None and not floor.lost
+    if fresh and (why := holdings.save(cfg.state_dir, {})):
+        raise LeasednsError(f"{why}; nothing published (the guard needs its floor)")
     for p in statics.problems:
         log.warning("%s", p)
     report.problems.extend(statics.problems)
@@ -185,8 +185,9 @@ def build(
         failed += failed_now
     report.changed = any(p.changed for _name, p in done)
     report.compiled = any(p.compiled for _name, p in done)
-    if done and held != was:
-        holdings.save(cfg.state_dir, held)  # published: what the journals hold is the new floor
+    # Published: what the journals hold is the new floor.
+    if done and held != floor.held and (why := holdings.save(cfg.state_dir, held)):
+        report.problems.append(f"{why}; the guard's floor stays at the last build saved")
     report.compile_secs = round(sum(p.compile_secs for _name, p in done), 4)
     report.build_secs = round(time.monotonic() - t0, 4)
     for name, pub in done:
@@ -206,6 +207,36 @@ def build(
             + "; ".join(_named(name, e) for name, e in failed)
         )
     return up
+
+
+def check_journals(cfg: Config, force: bool) -> tuple[holdings.Holdings, holdings.Floor]:
+    """The journals' guard (call under the build lock): GuardError, unless `force`, when a
+    journal lost what the last published build read, or when the floor that says so
+    (journals.json) is lost. Returns what the journals hold now, and the floor."""
+    held = holdings.survey(cfg.journal_dir)
+    floor = holdings.floor(cfg.state_dir, published_before(cfg))
+    if floor.lost:
+        if not force:
+            raise GuardError(holdings.lost_floor(floor.lost, cfg.journal_dir))
+        log.warning("--force: publishing although %s", floor.lost)
+    lost = holdings.regressions(floor.bar, held)
+    if lost:
+        if not force:
+            raise GuardError(holdings.refusal(lost, cfg.journal_dir))
+        log.warning("--force: publishing although %s", "; ".join(lost.values()))
+    return held, floor
+
+
+def published_before(cfg: Config) -> str:
+    """What shows that a build was published from this state directory: a good build in
+    last-build.json, else an output's note (`published-*.json`); "" on a fresh one."""
+    last_ok = load_report(cfg).get("last_ok")
+    if isinstance(last_ok, dict):
+        return f"{cfg.state_dir / LAST_BUILD} records a good build at {last_ok.get('time')}"
+    notes = sorted(cfg.state_dir.glob("published-*.json"))
+    if notes:
+        return f"{notes[0]} says an output was published"
+    return ""
 
 
 def _named(name: str, e: Exception) -> str:

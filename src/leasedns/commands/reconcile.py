@@ -431,6 +431,11 @@ def repair(cfg: Config, statics_: Statics, force: bool) -> tuple[list[str], list
     repaired: list[str] = []
     problems: list[str] = []
     with apply.build_lock(cfg), State.open(cfg, int(time.time()), keep=False) as state:
+        try:  # the journals' guard: what a build may not publish, a repair may not either
+            apply.check_journals(cfg, force)
+        except GuardError as e:
+            why = str(e).replace("leasedns apply --force", "leasedns reconcile --force")
+            return [], [f"outputs not repaired: {why}"]
         up = state.advance(statics_)
         desired = state.desired(up, statics_)
         wanted: list[Record] | None = None

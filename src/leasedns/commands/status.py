@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from leasedns import journal
-from leasedns.commands.apply import load_report
+from leasedns.commands.apply import load_report, published_before
 from leasedns.config import Config
 from leasedns.journal import holdings, inbox
 from leasedns.journal import sync as syncing
@@ -78,10 +78,15 @@ def gather(cfg: Config, now: float | None = None) -> Status:
                 f"peer {name}: newest event is {last / 1e6 - now:.0f} s in the "
                 f"future (clock skew over {cfg.clock_skew_secs} s?)"
             )
-    # A journal that lost what the last published build read: apply refuses to build.
-    gone = holdings.regressions(
-        holdings.load(cfg.state_dir) or {}, holdings.survey(cfg.journal_dir)
-    )
+    # A journal that lost what the last published build read, or the floor that says what it
+    # read: apply refuses to build.
+    floor = holdings.floor(cfg.state_dir, published_before(cfg))
+    if floor.lost:
+        st.critical.append(
+            f"{floor.lost}: apply refuses to publish until it is back, or `leasedns apply "
+            "--force` makes what the journals hold now the guard's floor"
+        )
+    gone = holdings.regressions(floor.bar, holdings.survey(cfg.journal_dir))
     for name, why in gone.items():
         empty = {"events": 0, "bytes": 0, "segments": 0, "last_event": "", "problems": 0}
         st.peers.setdefault(name, {**empty, "updated": "", "torn": 0})
