@@ -124,7 +124,7 @@ def ingest(cfg: Config, report: Report, now_ns: int, state: State) -> list[Event
         done.append(item.path)
     if good:  # durable before the spool files go; refused in another installation's directory
         good = state.stamp(good)
-        owner = identity.installation_id(cfg.state_dir)
+        owner = identity.installation_id(cfg.state_dir, cfg.journal_dir / cfg.peer)
         journal.append(cfg.journal_dir / cfg.peer, good, owner=owner)
         state.journaled()
         spool.remove(done)
@@ -369,7 +369,8 @@ def receive(cfg: Config, report: Report, now_us: int) -> None:
     A refused copy, or own events recovered from a partner's copy, also make this
     apply sync: the partner gets this peer's copy to recover from, or the events."""
     try:
-        journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
+        own = cfg.journal_dir / cfg.peer
+        journal.claim(own, identity.installation_id(cfg.state_dir, own))
     except OSError as e:  # a full disk: the build can still read; appending claims again
         report.problems.append(f"{cfg.journal_dir / cfg.peer}: cannot record its owner: {e}")
         log.warning("%s", report.problems[-1])

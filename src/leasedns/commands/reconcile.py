@@ -400,7 +400,7 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
         fixes = state.stamp(drift.fixes()) if fix else []
     if fix:
         if fixes:
-            owner = identity.installation_id(cfg.state_dir)  # never another one's journal
+            owner = identity.installation_id(cfg.state_dir, cfg.journal_dir / cfg.peer)
             journal.append(cfg.journal_dir / cfg.peer, fixes, owner=owner)
         report = apply.run(cfg, force=force, statics=statics_)
         if not report.ok:

@@ -67,7 +67,7 @@ def record(
     # Read only: the apply that follows (or the next one) keeps what it folds in.
     with State.open(cfg, now_us // 1_000_000, keep=False) as state:
         (ev,) = state.stamp([ev])
-    journal.append(peer_dir, [ev], owner=identity.installation_id(cfg.state_dir))
+    journal.append(peer_dir, [ev], owner=identity.installation_id(cfg.state_dir, peer_dir))
     return ev
 
 

@@ -161,7 +161,8 @@ def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
         if not valid_peer(cfg.peer):  # config.parse refuses it; a Config made by hand
             raise LeasednsError(f"peer {cfg.peer!r} is not a plain name: not pushed anywhere")
         # The copy says which installation wrote it: the partner refuses another one's.
-        journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
+        own = cfg.journal_dir / cfg.peer
+        journal.claim(own, identity.installation_id(cfg.state_dir, own))
         refused = ""
     except (LeasednsError, OSError) as e:  # another installation's directory; a full disk
         refused = str(e)
