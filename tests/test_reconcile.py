@@ -353,3 +353,23 @@ def test_lease_times_the_journal_cannot_hold_are_reported_not_journaled(tmp_path
     assert (fix.ip, fix.client_name, fix.lease_secs) == ("192.0.2.61", "ends-far", 2**32 - 1)
     run(cfg, fix=True)  # nothing new to fix: the journal does not grow
     assert len(journal.read_peer(cfg.journal_dir / cfg.peer).events) == 1
+
+
+def test_a_lease_file_that_is_a_fifo_is_refused_not_waited_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FIFO where the lease file was (or a link to a device) would hang reconcile under its
+    timer for ever: it is refused by name, with the config key to fix (exit 1, as for a lease
+    file that cannot be read)."""
+    from helpers import fifo
+
+    cfg = setup(tmp_path, block("192.0.2.101", B, NOW - 30, NOW + 3570, name="bob"))
+    path = cfg.lease_files[0]
+    path.unlink()
+    with fifo(path):
+        assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 1
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said == (
+        f"leasedns: {path}: is a FIFO (named pipe), not a regular file; leasedns reads only "
+        "regular files here (a symlink to one is fine); check dhcpd.leases in the config"
+    )

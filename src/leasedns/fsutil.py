@@ -69,6 +69,29 @@ def _too_big(path: str, size: str, limit: int) -> InputFileError:
     )
 
 
+def open_input(path: Path | str, limit: int) -> int:
+    """A descriptor of a file another party writes and leasedns only reads (see `read_input`):
+    a regular file (a symlink to one is followed) of at most `limit` bytes, opened without
+    blocking. The caller reads no more than `limit` bytes of it (`too_big` says so)."""
+    name = str(path)
+    st = os.stat(name)
+    _regular(name, st.st_mode)
+    if st.st_size > limit:
+        raise _too_big(name, f"is {st.st_size} bytes,", limit)
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        _regular(name, os.fstat(fd).st_mode)  # what was opened, if it changed since the stat
+    except InputFileError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def too_big(path: Path | str, limit: int) -> InputFileError:
+    """The error for a file that grew past `limit` while it was read."""
+    return _too_big(str(path), "grew, while read, to", limit)
+
+
 def read_input(path: Path | str, limit: int) -> bytes:
     """The bytes of a file the operator names (the config, a TSIG key, static data, dhcpd.conf
     and its includes): the one reader of such files.
@@ -81,20 +104,15 @@ def read_input(path: Path | str, limit: int) -> bytes:
     InputFileError for the rest, naming the file.
     """
     name = str(path)
-    st = os.stat(name)
-    _regular(name, st.st_mode)
-    if st.st_size > limit:
-        raise _too_big(name, f"is {st.st_size} bytes,", limit)
-    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    fd = open_input(name, limit)
     try:
-        _regular(name, os.fstat(fd).st_mode)  # what was opened, if it changed since the stat
         chunks: list[bytes] = []
         total = 0
         while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
-                raise _too_big(name, "grew, while read, to", limit)
+                raise too_big(name, limit)
     finally:
         os.close(fd)
     return b"".join(chunks)

@@ -19,7 +19,7 @@ from leasedns.engine.resolve import Resolved
 from leasedns.engine.rules import Aggregates
 from leasedns.engine.state import State
 from leasedns.errors import GuardError, LeasednsError, PublishError
-from leasedns.fsutil import gc_paused
+from leasedns.fsutil import InputFileError, gc_paused
 from leasedns.journal import identity
 from leasedns.model import (
     INFINITE_LEASE,
@@ -365,6 +365,8 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
             raise LeasednsError(
                 f"{p}: cannot read the lease file: {e.strerror}; check dhcpd.leases in the config"
             ) from None
+        except InputFileError as e:
+            raise LeasednsError(f"{e}; check dhcpd.leases in the config") from None
     statics_ = statics.load(cfg)
     s = Settings.from_config(cfg)
     try:
