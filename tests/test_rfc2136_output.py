@@ -111,7 +111,7 @@ def test_a_ptr_and_a_marker_per_name_ttl_bounded_by_the_lease(
     assert server.ttl(f"pc2.{ZONE}", "A") == 100  # what is left of the lease
     # The note says what the zone holds: the next publish of the same outcome sends nothing.
     again = peer.publish([rec("pc1", "192.0.2.100"), rec("pc2", "192.0.2.101", NOW + 100)])
-    assert (again.changed, again.compiled, again.updates) == (False, True, 0)
+    assert (again.changed, again.compiled, again.settled, again.updates) == (False, False, True, 0)
 
 
 def test_only_the_changes_are_sent_and_a_name_that_moves_never_disappears(
@@ -157,7 +157,7 @@ def test_names_it_did_not_create_are_never_touched(server: Primary, tmp_path: Pa
     ]
     peer.seen = {r.ip: 1 for r in claims}
     sent = peer.publish(claims)
-    assert sent.compiled
+    assert sent.settled
     after = server.names()
     for r in claims[:4]:
         assert after[r.name] == before[r.name]
@@ -186,7 +186,7 @@ def test_two_writers_a_partner_newer_lease_is_never_undone_while_sync_lags(
     a.seen = {"192.0.2.100": 100}
     a.publish([old])
     b.seen = {"192.0.2.100": 100, "192.0.2.101": 200}  # B saw A's lease (synced) and its own
-    assert b.publish([new]).compiled
+    assert b.publish([new]).settled
     assert server.answer(f"laptop.{ZONE}", "A") == ("NOERROR", ["192.0.2.101"])
 
     stop, rcodes = threading.Event(), set()
@@ -200,7 +200,7 @@ def test_two_writers_a_partner_newer_lease_is_never_undone_while_sync_lags(
     try:
         # A, before the sync: its lease ended (incremental: laptop removed).
         sent = a.publish([], now=NOW + 61, incremental=[old])
-        assert sent.compiled
+        assert sent.settled
         # A again, from scratch (its note lost): still only its own stale view.
         (a.output().memo).unlink()
         a.token = ""
@@ -212,7 +212,7 @@ def test_two_writers_a_partner_newer_lease_is_never_undone_while_sync_lags(
     # A's old PTR, which B did not write, A removes as its lease ends.
     # After the sync A has seen B's lease; its truth is B's, and the name waits no longer.
     a.seen["192.0.2.101"] = 200
-    assert a.publish([new]).compiled
+    assert a.publish([new]).settled
     assert server.answer(f"laptop.{ZONE}", "A") == ("NOERROR", ["192.0.2.101"])
     note = a.output()
     note.serving()
@@ -228,7 +228,7 @@ def test_a_peer_that_saw_the_newer_event_replaces_the_partner_record(
     b.publish([rec("laptop", "192.0.2.101")])
     a.seen = {"192.0.2.101": 200, "192.0.2.102": 300}  # the client came back to A
     sent = a.publish([rec("laptop", "192.0.2.102")])
-    assert sent.compiled
+    assert sent.settled
     assert server.answer(f"laptop.{ZONE}", "A") == ("NOERROR", ["192.0.2.102"])
     # B, lagging, wants its .101 record back (its note still says .101): it is A's now,
     # made from an event B has not seen; B leaves it.
@@ -256,7 +256,7 @@ def test_a_lost_note_reads_the_zones_back_without_sending_again(
     assert out.serving().token == ""
     assert sorted(r.name for r in out.held()) == sorted(r.name for r in records)
     again = peer.publish(records)
-    assert (again.compiled, again.updates) == (True, 0)
+    assert (again.settled, again.compiled, again.updates) == (True, False, 0)
 
 
 def test_big_outcomes_go_in_several_messages_under_64_kib(server: Primary, tmp_path: Path) -> None:
@@ -267,7 +267,7 @@ def test_big_outcomes_go_in_several_messages_under_64_kib(server: Primary, tmp_p
     ]
     peer.seen = {r.ip: 1 for r in records}
     sent = peer.publish(records)
-    assert sent.compiled and sent.names == 1500 and sent.updates >= 4
+    assert sent.settled and sent.names == 1500 and sent.updates >= 4
     assert len(server.names()) >= 1500
 
 
@@ -282,7 +282,7 @@ def test_no_transfer_allowed_reads_the_names_one_by_one(
         peer.publish([rec("pc1", "192.0.2.100")])
         peer.output().memo.unlink()
         again = peer.publish([rec("pc1", "192.0.2.100")])
-        assert (again.compiled, again.updates) == (True, 0)
+        assert (again.settled, again.compiled, again.updates) == (True, False, 0)
 
 
 # --- faults -----------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ def test_a_server_down_then_back(server: Primary, tmp_path: Path) -> None:
     assert "connection refused" in str(e.value)
     server.restart()
     sent = peer.publish([rec("pc1", "192.0.2.100"), rec("pc2", "192.0.2.101")])
-    assert sent.compiled and sent.names == 2
+    assert sent.settled and sent.names == 2
     assert server.answer(f"pc2.{ZONE}", "A") == ("NOERROR", ["192.0.2.101"])
 
 
@@ -476,7 +476,7 @@ def test_every_algorithm_tsig_keygen_writes_signs_updates(tmp_path: Path, algori
     with Bind(tmp_path / "bind", key) as srv:
         peer = Peer(srv, tmp_path / "a", key.path)
         peer.seen = {"192.0.2.100": 1}
-        assert peer.publish([rec("pc1", "192.0.2.100")]).compiled
+        assert peer.publish([rec("pc1", "192.0.2.100")]).settled
         assert srv.answer(f"pc1.{ZONE}", "A") == ("NOERROR", ["192.0.2.100"])
 
 

@@ -103,11 +103,19 @@ class Sent:
     """What one publish did."""
 
     changed: bool = False  # some update was applied
-    compiled: bool = False  # the server took every update it was sent
+    # Every name was decided and what it needed was sent: the zones hold the outcome, whose
+    # token the note then keeps (whether or not anything had to be sent).
+    settled: bool = False
     compile_secs: float = 0.0  # time spent talking to the server
     updates: int = 0  # UPDATE messages applied
     names: int = 0  # names changed
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def compiled(self) -> bool:
+        """The server-side step ran: an update was applied (a publish that sent nothing
+        compiled nothing)."""
+        return self.changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +239,7 @@ class Rfc2136:
         finally:
             self._close()
             out.compile_secs = round(time.monotonic() - t0, 4)
-            self._token = changes.token if out.compiled else ""
+            self._token = changes.token if out.settled else ""
             self._save_note()
         return out
 
@@ -310,7 +318,7 @@ class Rfc2136:
                 e = want.get(n)
                 reverse[n] = None if e is not None and e.value in self._foreign else e
         self._rounds(list(reverse), reverse, seen, now, out)
-        out.compiled = True
+        out.settled = True
 
     def _rounds(
         self,
