@@ -269,6 +269,14 @@ def test_a_tinydns_output_entry_takes_the_tinydns_section_keys() -> None:
             "x.yaml:6: reverse_zones: 'x.org' is not an in-addr.arpa zone",
         ),
         (
+            HEAD + "outputs:\n  - type: rfc2136\n    server: 127.0.0.1\n    verify_secs: -1\n",
+            "x.yaml:6: verify_secs must be a whole number from 0 to 2147483647",
+        ),
+        (
+            HEAD + "outputs:\n  - type: rfc2136\n    server: 127.0.0.1\n    verify_secs: 5m\n",
+            "x.yaml:6: verify_secs must be a whole number from 0 to 2147483647",
+        ),
+        (
             HEAD + "outputs:\n  - type: unbound\n    control: []\n",
             "x.yaml:5: control must name the unbound-control command",
         ),
@@ -353,6 +361,11 @@ def test_rfc2136_and_unbound_outputs_read_with_their_defaults() -> None:
         ),
         config.UnboundOutput(),
     )
+    assert cfg.outputs[0].verify_secs == 300  # type: ignore[union-attr]
+    one = config.parse(
+        HEAD + "outputs:\n  - {type: rfc2136, server: 127.0.0.1, verify_secs: 0}\n", "x.yaml"
+    )
+    assert one.outputs[0].verify_secs == 0  # type: ignore[union-attr]  # every apply
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,9 @@ class Rfc2136Output:
     timeout: float = 10.0
     # Marks the names this site's leasedns created (both peers of a pair: the same value).
     owner: str = "leasedns"
+    # At most this long (seconds) between two reads of the whole zones (AXFR) compared with
+    # what was published, so that a server that lost its updates is repaired (0: every apply).
+    verify_secs: int = 300
     type = "rfc2136"
 
 
@@ -251,6 +254,7 @@ _RFC2136_KEYS = {
     "tsig_key_file",
     "timeout",
     "owner",
+    "verify_secs",
 }
 _UNBOUND_KEYS = {"type", "control", "timeout"}
 
@@ -351,6 +355,7 @@ def _rfc2136(
         tsig_key_file=Path(key) if key else None,
         timeout=r.real(m, "timeout", 10.0, 0.1, 600.0),
         owner=_owner(r, m),
+        verify_secs=r.number(m, "verify_secs", 300, 0, 2**31 - 1),
     )
 
 
