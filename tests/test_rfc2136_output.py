@@ -4,6 +4,7 @@ alone, two peers writing one zone while their sync lags, and every way the serve
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -15,11 +16,11 @@ import yaml
 
 from dnsservers import DEFAULT_RECORDS, Bind, Knot, PowerDNS, tsig_key
 from helpers import hook
-from leasedns import config
+from leasedns import config, journal
 from leasedns.commands import apply
 from leasedns.config import Rfc2136Output
 from leasedns.errors import PublishError
-from leasedns.model import Changes, Desired, Record
+from leasedns.model import Changes, Desired, Event, Kind, Record
 from leasedns.outputs.rfc2136 import (
     CNAME,
     DELEGATION,
@@ -782,6 +783,57 @@ def test_apply_restores_what_the_server_lost_without_a_lease_file(
     ) in report.problems
     assert server.answer(f"pc1.{ZONE}", "A") == ("NOERROR", ["192.0.2.100"])
     assert server.answer(reverse("192.0.2.101"), "PTR") == ("NOERROR", [f"pc2.{ZONE}."])
+
+
+def test_apply_force_after_a_lost_partner_journal_brings_every_output_to_the_merge(
+    server: Primary, tmp_path: Path
+) -> None:
+    """The partner's journal is lost here and `apply --force` accepts it: the hosts file
+    drops the partner's names, and so does the zone (the outcome is final: no partner news
+    is awaited for records made from events this peer no longer holds)."""
+    hosts = tmp_path / "leasedns.hosts"
+    cfg = write_rfc2136_config(tmp_path, server, key_of(server))
+    doc = yaml.safe_load(Path(cfg.path).read_text())
+    doc["outputs"].append({"type": "hosts", "path": str(hosts)})
+    Path(cfg.path).write_text(yaml.safe_dump(doc))
+    cfg = config.load(cfg.path)
+    apply.ensure_dirs(cfg)
+    hook(cfg, "commit", "192.0.2.100", "2:0:0:0:0:1", "mine1", "", "600")
+    hook(cfg, "commit", "192.0.2.101", "2:0:0:0:0:2", "mine2", "", "600")
+    t = int(time.time() * 1e6)
+    theirs = [
+        Event(
+            Kind.COMMIT,
+            t + i,
+            f"192.0.2.{110 + i}",
+            f"02:00:00:00:01:0{i}",
+            f"b{i}",
+            "",
+            600,
+            "peer-b",
+        )
+        for i in range(3)
+    ]
+    journal.append(cfg.journal_dir / "peer-b", theirs)
+    assert apply.run(cfg).ok
+    assert len(held_names(cfg, tmp_path)) == 5
+    shutil.rmtree(cfg.journal_dir / "peer-b")
+    assert not apply.run(cfg).ok  # the journal's loss is refused...
+    report = apply.run(cfg, force=True)  # ...until accepted
+    assert report.ok, report.error
+    mine = [("192.0.2.100", f"mine1.{ZONE}"), ("192.0.2.101", f"mine2.{ZONE}")]
+    assert [tuple(line.split()) for line in hosts.read_text().splitlines()[-2:]] == mine
+    assert held_names(cfg, tmp_path) == [(n, ip) for ip, n in mine]
+    for i in range(3):
+        assert server.answer(reverse(f"192.0.2.{110 + i}"), "PTR")[0] == "NXDOMAIN"
+
+
+def held_names(cfg: config.Config, tmp: Path) -> list[tuple[str, str]]:
+    """(name, address) of every record the zones hold for leasedns, read by AXFR."""
+    spec = cfg.outputs[0]
+    assert isinstance(spec, Rfc2136Output)
+    (tmp / "probe").mkdir(exist_ok=True)
+    return [(r.name, r.ip) for r in Rfc2136(spec, cfg.ttl, cfg.reverse, tmp / "probe").held()]
 
 
 @pytest.mark.parametrize("cls", NAME_BY_NAME)

@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from leasedns import journal, outputs
@@ -166,6 +166,8 @@ def build(
         report.records = len(statics.hosts) + up.dynamic
         report.refused = up.bindings - up.dynamic
         desired = state.desired(up, statics)
+        if force:  # the loss was accepted: this outcome is the whole truth, no news awaited
+            desired = replace(desired, final=True)
         todo: list[tuple[outputs.Output, Changes]] = []
         failed: list[tuple[str, PublishError | OSError]] = []
         for out in outs:  # an output that cannot say what it serves fails alone

@@ -28,10 +28,11 @@ other's events late, so a prerequisite can fail because the partner has just pub
 lease this peer has not seen yet. The name is then read again and decided again: the
 marker says which event made the record (`t`) and when its lease ends (`end`), and this
 peer replaces or deletes it only if it has seen that event or a newer one for that address
-(`Desired.seen`), or if that lease has ended. Otherwise the record is the partner's newer
-news: it stays, and the name is tried again at every apply until this peer has caught up. A
-record that changes hands is replaced in one update message, so the name never disappears in
-between; a PTR is sent only once its name points to its address.
+(`Desired.seen`), if that lease has ended, or if the outcome is final (`apply --force`).
+Otherwise the record is the partner's newer news: it stays, and the name is tried again at
+every apply until this peer has caught up. A record that changes hands is replaced in one
+update message, so the name never disappears in between; a PTR is sent only once its name
+points to its address.
 
 **Time.** RFC 2136 has no time-to-die: a record leaves at lease end through the apply that
 runs after it (the timer's), and its TTL is min(configured ttl, what is left of the lease).
@@ -542,7 +543,7 @@ class Rfc2136:
             return None
         if have is not None:
             ended = have.end is not None and have.end <= now
-            if not ended and desired.seen(have.ip(name)) < have.t:
+            if not ended and not desired.final and desired.seen(have.ip(name)) < have.t:
                 self._deferred.add(name)
                 return None
             same = want is not None and (want.rdtype, want.value) == (have.rdtype, have.value)
