@@ -5,7 +5,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-DEBS   := tinydns djbdns-utils dnsmasq bind9 bind9-dnsutils knot knot-dnsutils pdns-server pdns-backend-sqlite3 unbound isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux time gcc
+DEBS   := tinydns djbdns-utils dnsmasq bind9 bind9-dnsutils knot knot-dnsutils pdns-server pdns-backend-sqlite3 unbound isc-dhcp-server isc-dhcp-client rsync iproute2 dhcpd-pools util-linux time openssh-server openssh-client gcc
 # What `make deb` builds the Debian package with (also installed by `make test` as root: a test
 # builds and installs the package).
 DEB_DEPS := debhelper dh-python python3-all-dev python3-setuptools python3-dnspython python3-yaml \
@@ -29,13 +29,16 @@ $(VENV)/.installed: pyproject.toml setup.py src/leasedns/sources/dhcpd/_leasesca
 	$(BIN)/leasedns --version
 	touch $@
 
-# Debian packages; installed only when something is missing and we are root.
+# Debian packages; installed only when something is missing and we are root. (openssh-server:
+# the tests run their own sshd on 127.0.0.1; apt starts the system's too, unless policy-rc.d
+# forbids it.)
 debs:
 	@missing=""; \
 	for p in tinydns-data:tinydns tinydns-get:djbdns-utils dnsmasq:dnsmasq dhcpd:isc-dhcp-server \
 	         named:bind9 nsupdate:bind9-dnsutils knotd:knot kdig:knot-dnsutils \
 	         pdns_server:pdns-server unbound:unbound dhclient:isc-dhcp-client rsync:rsync ip:iproute2 \
-	         dhcpd-pools:dhcpd-pools setpriv:util-linux /usr/bin/time:time gcc:gcc; do \
+	         dhcpd-pools:dhcpd-pools setpriv:util-linux /usr/bin/time:time rrsync:rsync \
+	         sshd:openssh-server ssh:openssh-client gcc:gcc; do \
 	    cmd=$${p%%:*}; pkg=$${p#*:}; \
 	    PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \

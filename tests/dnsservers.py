@@ -14,6 +14,7 @@ Tests import these as `from dnsservers import ...` (tests/ is on sys.path, see h
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -217,6 +218,23 @@ class _Server:
         self.stop()
         self.start()
 
+    def lose_updates(self) -> None:
+        """What a server that loses its dynamic data looks like: the zones as their files were
+        first written (serial 1), every update gone. Stop, forget what the server keeps of the
+        updates, write the original zone files again, start (PowerDNS: load them again)."""
+        self.stop()
+        self._forget_updates()
+        self._write_zones()
+        self.start()
+
+    def _forget_updates(self) -> None:
+        raise NotImplementedError
+
+    def serial(self, zone: str | None = None) -> int:
+        """The zone's SOA serial, as the server answers it."""
+        r = self._query(zone or self.zone, "SOA")
+        return int(r.answer[0][0].serial)
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -353,6 +371,12 @@ class Bind(_Server):
     def _write_config(self) -> None:
         (self.dir / "named.conf").write_text(self.server_conf() + self.zones_conf())
 
+    def _forget_updates(self) -> None:
+        # named keeps updates in a journal beside each zone file (and writes them into the
+        # file now and then, and at shutdown): both go.
+        for jnl in (self.dir / "zones").glob("*.jnl"):
+            jnl.unlink()
+
     def _argv(self) -> list[str]:
         # -g: foreground, log to stderr; no -u: we run as root and all files are ours.
         return [self.binary, "-g", "-4", "-c", str(self.dir / "named.conf")]
@@ -414,6 +438,16 @@ class Knot(_Server):
 
     def _write_config(self) -> None:
         (self.dir / "knot.conf").write_text(self.server_conf() + self.zones_conf())
+
+    def _forget_updates(self) -> None:
+        # knotd writes updates into the zone file (zonefile-sync: 0) and keeps them in its
+        # journal in the storage directory: the journal (and timers) go, the file is rewritten.
+        storage = self.dir / "storage"
+        for item in storage.iterdir():
+            if item.is_dir():
+                shutil.rmtree(item)
+            else:
+                item.unlink()
 
     def _argv(self) -> list[str]:
         # No -d: foreground, logging to stderr (the log file); no `user:`, so it stays root.
@@ -542,6 +576,13 @@ class PowerDNS(_Server):
             if not self.load_errors:
                 raise
             raise RuntimeError(f"{e}\n" + "\n".join(self.load_errors)) from e
+
+    def lose_updates(self) -> None:
+        """PowerDNS keeps updates in its database only: its loss is the zones loaded again
+        from their files (as from a backup), while it runs."""
+        self._write_zones()
+        for z in self.zones:
+            self._must("load-zone", z, str(self._zone_path(z)))
 
     def _argv(self) -> list[str]:
         # daemon=no and guardian=no in pdns.conf: one process in the foreground, logging to

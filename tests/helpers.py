@@ -12,7 +12,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +145,24 @@ def hook(cfg: Any, *args: str) -> None:
         "LEASEDNS_NO_APPLY": "1",
     }
     subprocess.run([str(HOOK), *args], env=env, check=True, timeout=10)
+
+
+@contextmanager
+def fifo(path: Path, data: bytes = b"from a FIFO\n") -> Iterator[Path]:
+    """A FIFO at `path` whose writer waits for a reader. Code that opens it reads `data` and
+    then its end, so code that should have refused it fails its test instead of hanging; on
+    leaving, a writer still waiting (the FIFO was refused, never opened) is let go."""
+    os.mkfifo(path)
+
+    def feed() -> None:
+        with suppress(BrokenPipeError), open(path, "wb") as f:  # waits for a reader
+            f.write(data)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        yield path
+    finally:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a reader: the writer's open returns
+        writer.join()
+        os.close(fd)

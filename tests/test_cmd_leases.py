@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -516,3 +517,45 @@ def test_whole_process_exit_codes_and_output(tmp_path):
             [p for p in paths if p != missing], NOW, True
         )
         assert len(c.stdout.splitlines()) > 100
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "directory"])
+def test_a_lease_file_that_is_no_regular_file_is_refused_unread(tmp_path: Path, kind: str) -> None:
+    """A lease file is dhcpd's, or a partner's copy: a FIFO would hang the reader and
+    /dev/zero would be read for ever; each is refused by name, the other files still read."""
+    from helpers import fifo
+
+    good = str(DATA / "two-peers-a.leases")
+    path = tmp_path / "dhcpd.leases"
+    expect = {
+        "fifo": "is a FIFO (named pipe)",
+        "dev-zero": "is a character device",
+        "directory": "is a directory",
+    }[kind]
+    if kind == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "directory":
+        path.mkdir()
+    with fifo(path) if kind == "fifo" else contextlib.nullcontext():
+        code, out, err = run(str(path), good)
+    assert code == 2
+    assert err == (
+        f"{path}: {expect}, not a regular file; leasedns reads only regular files here "
+        "(a symlink to one is fine)\n"
+    )
+    assert "two-peers-a.leases" in out
+
+
+def test_a_lease_file_over_the_cap_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from leasedns.sources.dhcpd import leases as lease_reader
+
+    monkeypatch.setattr(lease_reader, "MAX_LEASE_FILE_BYTES", 1000)
+    path = tmp_path / "big.leases"
+    path.write_bytes(b"# " + b"x" * 2000 + b"\n")
+    code, _out, err = run(str(path))
+    assert code == 2
+    assert (
+        err == f"{path}: is 2003 bytes, more than the 1000 bytes leasedns reads from such a file\n"
+    )

@@ -72,8 +72,10 @@ class Fake:
 
     proven = False
 
-    def __init__(self, held: list[Record] | None = None, error: str = "") -> None:
-        self.name, self.error = RFC, error
+    def __init__(
+        self, held: list[Record] | None = None, error: str = "", problems: list[str] | None = None
+    ) -> None:
+        self.name, self.error, self.problems = RFC, error, problems or []
         self.server = {r.name: r for r in held or []}
         self.token, self.noted = "", list(self.server.values())
         self.calls: list[str] = []
@@ -104,7 +106,7 @@ class Fake:
         else:
             self.server = {r.name: r for r in desired.dynamic()}
         self.token, self.noted = changes.token, list(desired.dynamic())
-        return Done(changed=self.server != before)
+        return Done(changed=self.server != before, problems=list(self.problems))
 
 
 @dataclasses.dataclass
@@ -114,6 +116,7 @@ class Done:
     changed: bool
     compiled: bool = True
     compile_secs: float = 0.0
+    problems: list[str] = dataclasses.field(default_factory=list)
 
 
 @pytest.fixture
@@ -358,6 +361,27 @@ def test_status_shows_each_outputs_last_publish(
     assert json.loads(out)["last_build"]["outputs"] == {"tinydns": "ok", hosts_name(cfg): "ok"}
 
 
+def test_status_shows_what_each_output_reported_under_it(
+    cfg: config.Config, capsys: pytest.CaptureFixture[str], with_fake: Callable[[Fake], None]
+) -> None:
+    """Names an output left alone (held by records leasedns did not create) are said under
+    that output by every status until they go, a few of them, not as a failure."""
+    held = [f"{RFC}: n{i}.lab.example is held by records leasedns did not create" for i in range(7)]
+    with_fake(Fake(problems=held))
+    published(cfg)
+    rc, out = run_cli(capsys, cfg, "status")
+    lines = out.splitlines()
+    assert rc == 0, out
+    i = lines.index(f"output {RFC}: ok")
+    assert lines[i + 1 :] == [
+        *(f"  note: n{n}.lab.example is held by records leasedns did not create" for n in range(5)),
+        "  note: and 2 more (see the log)",
+    ]
+    report = json.loads(run_cli(capsys, cfg, "status", "--json")[1])["last_build"]
+    assert report["output_notes"] == {RFC: held}
+    assert report["problems"] == held
+
+
 def test_status_a_failed_output_is_named_with_its_error_and_is_critical(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -466,6 +490,36 @@ def test_reconcile_reports_each_outputs_drift_and_repairs_it(
     assert "old.lab" not in hosts
     rc, out = run_cli(capsys, rcfg, "reconcile", "--check")
     assert (rc, out.splitlines()[0]) == (0, "leasedns reconcile OK: 0 differences")
+
+
+def test_reconcile_without_lease_files_still_repairs_the_outputs(
+    cfg: config.Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a server lost needs no lease file to be put back: with `dhcpd.leases` empty,
+    reconcile says the journals were compared with none, and repairs the outputs from the
+    journals' merge (before, it refused with a config error and repaired nothing)."""
+    published(cfg)
+    edit_hosts(cfg, drifted_hosts)
+    rc, out = run_cli(capsys, cfg, "reconcile", "--check")
+    lines = out.splitlines()
+    assert rc == 1
+    assert lines[0] == "leasedns reconcile WARNING: 3 differences"
+    assert lines[1] == (
+        f"note: {cfg.path}: dhcpd.leases lists no lease files: the journals were not compared "
+        "with any; only the outputs were compared with the journals' merge"
+    )
+    assert f"output {hosts_name(cfg)}: 3 differences over 2 names" in lines
+    rc, out = run_cli(capsys, cfg, "reconcile")
+    assert rc == 0, out
+    hosts = (cfg.state_dir.parent / "leasedns.hosts").read_text()
+    assert "192.0.2.100 pc1.lab.example\n192.0.2.101 pc2.lab.example\n" in hosts
+    assert "old.lab" not in hosts
+    rc, out = run_cli(capsys, cfg, "reconcile", "--check", "--json")
+    d = json.loads(out)
+    held = d["outputs"][1]
+    assert (rc, d["level"], d["items"]) == (0, 0, [])
+    assert (held["asked"], held["missing"], held["wrong"], held["stale"]) == (2, [], [], [])
+    assert d["notes"] and "lists no lease files" in d["notes"][0]
 
 
 def published_to(fake: Fake, cfg: config.Config) -> None:

@@ -269,6 +269,14 @@ def test_a_tinydns_output_entry_takes_the_tinydns_section_keys() -> None:
             "x.yaml:6: reverse_zones: 'x.org' is not an in-addr.arpa zone",
         ),
         (
+            HEAD + "outputs:\n  - type: rfc2136\n    server: 127.0.0.1\n    verify_secs: -1\n",
+            "x.yaml:6: verify_secs must be a whole number from 0 to 2147483647",
+        ),
+        (
+            HEAD + "outputs:\n  - type: rfc2136\n    server: 127.0.0.1\n    verify_secs: 5m\n",
+            "x.yaml:6: verify_secs must be a whole number from 0 to 2147483647",
+        ),
+        (
             HEAD + "outputs:\n  - type: unbound\n    control: []\n",
             "x.yaml:5: control must name the unbound-control command",
         ),
@@ -353,6 +361,11 @@ def test_rfc2136_and_unbound_outputs_read_with_their_defaults() -> None:
         ),
         config.UnboundOutput(),
     )
+    assert cfg.outputs[0].verify_secs == 300  # type: ignore[union-attr]
+    one = config.parse(
+        HEAD + "outputs:\n  - {type: rfc2136, server: 127.0.0.1, verify_secs: 0}\n", "x.yaml"
+    )
+    assert one.outputs[0].verify_secs == 0  # type: ignore[union-attr]  # every apply
 
 
 @pytest.mark.parametrize(
@@ -367,3 +380,60 @@ def test_an_empty_required_key_says_so_with_its_line(text: str, message: str) ->
     with pytest.raises(ConfigError) as e:
         config.parse(text, "x.yaml")
     assert str(e.value) == message + ": set it (see the comment beside it)"
+
+
+def _alias_bomb(levels: int = 30) -> str:
+    """A mapping key made of aliases: each level holds the one before ten times, so its text
+    (as `str()` of the key) is 10**levels long though the file is a few lines."""
+    items = ["&l0 [x, x, x, x, x, x, x, x, x, x]"]
+    items += [f"&l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "peer: a\ndomain: x.example\n? [" + ", ".join(items) + "]\n: 1\n"
+
+
+def test_an_alias_bomb_is_refused_before_anything_is_expanded() -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(_alias_bomb(), "x.yaml")
+    assert str(info.value) == (
+        "x.yaml:3: YAML aliases are not supported in leasedns.yaml (the anchor `&l0`); "
+        "write each value out in full"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "peer: &p a\ndomain: x.example\n",
+            "x.yaml:1: YAML aliases are not supported in leasedns.yaml (the anchor `&p`)",
+        ),
+        (
+            "peer: a\ndomain: x.example\nnames:\n  protected: &n [www]\n",
+            "x.yaml:4: YAML aliases are not supported in leasedns.yaml (the anchor `&n`)",
+        ),
+        (
+            # The alias alone (to an anchor never defined) is refused as well.
+            "peer: a\ndomain: x.example\nnames:\n  protected: *n\n",
+            "x.yaml:4: YAML aliases are not supported in leasedns.yaml (the alias `*n`)",
+        ),
+        (
+            "peer: a\ndomain: x.example\nsync:\n  partners:\n    - name: b\n      <<: *x\n",
+            "x.yaml:6: YAML aliases are not supported in leasedns.yaml (the alias `*x`)",
+        ),
+        (
+            "peer: a\ndomain: x.example\n? [peer, domain]\n: 1\n",
+            "x.yaml:3: the config: a key must be a plain word, not a list",
+        ),
+        (
+            "peer: a\ndomain: x.example\nbuild:\n  ? {guard_min: 1}\n  : 2\n",
+            "x.yaml:4: build: a key must be a plain word, not a mapping",
+        ),
+        (
+            "peer: a\ndomain: x.example\ncheck:\n  servers:\n    a: [192.0.2.1]\n",
+            "x.yaml:5: check.servers.a: give one IP address",
+        ),
+    ],
+)
+def test_anchors_aliases_and_keys_that_are_not_words_are_refused(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, "x.yaml")
+    assert str(info.value).startswith(message)

@@ -88,3 +88,28 @@ def test_publish_name_order():
     assert publish_name(bare, ["ddns-hostname", "host-name"]) is None
     with pytest.raises(ValueError):
         publish_name(bare, ["nickname"])
+
+
+def test_includes_are_read_up_to_a_total_cap():
+    # Each file includes the next twice: 16 levels read the last file 2**15 times (200 MiB).
+    # No loop, so the loop check never fires; the cap on all the bytes read stops it.
+    files = {
+        f"/etc/d{i}.conf": "#" * 6000 + f'\ninclude "d{i + 1}.conf";\ninclude "d{i + 1}.conf";\n'
+        for i in range(16)
+    }
+    files["/etc/d16.conf"] = HOST_TEXT
+    read: list[str] = []
+
+    def loader(p: str) -> str:
+        read.append(p)
+        return files[p]
+
+    with pytest.raises(ParseError) as e:
+        parse_conf(files["/etc/d0.conf"], "/etc/d0.conf", loader=loader, limit=1 << 20)
+    assert "dhcpd.conf and its includes are more than 1 MiB together (at /etc/d" in str(e.value)
+    assert str(e.value).endswith("; include each file once")
+    # Stopped at the cap (the main text counts too; the file that crossed it is read whole).
+    assert sum(len(files[p]) for p in read) <= (1 << 20) + len(files["/etc/d1.conf"])
+
+
+HOST_TEXT = "host gw {\n  hardware ethernet 02:00:00:00:00:01;\n  fixed-address 192.0.2.1;\n}\n"

@@ -53,6 +53,15 @@ def test_a_create_a_replace_and_a_delete_read_back_as_written() -> None:
     ]
 
 
+def test_a_question_whether_a_name_is_in_use_changes_nothing() -> None:
+    msg = Update("lab.example")
+    msg.require_in_use("www.lab.example")
+    pre, upd = sections(msg.wire()[0])
+    assert (pre, upd) == (["www.lab.example. ANY ANY"], [])
+    with pytest.raises(BadName):
+        msg.require_in_use("www.other.example")
+
+
 def test_ptr_records_and_a_signature_dnspython_verifies() -> None:
     key = dns.tsig.Key("leasedns.", b"0123456789abcdef", "hmac-sha256.")
     msg = Update("2.0.192.in-addr.arpa")

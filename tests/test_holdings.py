@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import time
@@ -12,10 +14,11 @@ import pytest
 from helpers import tool, write_config
 from leasedns import config, journal
 from leasedns.cli import main
-from leasedns.commands import apply, status
+from leasedns.commands import apply, reconcile, status
 from leasedns.journal import holdings
 from leasedns.journal.holdings import Holding
 from leasedns.model import Event, Kind
+from leasedns.sources import statics
 
 NOW_US = (int(time.time()) - 3600) * 1_000_000  # an hour ago: in effect now
 
@@ -47,13 +50,22 @@ def test_losses_are_named(now: dict[str, Holding], says: str) -> None:
     assert says in lost["a"]
 
 
-def test_saved_holdings_round_trip_and_damage_is_forgotten(tmp_path: Path) -> None:
+def test_saved_holdings_round_trip_and_damage_is_a_lost_floor(tmp_path: Path) -> None:
     held = {"a": Holding(((1, 100), (7, 3))), "b": Holding(())}
-    holdings.save(tmp_path, held)
+    assert holdings.save(tmp_path, held) == ""
     assert holdings.load(tmp_path) == held
+    assert holdings.floor(tmp_path, "a build was published") == holdings.Floor(held)
     (tmp_path / holdings.HOLDINGS_FILE).write_text('{"peers": {"a": [[1, "x"]]}}')
-    assert holdings.load(tmp_path) is None
+    with pytest.raises(holdings.HoldingsError, match="is damaged"):
+        holdings.load(tmp_path)
+    # Damage is a lost floor even where nothing says a build was published: only a published
+    # build writes the file.
+    lost = holdings.floor(tmp_path, "").lost
+    assert lost.startswith(f"{tmp_path / holdings.HOLDINGS_FILE} is damaged (ValueError")
     assert holdings.load(tmp_path / "none") is None
+    assert holdings.floor(tmp_path / "none", "") == holdings.Floor(None)  # fresh: no bar
+    lost = holdings.floor(tmp_path / "none", "last-build.json records a good build").lost
+    assert "journals.json is missing (deleted?), although last-build.json records" in lost
 
 
 # --- apply and status, with the real tinydns-data ------------------------------------------
@@ -173,3 +185,109 @@ def test_status_counts_a_torn_last_line_left_unfinished(pair: config.Config) -> 
     st = _status(cfg)
     assert st.level == 1
     assert any("journal peer-b: 1 segment(s) end in a torn line" in p for p in st.problems)
+
+
+# --- the floor itself lost: journals.json deleted, unreadable or damaged --------------------
+
+
+def _lose_the_floor(cfg: config.Config, how: str) -> str:
+    """Lose journals.json as `how` says; what the refusal says of it."""
+    path = cfg.state_dir / holdings.HOLDINGS_FILE
+    path.unlink()
+    if how == "unreadable":
+        # A file apply cannot open (as root, a root-owned 0600 file would not do): a link
+        # to itself.
+        path.symlink_to(path.name)
+        return f"{path} cannot be read (Too many levels of symbolic links"
+    if how == "damaged":
+        path.write_text('{"peers": {"peer-a": [[1, 20')
+        return f"{path} is damaged (JSONDecodeError"
+    return f"{path} is missing (deleted?), although {cfg.state_dir / apply.LAST_BUILD} records"
+
+
+def _lose_40_percent_of_peer_b(cfg: config.Config) -> None:
+    """Peer B's journal loses 4 of its 10 events: 20 % of the names, under the names guard's
+    50 %, so only the journals' floor can tell."""
+    (seg,) = journal.segments(cfg.journal_dir / "peer-b")
+    lines = seg.read_bytes().splitlines(keepends=True)
+    seg.write_bytes(b"".join(lines[:6]))
+
+
+@pytest.mark.parametrize("how", ["deleted", "unreadable", "damaged"])
+def test_a_lost_floor_still_refuses_a_partner_journal_that_lost_40_percent(
+    pair: config.Config, how: str
+) -> None:
+    cfg = pair
+    _lose_40_percent_of_peer_b(cfg)
+    report = apply.run(cfg)  # with the floor: refused by it
+    assert not report.ok and "events-00000001.jsonl shrank from" in report.error
+    said = _lose_the_floor(cfg, how)
+    report = apply.run(cfg)
+    assert not report.ok
+    assert report.error.startswith(f"refusing to publish: {said}")
+    assert "Put the file back" in report.error
+    assert "if every peer's journal is complete, run `leasedns apply --force`" in report.error
+    assert len(_names(cfg)) == 20  # the old data keeps serving
+    st = _status(cfg)
+    assert st.level == 2
+    assert any(c.startswith(said) and "apply refuses to publish" in c for c in st.critical)
+    # The operator accepts the journals as they are: published, and the floor again.
+    assert main(["-c", cfg.path, "-q", "apply", "--force"]) == 0
+    assert len(_names(cfg)) == 16
+    assert holdings.load(cfg.state_dir) == holdings.survey(cfg.journal_dir)
+    assert apply.run(cfg).ok
+    assert _status(cfg).critical == []
+
+
+def test_a_fresh_state_directory_publishes_without_a_floor(tmp_path: Path) -> None:
+    tool("tinydns-data")
+    cfg = config.load(str(write_config(tmp_path, tinydns={"data_program": "/nonexistent"})))
+    apply.ensure_dirs(cfg)
+    journal.append(cfg.journal_dir / "peer-b", _commits("peer-b", 100, 10))
+    assert not apply.run(cfg).ok  # a failed first build publishes nothing: still fresh
+    cfg = dataclasses.replace(cfg, tinydns_data=tool("tinydns-data"))
+    first = apply.run(cfg)
+    assert (first.ok, first.dynamic) == (True, 10)
+    assert holdings.load(cfg.state_dir) == holdings.survey(cfg.journal_dir)
+
+
+def test_a_crash_between_the_first_publish_and_its_floor_is_no_lost_floor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tool("tinydns-data")
+    cfg = config.load(str(write_config(tmp_path)))
+    apply.ensure_dirs(cfg)
+    journal.append(cfg.journal_dir / "peer-b", _commits("peer-b", 100, 10))
+    save = holdings.save
+
+    def killed_after_publishing(state_dir: Path, held: holdings.Holdings) -> str:
+        if held:  # the floor of the published build: the process dies first
+            raise KeyboardInterrupt
+        return save(state_dir, held)
+
+    monkeypatch.setattr(holdings, "save", killed_after_publishing)
+    with pytest.raises(KeyboardInterrupt):
+        apply.run(cfg)
+    assert len(_names(cfg)) == 10  # published
+    monkeypatch.setattr(holdings, "save", save)
+    assert apply.run(cfg).ok
+    assert _status(cfg).critical == []
+
+
+def test_reconcile_repairs_no_output_past_the_journals_guard(
+    pair: config.Config, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = pair
+    _lose_40_percent_of_peer_b(cfg)
+    _lose_the_floor(cfg, "deleted")
+    capsys.readouterr()
+    assert main(["-c", cfg.path, "reconcile", "--fix", "--json"]) == 2
+    drift = json.loads(capsys.readouterr().out)
+    assert drift["repaired"] == []
+    (refused,) = [p for p in drift["problems"] if p.startswith("outputs not repaired: ")]
+    assert "refusing to publish: " in refused and "journals.json is missing" in refused
+    assert "`leasedns reconcile --force`" in refused
+    assert len(_names(cfg)) == 20  # neither the build nor the repair published the loss
+    # The repair alone (reconcile's last step) refuses too.
+    repaired, problems = reconcile.repair(cfg, statics.load(cfg), force=False)
+    assert (repaired, problems) == ([], [refused])

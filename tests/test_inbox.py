@@ -200,7 +200,8 @@ def test_two_installations_writing_one_shared_journal_directory_are_refused(
     assert apply.run(a).ok
     commit(b, "192.0.2.42", "b")
     rb = apply.run(b)
-    assert not rb.ok and "another leasedns installation writes journal/peer-a" in rb.error
+    assert not rb.ok and "installation-id is missing, but this peer's journal" in rb.error
+    assert f"If another installation shares {shared} under the same `peer:`" in rb.error
     assert len(list(b.spool_dir.glob("ev-*"))) == 1  # kept for when it is fixed
     assert [e.client_name for e in journal.read_peer(shared / "peer-a").events] == ["a"]
     assert status_of(b)[0] == 2

@@ -281,14 +281,6 @@ def test_json_output_for_machines(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert out["items"][0]["name"] == "bob.lab.example"
 
 
-def test_no_lease_files_configured_is_a_config_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cfg = config.load(str(write_config(tmp_path)))
-    assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 2
-    assert "dhcpd.leases lists no lease files" in capsys.readouterr().err
-
-
 def test_merged_from_the_state_tables_equals_merged_from_plain_dicts(tmp_path: Path) -> None:
     from leasedns.commands.reconcile import merged_from
     from leasedns.engine import cache as mergestate
@@ -361,3 +353,23 @@ def test_lease_times_the_journal_cannot_hold_are_reported_not_journaled(tmp_path
     assert (fix.ip, fix.client_name, fix.lease_secs) == ("192.0.2.61", "ends-far", 2**32 - 1)
     run(cfg, fix=True)  # nothing new to fix: the journal does not grow
     assert len(journal.read_peer(cfg.journal_dir / cfg.peer).events) == 1
+
+
+def test_a_lease_file_that_is_a_fifo_is_refused_not_waited_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FIFO where the lease file was (or a link to a device) would hang reconcile under its
+    timer for ever: it is refused by name, with the config key to fix (exit 1, as for a lease
+    file that cannot be read)."""
+    from helpers import fifo
+
+    cfg = setup(tmp_path, block("192.0.2.101", B, NOW - 30, NOW + 3570, name="bob"))
+    path = cfg.lease_files[0]
+    path.unlink()
+    with fifo(path):
+        assert main(["-c", str(cfg.path), "reconcile", "--check"]) == 1
+    said = capsys.readouterr().err.splitlines()[-1]
+    assert said == (
+        f"leasedns: {path}: is a FIFO (named pipe), not a regular file; leasedns reads only "
+        "regular files here (a symlink to one is fine); check dhcpd.leases in the config"
+    )

@@ -25,6 +25,7 @@ COMMANDS = {
     "status": "leasedns.commands.status",
     "reconcile": "leasedns.commands.reconcile",
     "sync": "leasedns.commands.sync",
+    "partner-access": "leasedns.commands.partner_access",
     "check": "leasedns.commands.check",
     "dhcpd-snippet": "leasedns.commands.snippet",
     "leases": "leasedns.commands.leases",

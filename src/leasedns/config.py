@@ -15,6 +15,7 @@ import dns.name
 import yaml
 
 from leasedns.errors import ConfigError
+from leasedns.fsutil import InputFileError, read_input
 from leasedns.model import PEER_RULE, ConflictPolicy, NamePolicy, valid_peer
 
 DEFAULT_PATH = "/etc/leasedns/leasedns.yaml"
@@ -64,6 +65,9 @@ class Rfc2136Output:
     timeout: float = 10.0
     # Marks the names this site's leasedns created (both peers of a pair: the same value).
     owner: str = "leasedns"
+    # At most this long (seconds) between two reads of the whole zones (AXFR) compared with
+    # what was published, so that a server that lost its updates is repaired (0: every apply).
+    verify_secs: int = 300
     type = "rfc2136"
 
 
@@ -128,16 +132,23 @@ def default_path() -> str:
     return os.environ.get("LEASEDNS_CONFIG") or DEFAULT_PATH
 
 
+MAX_BYTES = 1 << 20  # a config is a few KiB; more is not a config
+
+
 def load(path: str | None = None) -> Config:
     """Read and check the config file; ConfigError names the file and line."""
     path = path or default_path()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_input(path, MAX_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such config file; copy conf/leasedns.yaml there or pass --config"
         ) from None
-    except (OSError, UnicodeDecodeError) as e:
+    except InputFileError as e:
+        raise ConfigError(f"{e}; pass the config file with --config") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: cannot read: {e}") from None
     return parse(text, path)
 
@@ -145,7 +156,13 @@ def load(path: str | None = None) -> Config:
 def parse(text: str, path: str = "leasedns.yaml") -> Config:
     """Build a Config from YAML text (pure)."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_Loader)
+    except _AliasError as e:
+        line = _line_of(text, e.mark.index) if e.mark else 1
+        raise ConfigError(
+            f"{path}:{line}: YAML aliases are not supported in leasedns.yaml ({e.what}); "
+            "write each value out in full"
+        ) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         line = _line_of(text, mark.index) if mark else 1
@@ -244,6 +261,7 @@ _RFC2136_KEYS = {
     "tsig_key_file",
     "timeout",
     "owner",
+    "verify_secs",
 }
 _UNBOUND_KEYS = {"type", "control", "timeout"}
 
@@ -344,6 +362,7 @@ def _rfc2136(
         tsig_key_file=Path(key) if key else None,
         timeout=r.real(m, "timeout", 10.0, 0.1, 600.0),
         owner=_owner(r, m),
+        verify_secs=r.number(m, "verify_secs", 300, 0, 2**31 - 1),
     )
 
 
@@ -407,6 +426,8 @@ def _servers(r: _Reader, node: yaml.Node | None) -> list[tuple[str, str]]:
     r.mapping(node, "check.servers", None)  # duplicate keys
     for k, v in node.value:
         r.peer_name(k, "check.servers", str(k.value))
+        if not isinstance(v, yaml.ScalarNode):
+            r.fail(v, f"check.servers.{k.value}: give one IP address")
         try:
             ip = str(ipaddress.ip_address(str(v.value)))
         except ValueError:
@@ -452,6 +473,28 @@ def _network(value: str) -> ipaddress.IPv4Network:
 _EXP_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
 
 
+class _AliasError(yaml.YAMLError):
+    def __init__(self, mark: Any, what: str) -> None:
+        super().__init__(what)
+        self.mark = mark
+        self.what = what
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing anchors and aliases as the parser meets them, before a
+    node is built: an alias is a reference, and a few lines of them make a graph whose text
+    (`str()` of a key, a value written out) is exponential in the file's size."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            raise _AliasError(event.start_mark, f"the alias `*{event.anchor}`")
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _AliasError(event.start_mark, f"the anchor `&{anchor}`")
+        return super().compose_node(parent, index)
+
+
 def _line_of(text: str, index: int) -> int:
     """The line of a character as an editor counts it (by newlines; YAML also counts CRs)."""
     return text.count("\n", 0, index) + 1
@@ -481,6 +524,12 @@ class _Reader:
         first: dict[str, yaml.Node] = {}
         assert isinstance(node, yaml.MappingNode)
         for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                self.fail(
+                    knode,
+                    f"{where or 'the config'}: a key must be a plain word, not a "
+                    f"{'list' if isinstance(knode, yaml.SequenceNode) else 'mapping'}",
+                )
             key = str(knode.value)
             if key in first:
                 line = _line_of(self.source, first[key].start_mark.index)

@@ -1,5 +1,6 @@
-"""Operating-system helpers every stage shares: atomic replace, whole writes, durable dirs,
-locks, how programs are run, and pausing the garbage collector."""
+"""Operating-system helpers every stage shares: the one reader of an operator's file, atomic
+replace, whole writes, durable dirs, locks, how programs are run, and pausing the garbage
+collector."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import contextlib
 import fcntl
 import gc
 import os
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from leasedns.errors import LeasednsError
 
 if TYPE_CHECKING:
     import subprocess
@@ -19,6 +23,99 @@ TMP_DATA = ".data.leasedns.tmp"  # not data.tmp: tinydns-data uses that name its
 # How leasedns runs a program (tinydns-data, rsync, ssh): subprocess.run, or a stand-in with
 # its signature in tests.
 Runner = Callable[..., "subprocess.CompletedProcess[Any]"]
+
+
+class InputFileError(LeasednsError):
+    """An operator's file leasedns will not read: not a regular file, or over its size cap.
+    The message names the file; the caller adds what to fix in the config."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def size_text(n: int) -> str:
+    """A byte count as the docs state the caps: 64 KiB, 1 MiB."""
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
+
+
+def _regular(path: str, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = next((k for test, k in _KINDS if test(mode)), "not a plain file")
+    raise InputFileError(
+        path,
+        f"is {kind}, not a regular file; leasedns reads only regular files here "
+        "(a symlink to one is fine)",
+    )
+
+
+def _too_big(path: str, size: str, limit: int) -> InputFileError:
+    return InputFileError(
+        path, f"{size} more than the {size_text(limit)} leasedns reads from such a file"
+    )
+
+
+def open_input(path: Path | str, limit: int) -> int:
+    """A descriptor of a file another party writes and leasedns only reads (see `read_input`):
+    a regular file (a symlink to one is followed) of at most `limit` bytes, opened without
+    blocking. The caller reads no more than `limit` bytes of it (`too_big` says so)."""
+    name = str(path)
+    st = os.stat(name)
+    _regular(name, st.st_mode)
+    if st.st_size > limit:
+        raise _too_big(name, f"is {st.st_size} bytes,", limit)
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        _regular(name, os.fstat(fd).st_mode)  # what was opened, if it changed since the stat
+    except InputFileError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def too_big(path: Path | str, limit: int) -> InputFileError:
+    """The error for a file that grew past `limit` while it was read."""
+    return _too_big(str(path), "grew, while read, to", limit)
+
+
+def read_input(path: Path | str, limit: int) -> bytes:
+    """The bytes of a file the operator names (the config, a TSIG key, static data, dhcpd.conf
+    and its includes): the one reader of such files.
+
+    Only a regular file is opened (a symlink to one is followed): a directory, device, FIFO or
+    socket is refused before it is opened, as is a file over `limit` bytes; the open is
+    non-blocking, so a FIFO swapped in after the check cannot hang the read either, and no
+    more than `limit` bytes are ever read (a file that grows while read is refused).
+    OSError as the system says it (missing, no permission: the caller says what to fix);
+    InputFileError for the rest, naming the file.
+    """
+    name = str(path)
+    fd = open_input(name, limit)
+    try:
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise too_big(name, limit)
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def write_all(fd: int, data: bytes) -> None:

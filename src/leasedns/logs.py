@@ -7,6 +7,8 @@ import logging.handlers
 import os
 import sys
 
+SYSLOG = "/dev/log"  # the syslog socket (a test points it at its own)
+
 
 def setup(verbosity: int = 0, stderr: bool = True, syslog: bool = True) -> None:
     """Configure the `leasedns` logger; verbosity -1 quiet, 0 warnings, 1 info, 2 debug."""
@@ -20,10 +22,10 @@ def setup(verbosity: int = 0, stderr: bool = True, syslog: bool = True) -> None:
         h.setLevel(level)
         h.setFormatter(logging.Formatter("leasedns: %(message)s"))
         logger.addHandler(h)
-    if syslog and os.path.exists("/dev/log"):
+    if syslog and os.path.exists(SYSLOG):
         try:
             s = logging.handlers.SysLogHandler(
-                "/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON
+                SYSLOG, facility=logging.handlers.SysLogHandler.LOG_DAEMON
             )
         except OSError:
             return

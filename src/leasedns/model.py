@@ -480,6 +480,10 @@ class Desired:
     # shares its server with another writer (the partner) tells by it whether a record
     # there was made from an event this peer has seen.
     seen: Callable[[str], int] = lambda _ip: 0
+    # The operator accepted this outcome as the whole truth (`apply --force` after a lost
+    # journal): no partner's news is awaited, so an output never keeps a record for the events
+    # this peer may not have seen yet; it brings its server to exactly this outcome.
+    final: bool = False
 
 
 @dataclass(frozen=True, slots=True)

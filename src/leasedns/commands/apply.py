@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from leasedns import journal, outputs
@@ -63,6 +63,9 @@ class Report:
     recovered: int = 0  # own events appended again from a partner's copy (restored backup)
     # Each output's name -> "ok", or why it failed (its last publish; for `status`).
     outputs: dict[str, str] = field(default_factory=dict)
+    # Each output's name -> what its publish reported (names it left alone and why, what it
+    # found its server had lost and restored); also in `problems`. `status` shows them.
+    output_notes: dict[str, list[str]] = field(default_factory=dict)
 
 
 def ensure_dirs(cfg: Config) -> Path:
@@ -121,7 +124,8 @@ def ingest(cfg: Config, report: Report, now_ns: int, state: State) -> list[Event
         done.append(item.path)
     if good:  # durable before the spool files go; refused in another installation's directory
         good = state.stamp(good)
-        owner, key = identity.installation_id(cfg.state_dir), signing.journal_key(cfg.state_dir)
+        owner = identity.installation_id(cfg.state_dir, cfg.journal_dir / cfg.peer)
+        key = signing.journal_key(cfg.state_dir)
         journal.append(cfg.journal_dir / cfg.peer, good, owner=owner, key=key)
         state.journaled()
         spool.remove(done)
@@ -145,13 +149,12 @@ def build(
     it started from.
     """
     t0 = time.monotonic()
-    held = holdings.survey(cfg.journal_dir, journal.Limits.of(cfg))
-    was = holdings.load(cfg.state_dir)
-    lost = holdings.regressions(was or {}, held)
-    if lost:
-        if not force:
-            raise GuardError(holdings.refusal(lost, cfg.journal_dir))
-        log.warning("--force: publishing although %s", "; ".join(lost.values()))
+    held, floor = check_journals(cfg, force)
+    # A fresh state directory: an empty floor is in place before the first publish, so that
+    # a crash between that publish and saving its floor is not taken for a lost floor.
+    fresh = floor.held is None and not floor.lost
+    if fresh and (why := holdings.save(cfg.state_dir, {})):
+        raise LeasednsError(f"{why}; nothing published (the guard needs its floor)")
     for p in statics.problems:
         log.warning("%s", p)
     report.problems.extend(statics.problems)
@@ -164,6 +167,8 @@ def build(
         report.records = len(statics.hosts) + up.dynamic
         report.refused = up.bindings - up.dynamic
         desired = state.desired(up, statics)
+        if force:  # the loss was accepted: this outcome is the whole truth, no news awaited
+            desired = replace(desired, final=True)
         todo: list[tuple[outputs.Output, Changes]] = []
         failed: list[tuple[str, PublishError | OSError]] = []
         for out in outs:  # an output that cannot say what it serves fails alone
@@ -181,14 +186,18 @@ def build(
                 guard.check(changes, state.known_ips, state.now, cfg.guard_fraction, cfg.guard_min)
         done, failed_now = publish_all(todo, desired)
         failed += failed_now
-    report.changed = any(p.changed for p in done)
-    report.compiled = any(p.compiled for p in done)
-    if done and held != was:
-        holdings.save(cfg.state_dir, held)  # published: what the journals hold is the new floor
-    report.compile_secs = round(sum(p.compile_secs for p in done), 4)
+    report.changed = any(p.changed for _name, p in done)
+    report.compiled = any(p.compiled for _name, p in done)
+    # Published: what the journals hold is the new floor.
+    if done and held != floor.held and (why := holdings.save(cfg.state_dir, held)):
+        report.problems.append(f"{why}; the guard's floor stays at the last build saved")
+    report.compile_secs = round(sum(p.compile_secs for _name, p in done), 4)
     report.build_secs = round(time.monotonic() - t0, 4)
-    for pub in done:
-        report.problems.extend(getattr(pub, "problems", ()))
+    for name, pub in done:
+        notes = list(getattr(pub, "problems", ()))
+        if notes:
+            report.output_notes[name] = notes
+            report.problems.extend(notes)
     errors = {name: _named(name, e) for name, e in failed}
     report.outputs = {out.name: errors.get(out.name, "ok") for out in outs}
     if failed:
@@ -203,6 +212,36 @@ def build(
     return up
 
 
+def check_journals(cfg: Config, force: bool) -> tuple[holdings.Holdings, holdings.Floor]:
+    """The journals' guard (call under the build lock): GuardError, unless `force`, when a
+    journal lost what the last published build read, or when the floor that says so
+    (journals.json) is lost. Returns what the journals hold now, and the floor."""
+    held = holdings.survey(cfg.journal_dir, journal.Limits.of(cfg))
+    floor = holdings.floor(cfg.state_dir, published_before(cfg))
+    if floor.lost:
+        if not force:
+            raise GuardError(holdings.lost_floor(floor.lost, cfg.journal_dir))
+        log.warning("--force: publishing although %s", floor.lost)
+    lost = holdings.regressions(floor.bar, held)
+    if lost:
+        if not force:
+            raise GuardError(holdings.refusal(lost, cfg.journal_dir))
+        log.warning("--force: publishing although %s", "; ".join(lost.values()))
+    return held, floor
+
+
+def published_before(cfg: Config) -> str:
+    """What shows that a build was published from this state directory: a good build in
+    last-build.json, else an output's note (`published-*.json`); "" on a fresh one."""
+    last_ok = load_report(cfg).get("last_ok")
+    if isinstance(last_ok, dict):
+        return f"{cfg.state_dir / LAST_BUILD} records a good build at {last_ok.get('time')}"
+    notes = sorted(cfg.state_dir.glob("published-*.json"))
+    if notes:
+        return f"{notes[0]} says an output was published"
+    return ""
+
+
 def _named(name: str, e: Exception) -> str:
     """An output's error, said once with the output's name in front."""
     text = str(e)
@@ -211,14 +250,15 @@ def _named(name: str, e: Exception) -> str:
 
 def publish_all(
     todo: list[tuple[outputs.Output, Changes]], desired: Desired
-) -> tuple[list[outputs.Published], list[tuple[str, PublishError | OSError]]]:
+) -> tuple[list[tuple[str, outputs.Published]], list[tuple[str, PublishError | OSError]]]:
     """Publish to every output in turn; one that fails does not stop the others (each
-    serves what it served, and catches up at the next apply from what it then serves)."""
-    done: list[outputs.Published] = []
+    serves what it served, and catches up at the next apply from what it then serves).
+    Returns (name, what its publish did) of those that published, and the failures."""
+    done: list[tuple[str, outputs.Published]] = []
     failed: list[tuple[str, PublishError | OSError]] = []
     for out, changes in todo:
         try:
-            done.append(out.publish(desired, changes))
+            done.append((out.name, out.publish(desired, changes)))
         except (PublishError, OSError) as e:  # OSError: the note of what it serves
             failed.append((out.name, e))
         except LeasednsError:
@@ -332,7 +372,8 @@ def receive(cfg: Config, report: Report, now_us: int) -> None:
     A refused copy, or own events recovered from a partner's copy, also make this
     apply sync: the partner gets this peer's copy to recover from, or the events."""
     try:
-        journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
+        own = cfg.journal_dir / cfg.peer
+        journal.claim(own, identity.installation_id(cfg.state_dir, own))
     except OSError as e:  # a full disk: the build can still read; appending claims again
         report.problems.append(f"{cfg.journal_dir / cfg.peer}: cannot record its owner: {e}")
         log.warning("%s", report.problems[-1])

@@ -9,7 +9,7 @@ import time
 from operator import attrgetter
 from typing import Any, TextIO
 
-from leasedns.fsutil import gc_paused
+from leasedns.fsutil import InputFileError, gc_paused
 from leasedns.sources.dhcpd.leases import (
     Lease,
     LeaseFile,
@@ -154,6 +154,10 @@ def _run(
             lf = read_leases(path)
         except OSError as e:
             print(f"{path}: cannot read: {e.strerror or e}", file=err)
+            status = 2
+            continue
+        except InputFileError as e:  # not a regular file, or too big: named in the message
+            print(e, file=err)
             status = 2
             continue
         for p in lf.problems:

@@ -18,8 +18,8 @@ from leasedns.engine import guard, store
 from leasedns.engine.resolve import Resolved
 from leasedns.engine.rules import Aggregates
 from leasedns.engine.state import State
-from leasedns.errors import ConfigError, GuardError, LeasednsError, PublishError
-from leasedns.fsutil import gc_paused
+from leasedns.errors import GuardError, LeasednsError, PublishError
+from leasedns.fsutil import InputFileError, gc_paused
 from leasedns.journal import identity, signing
 from leasedns.model import (
     INFINITE_LEASE,
@@ -40,6 +40,10 @@ from leasedns.sources.dhcpd.leases import LeaseFile, newest_per_address, read_le
 # A lease file this much older than the newest journal event cannot prove that
 # an address it does not mention is free.
 FRESH_SECS = 300
+NO_LEASE_FILES = (
+    "{path}: dhcpd.leases lists no lease files: the journals were not compared with any; "
+    "only the outputs were compared with the journals' merge"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class Drift:
     # Each output's holdings against the journals' merge (before any repair).
     outputs: list[OutputReport] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)  # outputs the repair changed
+    notes: list[str] = field(default_factory=list)  # what was not compared, and why
 
     @property
     def critical(self) -> bool:
@@ -340,7 +345,8 @@ def compare(
 
 
 def run(cfg: Config, fix: bool, force: bool = False, now: int | None = None) -> Drift:
-    """Read everything, compute the drift and, with `fix`, journal the corrections and build."""
+    """Read everything, compute the drift and, with `fix`, journal the corrections and build.
+    Without lease files, only the outputs are compared with the merge (and repaired)."""
     with gc_paused():  # 100,000s of long-lived objects and no cycles
         return _run(cfg, fix, force, now)
 
@@ -349,11 +355,6 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
     from leasedns.commands import apply
 
     now = int(time.time()) if now is None else now
-    if not cfg.lease_files:
-        raise ConfigError(
-            f"{cfg.path}: dhcpd.leases lists no lease files; reconcile needs this "
-            "peer's dhcpd.leases (and a copy of the partner's if you have one)"
-        )
     files = []
     mtime = 0.0
     for p in cfg.lease_files:
@@ -364,6 +365,8 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
             raise LeasednsError(
                 f"{p}: cannot read the lease file: {e.strerror}; check dhcpd.leases in the config"
             ) from None
+        except InputFileError as e:
+            raise LeasednsError(f"{e}; check dhcpd.leases in the config") from None
     statics_ = statics.load(cfg)
     s = Settings.from_config(cfg)
     try:
@@ -374,20 +377,24 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
     # reconcile only reads it, so it runs beside apply and as any user who can read it).
     with State.open(cfg, now, keep=False) as state:
         up, agg = state.outcome(statics_)
-        merged = merged_from(up.resolved, agg)
-        drift = compare(
-            files,
-            merged,
-            statics_,
-            published,
-            s,
-            cfg.peer,
-            now,
-            mtime,
-            force,
-            cfg.guard_fraction,
-            cfg.guard_min,
-        )
+        if files:
+            drift = compare(
+                files,
+                merged_from(up.resolved, agg),
+                statics_,
+                published,
+                s,
+                cfg.peer,
+                now,
+                mtime,
+                force,
+                cfg.guard_fraction,
+                cfg.guard_min,
+            )
+        else:
+            # The outputs are still compared with the journals' merge and repaired: what a
+            # server lost (BIND reloaded from its file, Unbound restarted) needs no lease file.
+            drift = Drift(notes=[NO_LEASE_FILES.format(path=cfg.path)])
         # Each output against the journals' merge (its dynamic records), asked of the output.
         outs = outputs.configured(cfg, statics_)
         current = (up.changes.base, up.dynamic) if not up.changes else None
@@ -395,7 +402,7 @@ def _run(cfg: Config, fix: bool, force: bool, now: int | None) -> Drift:
         fixes = state.stamp(drift.fixes()) if fix else []
     if fix:
         if fixes:
-            owner = identity.installation_id(cfg.state_dir)  # never another one's journal
+            owner = identity.installation_id(cfg.state_dir, cfg.journal_dir / cfg.peer)
             key = signing.journal_key(cfg.state_dir)
             journal.append(cfg.journal_dir / cfg.peer, fixes, owner=owner, key=key)
         report = apply.run(cfg, force=force, statics=statics_)
@@ -427,6 +434,11 @@ def repair(cfg: Config, statics_: Statics, force: bool) -> tuple[list[str], list
     repaired: list[str] = []
     problems: list[str] = []
     with apply.build_lock(cfg), State.open(cfg, int(time.time()), keep=False) as state:
+        try:  # the journals' guard: what a build may not publish, a repair may not either
+            apply.check_journals(cfg, force)
+        except GuardError as e:
+            why = str(e).replace("leasedns apply --force", "leasedns reconcile --force")
+            return [], [f"outputs not repaired: {why}"]
         up = state.advance(statics_)
         desired = state.desired(up, statics_)
         wanted: list[Record] | None = None
@@ -468,6 +480,7 @@ def as_text(d: Drift, fixed: bool) -> str:
         f"leasedns reconcile {word}: {d.differences} differences"
         + (f", {len(d.fixes())} corrective events journaled" if fixed and d.fixes() else "")
     ]
+    lines += [f"note: {n}" for n in d.notes]
     lines += [f"problem: {p}" for p in d.problems]
     for o in d.outputs:
         lines += output_lines(o)
@@ -490,6 +503,7 @@ def as_json(d: Drift) -> str:
                 "level": d.level,
                 "held": d.held,
                 "problems": d.problems,
+                "notes": d.notes,
                 "items": [{k: v for k, v in asdict(i).items() if k != "fix"} for i in d.items],
                 "outputs": [asdict(o) for o in d.outputs],
                 "repaired": d.repaired,

@@ -67,8 +67,8 @@ def record(
     # Read only: the apply that follows (or the next one) keeps what it folds in.
     with State.open(cfg, now_us // 1_000_000, keep=False) as state:
         (ev,) = state.stamp([ev])
-    owner, key = identity.installation_id(cfg.state_dir), signing.journal_key(cfg.state_dir)
-    journal.append(peer_dir, [ev], owner=owner, key=key)
+    owner = identity.installation_id(cfg.state_dir, peer_dir)
+    journal.append(peer_dir, [ev], owner=owner, key=signing.journal_key(cfg.state_dir))
     return ev
 
 

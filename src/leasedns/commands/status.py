@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from leasedns import journal
-from leasedns.commands.apply import load_report
+from leasedns.commands.apply import load_report, published_before
 from leasedns.config import Config
 from leasedns.journal import holdings, inbox
 from leasedns.journal import sync as syncing
@@ -87,10 +87,15 @@ def gather(cfg: Config, now: float | None = None) -> Status:
                 f"peer {name}: newest event is {last / 1e6 - now:.0f} s in the "
                 f"future (clock skew over {cfg.clock_skew_secs} s?)"
             )
-    # A journal that lost what the last published build read: apply refuses to build.
-    gone = holdings.regressions(
-        holdings.load(cfg.state_dir) or {}, holdings.survey(cfg.journal_dir, limits)
-    )
+    # A journal that lost what the last published build read, or the floor that says what it
+    # read: apply refuses to build.
+    floor = holdings.floor(cfg.state_dir, published_before(cfg))
+    if floor.lost:
+        st.critical.append(
+            f"{floor.lost}: apply refuses to publish until it is back, or `leasedns apply "
+            "--force` makes what the journals hold now the guard's floor"
+        )
+    gone = holdings.regressions(floor.bar, holdings.survey(cfg.journal_dir, limits))
     for name, why in gone.items():
         empty = {"events": 0, "bytes": 0, "segments": 0, "last_event": "", "problems": 0}
         st.peers.setdefault(name, {**empty, "updated": "", "torn": 0})
@@ -193,7 +198,7 @@ def as_text(cfg: Config, st: Status) -> str:
             f"{'compiled' if lb.get('compiled') else 'no compile needed'}"
             + (f"; then synced: {lb.get('synced')}" if lb.get("synced") else "")
         )
-        out += output_lines(lb.get("outputs"))
+        out += output_lines(lb.get("outputs"), lb.get("output_notes"))
         if not lb.get("ok") and st.last_ok:
             out.append(f"last good build {st.last_ok.get('time')}")
     else:
@@ -201,15 +206,25 @@ def as_text(cfg: Config, st: Status) -> str:
     return "\n".join(out) + "\n"
 
 
-def output_lines(outputs: object) -> list[str]:
+NOTES_SHOWN = 5  # per output; the build report and the log hold them all
+
+
+def output_lines(outputs: object, notes: object = None) -> list[str]:
     """One line per output of the last build: `ok`, or `FAILED:` and why (its last publish;
-    none when the build failed before publishing, or a report from before outputs)."""
+    none when the build failed before publishing, or a report from before outputs), then what
+    its publish reported (names it left alone and why, data its server had lost)."""
     if not isinstance(outputs, dict):
         return []
+    noted = notes if isinstance(notes, dict) else {}
     lines = []
     for name, outcome in outputs.items():
         why = str(outcome).removeprefix(f"{name}: ")
         lines.append(f"output {name}: {'ok' if outcome == 'ok' else 'FAILED: ' + why}")
+        said = noted.get(name)
+        said = [str(n) for n in said] if isinstance(said, list) else []
+        lines += [f"  note: {str(n).removeprefix(f'{name}: ')}" for n in said[:NOTES_SHOWN]]
+        if len(said) > NOTES_SHOWN:
+            lines.append(f"  note: and {len(said) - NOTES_SHOWN} more (see the log)")
     return lines
 
 

@@ -14,6 +14,12 @@ confirms the loss with `leasedns apply --force`.
 What was held is kept in `journals.json` in the state directory: per peer the
 size of each segment, as listed (no journal line is read, so the check costs
 a directory listing and a stat per segment).
+
+That file is the floor, so losing it must not lower the bar: once anything was
+published from the state directory, a `journals.json` that is missing,
+unreadable or damaged refuses the build too (`Floor.lost`), until the file is
+back or `--force` makes the journals as they are the floor again. Only a fresh
+state directory, where nothing was ever published, starts without one.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leasedns import journal
+from leasedns.errors import LeasednsError
 from leasedns.fsutil import write_atomic
 
 log = logging.getLogger("leasedns.holdings")
@@ -56,6 +63,10 @@ class Holding:
             f"{self.bytes} bytes in {n} segment{'s' if n != 1 else ''} up to "
             f"{journal.segment_name(self.newest)}"
         )
+
+
+class HoldingsError(LeasednsError):
+    """journals.json is there but cannot be read or is damaged (the message says which)."""
 
 
 def survey(journal_dir: Path, limits: journal.Limits = journal.LIMITS) -> Holdings:
@@ -109,8 +120,23 @@ def regressions(before: Mapping[str, Holding], now: Mapping[str, Holding]) -> di
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Floor:
+    """What `journals.json` says the journals held at the last published build."""
+
+    held: Holdings | None  # None: the file is missing, unreadable or damaged
+    # Why the floor is not known although a build was published ("" when it is known, or on a
+    # fresh state directory): the build is refused until the file is back or --force.
+    lost: str = ""
+
+    @property
+    def bar(self) -> Holdings:
+        return self.held or {}
+
+
 def load(state_dir: Path) -> Holdings | None:
-    """What the journals held at the last published build; None when not known."""
+    """What the journals held at the last published build; None when journals.json is
+    missing. HoldingsError when it cannot be read or is damaged."""
     path = state_dir / HOLDINGS_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -120,18 +146,52 @@ def load(state_dir: Path) -> Holdings | None:
         }
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        log.warning("%s: unreadable (%s); starting again from the journals as they are", path, e)
-        return None
+    except PermissionError as e:
+        raise HoldingsError(
+            f"cannot be read ({e.strerror}: left by a command run as another user, such as "
+            "root? give it to the user apply runs as, mode 0640)"
+        ) from None
+    except OSError as e:
+        raise HoldingsError(f"cannot be read ({e.strerror or e})") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise HoldingsError(f"is damaged ({e.__class__.__name__}: {e})") from None
 
 
-def save(state_dir: Path, holdings: Mapping[str, Holding]) -> None:
-    """Keep what the journals hold now, for the next build's check."""
+def floor(state_dir: Path, published: str) -> Floor:
+    """The floor for this build. `published` says what shows that a build was published from
+    this state directory ("" when nothing does: a fresh one, where a missing file is no loss).
+    A file that is there was written by a published build, so damage is always a loss."""
+    path = state_dir / HOLDINGS_FILE
+    try:
+        held = load(state_dir)
+    except HoldingsError as e:
+        return Floor(None, f"{path} {e}")
+    if held is None and published:
+        return Floor(None, f"{path} is missing (deleted?), although {published}")
+    return Floor(held)
+
+
+def lost_floor(lost: str, journal_dir: Path) -> str:
+    """The message of a build refused because the floor itself is lost."""
+    return (
+        f"refusing to publish: {lost}. It is the guard's floor: what each journal held at the "
+        f"last published build; without it a journal under {journal_dir} that lost events "
+        "since then would have its names vanish unnoticed. The old data keeps serving. Put "
+        "the file back (from a backup of the state directory, or with its owner and mode "
+        "fixed), or, if every peer's journal is complete, run `leasedns apply --force`: it "
+        "publishes and makes what the journals hold now the floor."
+    )
+
+
+def save(state_dir: Path, holdings: Mapping[str, Holding]) -> str:
+    """Keep what the journals hold now, for the next build's check; "" or why it failed."""
     data = {"peers": {peer: [list(s) for s in h.segments] for peer, h in sorted(holdings.items())}}
     try:
         write_atomic(state_dir / HOLDINGS_FILE, json.dumps(data).encode(), 0o640)
     except OSError as e:
         log.error("%s: cannot save: %s", state_dir / HOLDINGS_FILE, e.strerror)
+        return f"{state_dir / HOLDINGS_FILE}: cannot save: {e.strerror or e}"
+    return ""
 
 
 def refusal(lost: Mapping[str, str], journal_dir: Path) -> str:

@@ -17,16 +17,37 @@ import re
 import secrets
 from pathlib import Path
 
+from leasedns import journal
 from leasedns.errors import LeasednsError
 
 ID_FILE = "installation-id"
 _ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
-def installation_id(state_dir: Path) -> str:
-    """The id kept in `state_dir/installation-id`, created (atomically, once) when missing."""
+class IdentityError(LeasednsError):
+    """The installation id is missing or damaged; the message says how to put it back."""
+
+
+def installation_id(state_dir: Path, own_journal: Path | None = None) -> str:
+    """The id kept in `state_dir/installation-id`, created (atomically, once) when missing.
+
+    `own_journal`: this peer's journal directory, given wherever the id may be made. When
+    its `.owner` names an installation, a missing id is not made anew (the journal would
+    then be refused as another installation's): IdentityError says which id to put back.
+    """
     path = state_dir / ID_FILE
     found = _read(path)
+    recorded = _recorded(own_journal)
+    if found is None and recorded is not None and own_journal is not None:
+        raise IdentityError(
+            f"{path} is missing, but this peer's journal {own_journal} was written by "
+            f"installation {recorded} (its {journal.OWNER}). If this is that installation (the "
+            "state directory was lost or restored without the file), put the id back: "
+            f"`echo {recorded} > {path}`, then `chown` it to the user apply runs as "
+            f"(mode 0640). If another installation shares {own_journal.parent} under the same "
+            "`peer:` (a copied config, a second host on shared storage), give this one its own "
+            "`peer:` instead."
+        )
     if found is None:
         state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         tmp = state_dir / f".{ID_FILE}.{os.getpid()}.tmp"
@@ -52,11 +73,21 @@ def installation_id(state_dir: Path) -> str:
             os.close(dfd)
         found = _read(path)
     if found is None or not _ID_RE.fullmatch(found):
-        raise LeasednsError(
+        named = f" ({recorded})" if recorded is not None else ""
+        raise IdentityError(
             f"{path}: not an installation id (32 hex digits): {found!r}; if it was damaged, "
-            "put back the id recorded in journal/<peer>/.owner (this peer's journal)"
+            f"put back the id recorded in journal/<peer>/{journal.OWNER} (this peer's "
+            f"journal){named}"
         )
     return found
+
+
+def _recorded(own_journal: Path | None) -> str | None:
+    """The installation id this peer's journal directory names as its writer, if a valid one."""
+    if own_journal is None:
+        return None
+    found = journal.read_owner(own_journal)
+    return found if found is not None and _ID_RE.fullmatch(found) else None
 
 
 def _read(path: Path) -> str | None:

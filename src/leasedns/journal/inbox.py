@@ -199,7 +199,7 @@ def receive(
     seen: dict[str, Any] = state.setdefault("seen", {})
     refused: dict[str, Any] = state.setdefault("refused", {})
     before = json.dumps(state, sort_keys=True)
-    me = identity.installation_id(cfg.state_dir)
+    me = identity.installation_id(cfg.state_dir, cfg.journal_dir / cfg.peer)
 
     def refuse(key: str, problem: str, copy: Copy | None) -> None:
         if copy is None and refused.get(key, {}).get("problem") == problem:

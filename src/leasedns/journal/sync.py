@@ -97,13 +97,21 @@ def _push(cfg: Config, p: Partner, res: PartnerResult, runner: Runner) -> None:
     m = _SENT.search(proc.stdout or "")
     res.bytes_sent = int(m.group(1).replace(",", "")) if m else 0
     if proc.returncode not in (0, 24):  # 24: a file vanished (compacted) mid-transfer
-        err = (proc.stderr or "").strip().splitlines()
         raise OSError(
-            f"rsync to {p.rsync_target} failed (exit {proc.returncode}): {err[-1] if err else ''}"
+            f"rsync to {p.rsync_target} failed (exit {proc.returncode}): {_why(proc.stderr)}"
         )
     if proc.returncode == 24:
         raise OSError("rsync: a segment was compacted away during the transfer; retrying next run")
     res.pushed = True
+
+
+def _why(stderr: str | None) -> str:
+    """The line of rsync's errors that says why: the partner's own refusal when its key runs
+    `leasedns partner-access` (rsync's last line only says the connection closed), else the
+    last line."""
+    lines = (stderr or "").strip().splitlines()
+    theirs = [line for line in lines if line.startswith("leasedns: ")]
+    return (theirs or lines or [""])[-1]
 
 
 def _notify(cfg: Config, p: Partner, res: PartnerResult, runner: Runner) -> None:
@@ -161,7 +169,8 @@ def _round(cfg: Config, runner: Runner) -> list[PartnerResult]:
         if not valid_peer(cfg.peer):  # config.parse refuses it; a Config made by hand
             raise LeasednsError(f"peer {cfg.peer!r} is not a plain name: not pushed anywhere")
         # The copy says which installation wrote it: the partner refuses another one's.
-        journal.claim(cfg.journal_dir / cfg.peer, identity.installation_id(cfg.state_dir))
+        own = cfg.journal_dir / cfg.peer
+        journal.claim(own, identity.installation_id(cfg.state_dir, own))
         refused = ""
     except (LeasednsError, OSError) as e:  # another installation's directory; a full disk
         refused = str(e)

@@ -25,7 +25,8 @@ class Published(Protocol):
 
     @property
     def compiled(self) -> bool:
-        """The server-side step ran and succeeded (tinydns-data, a hosts file's reload)."""
+        """The server-side step ran and succeeded (tinydns-data, a hosts file's reload, an
+        RFC 2136 update applied)."""
         ...
 
     @property

@@ -137,6 +137,14 @@ class Update:
         self.names += 1
         return True
 
+    def require_in_use(self, name: str) -> None:
+        """Add the prerequisite "`name` is in use" (RFC 2136 2.4.4). A message holding only
+        that changes nothing; the server answers NOERROR or NXDOMAIN from the name's own
+        records: a wildcard never makes a name in use (RFC 2136 3.2), as it makes answers."""
+        self._prereq += self._owner(name) + struct.pack("!HHIH", ANY, CLASS_ANY, 0, 0)
+        self.prereqs += 1
+        self.names += 1
+
     def wire(self, key: dns.tsig.Key | None = None) -> tuple[bytes, bytes]:
         """The message (signed when `key` is given) and its MAC ("" unsigned), which the
         answer's signature covers."""

@@ -8,33 +8,51 @@ in use"), and marks every name it creates with one TXT record at the same name:
 
 It changes or deletes a name only when that name still holds exactly the A (or PTR) and the
 TXT record it believes are there (value-dependent prerequisites, RFC 2136 section 2.4.2). A
-name that existed before (a server, `www`, a printer's static A), or that another program
-changed, is never clobbered: the update's prerequisite fails, the name is read again, and a
-name without the marker is left alone (and reported) for good.
+name that existed before (a server, `www`, a printer's static A, a delegation), or that
+another program changed, is never clobbered: the update's prerequisite fails, the name is
+read again, and a name without the marker is left alone, remembered and reported.
+
+**The zone as it is.** Only an authoritative answer's records owned by the name itself are
+data at that name: a referral (a delegation), a CNAME at the name or a DNAME above it make
+the name someone else's. A wildcard answers for names that do not exist, so whether a name
+exists at all is asked with a prerequisite-only update ("name is in use", which no wildcard
+satisfies and which changes nothing). A zone transfer lists the names as they are; every
+name it shows that leasedns did not create is remembered, and never tried.
+
+**One name fails alone.** A message whose prerequisites fail is split in halves and each
+half sent again, down to single names; only a name whose own update failed is read back
+and decided again.
 
 **Two writers, one zone.** Both failover peers update the same primary. Each learns the
 other's events late, so a prerequisite can fail because the partner has just published a
 lease this peer has not seen yet. The name is then read again and decided again: the
 marker says which event made the record (`t`) and when its lease ends (`end`), and this
 peer replaces or deletes it only if it has seen that event or a newer one for that address
-(`Desired.seen`), or if that lease has ended. Otherwise the record is the partner's newer
-news: it stays, and the name is tried again at every apply until this peer has caught up.
-A record that changes hands is replaced in one update message, so the name never
-disappears in between.
+(`Desired.seen`), if that lease has ended, or if the outcome is final (`apply --force`).
+Otherwise the record is the partner's newer news: it stays, and the name is tried again at
+every apply until this peer has caught up. A record that changes hands is replaced in one
+update message, so the name never disappears in between; a PTR is sent only once its name
+points to its address.
 
 **Time.** RFC 2136 has no time-to-die: a record leaves at lease end through the apply that
 runs after it (the timer's), and its TTL is min(configured ttl, what is left of the lease).
 
 **What it believes the server holds** is kept in a note in the state directory (per server,
-zone and owner): each owned name's record and marker, the names found held by others, and
-the names waiting for this peer to catch up. Only the changes since the last successful
+zone and owner): each owned name's record and marker, the names held by others, and the
+names waiting for this peer to catch up. Only the changes since the last successful
 publish are sent; after a failure, a lost note or a different outcome, every name is
 compared again (the note, or without one the zones read by AXFR).
+
+**Self-repair.** Every publish asks each zone's SOA serial (and notes it after sending). A
+serial that went back (RFC 1982) means the zone was reloaded from an older file, and at
+most every `verify_secs` the zones are read whole anyway (a partner's updates move the
+serial on and can hide a reload): what was published and is missing is sent again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import re
@@ -50,6 +68,7 @@ from typing import TYPE_CHECKING
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
@@ -65,12 +84,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("leasedns.rfc2136")
 
-NOTE_VERSION = 1
+NOTE_VERSION = 2
 MAX_OPS = 400  # names changed per UPDATE message (at most; each message under 64 KiB)
 ROUNDS = 4  # send, read back the names whose prerequisites failed, decide again: at most
+SHOWN = 5  # names a report line lists (a hostile client can claim thousands)
 # Names the engine publishes are labels of letters, digits and '-'; anything else is refused.
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?")
 _MARK = re.compile(r"leasedns owner=(\S+) t=(\d{1,20}) end=(\d{1,20}|-)")
+
+# What holds a name leasedns did not create (said in reports). Below a delegation or a DNAME
+# the zone holds no data of its own: a name there is not published either.
+DELEGATION = "a delegation (NS)"
+CNAME = "a CNAME"
+DNAME = "a DNAME"
+CUTS = frozenset({DELEGATION, DNAME})
+BESIDE = "records another writer added beside leasedns's"
+OTHER = "records of another writer"
+_DNSSEC = frozenset({"RRSIG", "NSEC", "NSEC3"})  # beside every name of a signed zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +133,20 @@ class Sent:
     """What one publish did."""
 
     changed: bool = False  # some update was applied
-    compiled: bool = False  # the server took every update it was sent
+    # Every name was decided and what it needed was sent: the zones hold the outcome, whose
+    # token the note then keeps (whether or not anything had to be sent).
+    settled: bool = False
     compile_secs: float = 0.0  # time spent talking to the server
     updates: int = 0  # UPDATE messages applied
     names: int = 0  # names changed
+    restored: int = 0  # names published before that the server had lost, sent again
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def compiled(self) -> bool:
+        """The server-side step ran: an update was applied (a publish that sent nothing
+        compiled nothing)."""
+        return self.changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +171,25 @@ class Rfc2136:
             state_dir / f"published-rfc2136-{hashlib.blake2b(key, digest_size=6).hexdigest()}.json"
         )
         self.zones = sorted([spec.zone, *spec.reverse_zones], key=len, reverse=True)
+        self._suffixes = [(z, "." + z) for z in self.zones]
+        self._zone_set = frozenset(self.zones)
         self._token = ""
         self._have: dict[str, Entry] | None = None  # owned names -> what the server holds
-        self._foreign: set[str] = set()  # names held by records leasedns did not create
+        # Names held by records leasedns did not create -> what holds them (DELEGATION, ...).
+        self._foreign: dict[str, str] = {}
+        self._cuts: set[str] = set()  # those of them that are delegations or DNAMEs
+        self._blocked: set[str] = set()  # names the outcome wants that others hold
         self._deferred: set[str] = set()  # names holding a partner's record not seen here yet
+        self._verified = 0  # when (unix s) the zones were last read whole and compared
+        self._serials: dict[str, int] = {}  # each zone's SOA serial after the last publish
+        self._fresh = False  # the entries were just read from the zones, whole
         self._key: dns.tsig.Key | None = None
         self._gen = ""  # names the note's entries; the token file says which it goes with
-        self._noted: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self._noted: tuple[dict[str, str], frozenset[str], frozenset[str]] = (
+            {},
+            frozenset(),
+            frozenset(),
+        )
         self._changed = True  # the entries differ from the note's
         self._sock: socket.socket | None = None
 
@@ -164,20 +215,27 @@ class Rfc2136:
         or, where a transfer is refused, the names the note says it published, one by one."""
         if self._have is None:
             self._load_note()
-        self._have, self._changed = self.survey(self._have or ()), True
+        self._have, foreign, self._fresh = self.survey(self._have or ())
+        self._hold(foreign)
+        self._changed = True
         return self._records()
 
     def holdings(self) -> dict[str, Entry]:
         """The owned names and what the server holds for them (read from the zones when the
         note does not say)."""
         if self._have is None:
-            self._have, self._changed = self.survey(), True
+            self._have, foreign, self._fresh = self.survey()
+            self._hold(foreign)
+            self._changed = True
         return self._have
 
-    def survey(self, names: Iterable[str] = ()) -> dict[str, Entry]:
-        """Read the owned names from the server: every zone by AXFR, or, where a transfer is
-        refused, the `names` one by one."""
+    def survey(self, names: Iterable[str] = ()) -> tuple[dict[str, Entry], dict[str, str], bool]:
+        """Read the zones from the server: every zone by AXFR, or, where a transfer is
+        refused, the `names` one by one. Returns the owned names, the names held by others
+        (and by what), and whether every zone was transferred whole."""
         have: dict[str, Entry] = {}
+        foreign: dict[str, str] = {}
+        whole = True
         by_zone: dict[str, list[str]] = {}
         for n in names:
             z = self.zone_of(n)
@@ -185,55 +243,153 @@ class Rfc2136:
                 by_zone.setdefault(z, []).append(n)
         for zone in self.zones:
             self.check_zone(zone)
+            found: Mapping[str, Entry | str | None]
             try:
                 found = self._axfr(zone)
             except PublishError as e:
                 # Names published before and no longer wanted are found only by a transfer.
                 log.warning("%s; reading %d names one by one", e, len(by_zone.get(zone, [])))
-                found = None
-            if found is None:
-                for n in by_zone.get(zone, []):
-                    got = self._read(n)
-                    if isinstance(got, Entry):
-                        have[n] = got
-                continue
+                whole = False
+                found = {n: self._read(n) for n in by_zone.get(zone, [])}
             for n, got in found.items():
                 if isinstance(got, Entry):
                     have[n] = got
-        return have
+                elif got is not None:
+                    foreign[n] = got
+        return have, foreign, whole
 
     # --- publishing --------------------------------------------------------------------------
 
     def publish(self, desired: Desired, changes: Changes) -> Sent:
         """Bring the zones to the outcome `changes.token`: the changed names when the note
-        says the zones hold `changes.base`, else every name. Raises PublishError when the
-        server fails; what it took is remembered and the rest is sent by the next apply."""
+        says the zones hold `changes.base`, else every name; every name, the zones read
+        whole, when a zone's serial went back or a verification is due. Raises PublishError
+        when the server fails; what it took is remembered and the rest is sent by the next
+        apply."""
         t0 = time.monotonic()
         out = Sent()
         now = desired.now or int(time.time())
         incremental = bool(changes.base) and changes.base == self._token and self._have is not None
         self._token = ""  # until this publish went through
-        if incremental:
-            want, names = self._touched(changes, desired, out.problems)
-            if self._deferred:
-                every = self.entries(desired.static, desired.dynamic(), desired.seen, [])
-                for n in self._deferred:
-                    want[n] = every.get(n)
-                names |= self._deferred
-        else:
-            want = dict(self.entries(desired.static, desired.dynamic(), desired.seen, out.problems))
-            if self._have is None:
-                self._have, self._changed = self.survey(want), True
-            names = set(want) | set(self._have) | self._foreign
-            self._foreign.clear()
+        blocked = set(self._blocked)
         try:
-            self._settle(names, want, desired.seen, now, out)
+            serials = self._zone_serials()
+            if self._fresh:  # read whole a moment ago (a lost note): that was the verification
+                self._verified, self._fresh = now, False
+            why = self._verify_due(serials, now)
+            lost: list[str] = []
+            want: dict[str, Entry | None]
+            if why or not incremental:
+                every = self.entries(desired.static, desired.dynamic(), desired.seen, out.problems)
+                if why:
+                    lost = [n for n in self._verify(every, why, now) if n in every]
+                want = dict(every)
+                names = set(want) | set(self.holdings()) | self._deferred
+                self._blocked.clear()  # every name is decided again
+            else:
+                want, names = self._touched(changes, desired, out.problems)
+                if self._deferred:
+                    every = self.entries(desired.static, desired.dynamic(), desired.seen, [])
+                    for n in self._deferred:
+                        want[n] = every.get(n)
+                    names |= self._deferred
+            self._settle(names, want, desired, now, out)
+            if lost:
+                self._tell_restored(lost, want, out)
+            self._serials = self._zone_serials() if out.updates else serials
+            out.settled = True
         finally:
             self._close()
             out.compile_secs = round(time.monotonic() - t0, 4)
-            self._token = changes.token if out.compiled else ""
+            self._token = changes.token if out.settled else ""
             self._save_note()
+        self._tell_blocked(blocked, out)
         return out
+
+    def _verify_due(self, serials: Mapping[str, int], now: int) -> str:
+        """Why the zones must be read whole and compared now ("" when they need not be)."""
+        if self._have is None:
+            return "no note of what they hold"
+        for zone, serial in serials.items():
+            was = self._serials.get(zone)
+            if was is not None and _serial_before(serial, was):
+                return f"the SOA serial of zone {zone} went back from {was} to {serial}"
+        if abs(now - self._verified) >= self.spec.verify_secs:
+            return f"verification due (every {self.spec.verify_secs} s)"
+        return ""
+
+    def _verify(self, every: Mapping[str, Entry], why: str, now: int) -> list[str]:
+        """Read the zones whole instead of believing the note; the names the note says were
+        published that the zones no longer hold at all."""
+        before = self._have
+        log.info("%s: reading the zones back: %s", self.name, why)
+        names = set(every) | set(before or ()) | self._blocked
+        self._have, foreign, _whole = self.survey(names)
+        self._hold(foreign)
+        self._changed, self._verified = True, now
+        if before is None:
+            return []
+        return sorted(n for n in before if n not in self._have and n not in self._foreign)
+
+    def _tell_restored(self, lost: list[str], want: Mapping[str, Entry | None], out: Sent) -> None:
+        have = self.holdings()
+        out.restored = sum(1 for n in lost if have.get(n) == want.get(n))
+        done = "restored" if out.restored == len(lost) else f"restored {out.restored} of them"
+        problem = (
+            f"{self.name}: the server had lost {len(lost)} names leasedns published "
+            f"(reloaded from its file?); {done}"
+        )
+        out.problems.append(problem)
+        log.warning("%s", problem)
+
+    def _tell_blocked(self, before: set[str], out: Sent) -> None:
+        """Report the names held by others (every publish, one line), and log those found
+        now (once)."""
+        if not self._blocked:
+            return
+        new = self._blocked - before
+        if new:
+            log.warning(
+                "%s: %d names found held by records leasedns did not create (not published): %s",
+                self.name,
+                len(new),
+                self._show(new),
+            )
+        n = len(self._blocked)
+        out.problems.append(
+            f"{self.name}: {n} name{'s are' if n != 1 else ' is'} held by records leasedns did "
+            f"not create (not published): {self._show(self._blocked)}"
+        )
+
+    def _show(self, names: set[str]) -> str:
+        first = heapq.nsmallest(SHOWN, names)
+        more = f" and {len(names) - SHOWN} more" if len(names) > SHOWN else ""
+        return ", ".join(f"{n} ({self.held_by(n) or OTHER})" for n in first) + more
+
+    def held_by(self, name: str) -> str:
+        """What holds `name`, which leasedns did not create ("" when nothing is known to)."""
+        held = self._foreign.get(name)
+        if held is not None:
+            return held
+        cut = self._cut_above(name)
+        return "" if cut is None else f"{self._foreign[cut]} at {cut}"
+
+    def _cut_above(self, name: str) -> str | None:
+        """The delegation or DNAME above `name` in its zone, if one is known."""
+        if not self._cuts:
+            return None
+        n = name
+        while True:
+            n = n.partition(".")[2]
+            if not n or n in self._zone_set:
+                return None
+            if n in self._cuts:
+                return n
+
+    def _hold(self, foreign: dict[str, str]) -> None:
+        """The names held by others are now `foreign` (name -> what holds it)."""
+        self._foreign = foreign
+        self._cuts = {n for n, why in foreign.items() if why in CUTS}
 
     def entries(
         self,
@@ -294,86 +450,100 @@ class Rfc2136:
         self,
         names: Iterable[str],
         want: Mapping[str, Entry | None],
-        seen: Callable[[str], int],
+        desired: Desired,
         now: int,
         out: Sent,
     ) -> None:
-        """Send what each name needs, the forward names first; then their PTRs, none for a
-        name held by others."""
+        """Send what each name needs, the forward names first; then their PTRs, each only
+        once its name points to its address."""
         todo = sorted(names)
         self._deferred.difference_update(todo)
         forward = [n for n in todo if not n.endswith(".in-addr.arpa")]
-        self._rounds(forward, want, seen, now, out)
-        reverse = {}
+        self._rounds(forward, want, desired, now, out)
+        have = self.holdings()
+        reverse: dict[str, Entry | None] = {}
         for n in todo:
-            if n.endswith(".in-addr.arpa"):
-                e = want.get(n)
-                reverse[n] = None if e is not None and e.value in self._foreign else e
-        self._rounds(list(reverse), reverse, seen, now, out)
-        out.compiled = True
+            if not n.endswith(".in-addr.arpa"):
+                continue
+            e = want.get(n)
+            if e is not None:
+                a = have.get(e.value)
+                if a is None or a.rdtype != "A" or reverse_name(a.value) != n:
+                    if self.held_by(e.value):
+                        e = None  # the name is someone else's: no PTR of leasedns names it
+                    else:
+                        # The name holds a partner's record not seen here yet, or is still
+                        # contested: a PTR now would be a second one for it. It waits too.
+                        self._deferred.add(n)
+                        continue
+            reverse[n] = e
+        self._rounds(list(reverse), reverse, desired, now, out)
 
     def _rounds(
         self,
-        todo: list[str],
+        names: list[str],
         want: Mapping[str, Entry | None],
-        seen: Callable[[str], int],
+        desired: Desired,
         now: int,
         out: Sent,
     ) -> None:
-        """Send what each name needs; read back and decide again where a prerequisite
+        """Send what each name needs; read back and decide again the names whose own update
         failed, a few rounds; what is still contested waits for the next apply."""
         have = self.holdings()
-        for _round in range(ROUNDS):
+        todo = names
+        for round_ in range(ROUNDS + 1):
             ops = []
             for n in todo:
-                op = self._decide(n, have.get(n), want.get(n), seen, now)
+                op = self._decide(n, have.get(n), want.get(n), desired, now)
                 if op is not None:
                     ops.append(op)
             if not ops:
-                return
+                break
+            if round_ == ROUNDS:
+                self._deferred.update(op.name for op in ops)
+                problem = (
+                    f"{self.name}: {len(ops)} names changed under every update for {ROUNDS} "
+                    f"rounds (another writer?), first {ops[0].name}; the next apply tries again"
+                )
+                out.problems.append(problem)
+                log.warning("%s", problem)
+                break
             failed = self._send_all(ops, now, out)
             if not failed:
-                return
-            todo = []
+                break
             self._changed = True
             for n in failed:  # someone else changed these: read them again
                 got = self._read(n)
                 have.pop(n, None)
-                self._foreign.discard(n)
+                self._foreign.pop(n, None)
+                self._cuts.discard(n)
                 if isinstance(got, Entry):
                     have[n] = got
-                elif got == "foreign":
-                    self._foreign.add(n)
-                    if want.get(n) is not None:
-                        problem = (
-                            f"{self.name}: {n} is held by records leasedns did not create; "
-                            "leasedns leaves it alone (not published)"
-                        )
-                        out.problems.append(problem)
-                        log.warning("%s", problem)
-                todo.append(n)
-        raise PublishError(
-            f"{self.name}: {len(todo)} names changed under every update for {ROUNDS} rounds "
-            f"(another writer?), first {todo[0]}; the next apply tries again"
-        )
+                elif got is not None:
+                    self._foreign[n] = got
+                    if got in CUTS:
+                        self._cuts.add(n)
+            todo = failed
+        for n in names:
+            if want.get(n) is not None and self.held_by(n):
+                self._blocked.add(n)
+            else:
+                self._blocked.discard(n)
 
     def _decide(
-        self,
-        name: str,
-        have: Entry | None,
-        want: Entry | None,
-        seen: Callable[[str], int],
-        now: int,
+        self, name: str, have: Entry | None, want: Entry | None, desired: Desired, now: int
     ) -> _Op | None:
         """The change `name` needs, or None: nothing to do, held by others, or a record
         made from an event this peer has not seen yet (deferred)."""
         if name in self._foreign:
             return None
+        if want is not None and self._cut_above(name) is not None:
+            want = None  # below a delegation or a DNAME: no data of the zone's own
         if have == want:
             return None
         if have is not None:
             ended = have.end is not None and have.end <= now
-            if not ended and seen(have.ip(name)) < have.t:
+            if not ended and not desired.final and desired.seen(have.ip(name)) < have.t:
                 self._deferred.add(name)
                 return None
             same = want is not None and (want.rdtype, want.value) == (have.rdtype, have.value)
@@ -384,7 +554,7 @@ class Rfc2136:
     # --- talking to the server ---------------------------------------------------------------
 
     def _send_all(self, ops: Sequence[_Op], now: int, out: Sent) -> list[str]:
-        """Send `ops` in messages per zone; returns the names of messages whose
+        """Send `ops` in messages per zone; returns the names whose own update's
         prerequisites failed. Raises PublishError when the server fails."""
         by_zone: dict[str, list[_Op]] = {}
         for op in ops:
@@ -392,22 +562,44 @@ class Rfc2136:
             if z is not None:
                 by_zone.setdefault(z, []).append(op)
         failed: list[str] = []
-        have = self.holdings()
         for zone, zops in by_zone.items():
             for msg, mops in self.messages(zone, zops, now):
-                if self._send(msg):
-                    self._changed = True
-                    for op in mops:
-                        if op.want is None:
-                            have.pop(op.name, None)
-                        else:
-                            have[op.name] = op.want
-                    out.changed = True
-                    out.updates += 1
-                    out.names += len(mops)
-                else:
-                    failed.extend(op.name for op in mops)
+                failed += self._send_halves(zone, msg, mops, now, out)
         return failed
+
+    def _send_halves(
+        self, zone: str, msg: dnsupdate.Update, ops: list[_Op], now: int, out: Sent
+    ) -> list[str]:
+        """Send one message; where its prerequisites fail, each half of its names again, down
+        to single names, so that one name held by others fails no other. Returns the names
+        whose own update failed."""
+        failed: list[str] = []
+        parts: list[tuple[dnsupdate.Update, list[_Op]]] = [(msg, ops)]
+        while parts:
+            msg, ops = parts.pop()
+            if self._send(msg):
+                self._took(ops, out)
+            elif len(ops) == 1:
+                failed.append(ops[0].name)
+            else:
+                half = len(ops) // 2
+                for part in (ops[half:], ops[:half]):  # the first half is sent first
+                    ((m, _),) = self.messages(zone, part, now)  # a part of one message fits one
+                    parts.append((m, part))
+        return failed
+
+    def _took(self, ops: Sequence[_Op], out: Sent) -> None:
+        """The server applied the message of `ops`."""
+        have = self.holdings()
+        self._changed = True
+        for op in ops:
+            if op.want is None:
+                have.pop(op.name, None)
+            else:
+                have[op.name] = op.want
+        out.changed = True
+        out.updates += 1
+        out.names += len(ops)
 
     def messages(
         self, zone: str, ops: Sequence[_Op], now: int
@@ -444,31 +636,81 @@ class Rfc2136:
         raise PublishError(f"{self.name}: {_rcode_problem(rcode, msg.zone, self.spec)}")
 
     def _read(self, name: str) -> Entry | str | None:
-        """What the server holds at `name`: an owned Entry, "foreign", or None (nothing)."""
+        """What the zone itself holds at `name`: an owned Entry, what holds it when leasedns
+        did not create it (DELEGATION, CNAME, ...), or None (no record at all)."""
         rdtype = "PTR" if name.endswith(".in-addr.arpa") else "A"
-        answers: dict[str, list[str]] = {}
-        for t in ("TXT", rdtype, "ANY"):
-            if t == "ANY" and (answers["TXT"] or answers[rdtype]):
-                break
-            q = dns.message.make_query(name + ".", t)
-            key = self._tsig()
-            if key is not None:
-                q.use_tsig(key)
-            resp = self._query(q, f"reading {name}")
-            rcode = resp.rcode()
-            if rcode == dns.rcode.NXDOMAIN:
-                return None
-            if rcode != dns.rcode.NOERROR:
+        qname = dns.name.from_text(name + ".")
+        types: dict[str, list[str]] = {}
+        for t in ("TXT", rdtype):
+            resp = self._ask(name, t)
+            if not resp.flags & dns.flags.AA:
+                if any(rrset.rdtype == dns.rdatatype.NS for rrset in resp.authority):
+                    return DELEGATION  # a referral: the name is at or below a zone cut
                 raise PublishError(
-                    f"{self.name}: reading {name}: the server answered {dns.rcode.to_text(rcode)}"
+                    f"{self.name}: reading {name}: the answer is not authoritative; check that "
+                    f"{self.spec.server} is the primary of zone {self.zone_of(name)}"
                 )
-            answers[t] = [rd.to_text() for rrset in resp.answer for rd in rrset]
-        if not answers["TXT"] and not answers[rdtype]:
-            return "foreign" if answers.get("ANY") else None  # other records, or none at all
-        return _entry_of(rdtype, answers[rdtype], answers["TXT"], self.spec.owner)
+            for rrset in resp.answer:
+                if rrset.rdtype == dns.rdatatype.DNAME and rrset.name != qname:
+                    return DNAME  # above the name: the name is rewritten, not looked up
+                if rrset.rdtype == dns.rdatatype.CNAME and rrset.name == qname:
+                    return CNAME
+            if resp.rcode() == dns.rcode.NXDOMAIN:
+                return None
+            rdt = dns.rdatatype.from_text(t)
+            got = [
+                rd.to_text()
+                for rrset in resp.answer
+                if rrset.name == qname and rrset.rdtype == rdt
+                for rd in rrset
+            ]
+            if got:
+                types[t] = got
+        judged = _judge(rdtype, types, self.spec.owner) if types else None
+        if isinstance(judged, Entry):
+            return judged
+        # Records without the marker, or none of these types: a wildcard answers for a name
+        # that does not exist, so only the name's own existence tells.
+        if not self._in_use(name):
+            return None
+        return judged or OTHER
 
-    def check_zone(self, zone: str) -> None:
-        """Raise PublishError unless the server answers authoritatively for `zone`."""
+    def _ask(self, name: str, rdtype: str) -> dns.message.Message:
+        """One query (signed when there is a key); its answer, NOERROR or NXDOMAIN."""
+        q = dns.message.make_query(name + ".", rdtype)
+        key = self._tsig()
+        if key is not None:
+            q.use_tsig(key)
+        resp = self._query(q, f"reading {name}")
+        rcode = resp.rcode()
+        if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            raise PublishError(
+                f"{self.name}: reading {name}: the server answered {dns.rcode.to_text(rcode)}"
+            )
+        return resp
+
+    def _in_use(self, name: str) -> bool:
+        """Whether `name` holds any record of its own (a prerequisite-only update, which
+        changes nothing and which no wildcard satisfies)."""
+        zone = self.zone_of(name)
+        assert zone is not None
+        msg = dnsupdate.Update(zone)
+        msg.require_in_use(name)
+        wire, mac = msg.wire(self._tsig())
+        rcode = self._exchange(wire, mac, msg.id, f"asking whether {name} is in use")
+        if rcode == dns.rcode.NOERROR:
+            return True
+        if rcode == dns.rcode.NXDOMAIN:
+            return False
+        raise PublishError(f"{self.name}: {_rcode_problem(rcode, zone, self.spec)}")
+
+    def _zone_serials(self) -> dict[str, int]:
+        """Each zone's SOA serial (and that the server serves it)."""
+        return {zone: self.check_zone(zone) for zone in self.zones}
+
+    def check_zone(self, zone: str) -> int:
+        """The zone's SOA serial; raise PublishError unless the server answers
+        authoritatively for `zone`."""
         q = dns.message.make_query(zone + ".", "SOA")
         key = self._tsig()
         if key is not None:
@@ -487,9 +729,10 @@ class Rfc2136:
         if resp.rcode() != dns.rcode.NOERROR or not soa or not resp.flags & dns.flags.AA:
             got = dns.rcode.to_text(resp.rcode()) + ("" if soa else ", no SOA")
             raise PublishError(f"{self.name}: the server does not serve zone {zone} ({got}); {fix}")
+        return int(soa[0][0].serial)
 
     def _axfr(self, zone: str) -> dict[str, Entry | str]:
-        """The zone's names by AXFR: owned Entries, or "foreign"."""
+        """The zone's names by AXFR: owned Entries, or what holds them."""
         rrs: dict[str, dict[str, list[str]]] = {}
         key = self._tsig()
         try:
@@ -513,10 +756,9 @@ class Rfc2136:
             ) from None
         out: dict[str, Entry | str] = {}
         for n, types in rrs.items():
-            if n == zone and "SOA" in types:
-                continue
-            rdtype = "PTR" if n.endswith(".in-addr.arpa") else "A"
-            out[n] = _entry_of(rdtype, types.get(rdtype, []), types.get("TXT", []), self.spec.owner)
+            if n == zone or types.keys() <= _DNSSEC:
+                continue  # the apex; a signed zone's NSEC3 names
+            out[n] = _judge("PTR" if n.endswith(".in-addr.arpa") else "A", types, self.spec.owner)
         return out
 
     def _exchange(self, wire: bytes, mac: bytes, msg_id: int, what: str) -> dns.rcode.Rcode:
@@ -588,8 +830,8 @@ class Rfc2136:
 
     def zone_of(self, name: str) -> str | None:
         """The longest of the output's zones `name` is in."""
-        for z in self.zones:
-            if name == z or name.endswith("." + z):
+        for z, dot_z in self._suffixes:
+            if name.endswith(dot_z) or name == z:
                 return z
         return None
 
@@ -597,9 +839,12 @@ class Rfc2136:
 
     def _load_note(self) -> None:
         """What the note says: the entries (the big file, written when they change) and the
-        outcome (a small file naming the entries it goes with)."""
+        outcome, the last verification and the zones' serials (a small file naming the
+        entries it goes with)."""
         self._token, self._have, self._gen, self._changed = "", None, "", True
-        self._foreign, self._deferred = set(), set()
+        self._blocked, self._deferred = set(), set()
+        self._hold({})
+        self._verified, self._serials, self._fresh = 0, {}, False
         try:
             note = json.loads(self.memo.read_text())
             if note.get("v") != NOTE_VERSION:
@@ -610,21 +855,26 @@ class Rfc2136:
             }
             if any(e.rdtype not in ("A", "PTR") for e in have.values()):
                 raise ValueError("an entry of another type than A or PTR")
-            self._foreign = {str(n) for n in note["foreign"]}
+            self._hold({str(n): str(why) for n, why in note["foreign"].items()})
+            self._blocked = {str(n) for n in note["blocked"]}
             self._deferred = {str(n) for n in note["deferred"]}
             self._have, self._gen, self._changed = have, str(note["gen"]), False
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
             log.warning("%s: %s: unreadable (%s); reading the zones again", self.name, self.memo, e)
+            self._blocked, self._deferred = set(), set()
+            self._hold({})
             return
-        self._noted = (frozenset(self._foreign), frozenset(self._deferred))
+        self._noted = (dict(self._foreign), frozenset(self._blocked), frozenset(self._deferred))
         try:
             told = json.loads(self._token_file.read_text())
             if told["gen"] == self._gen:
                 self._token = str(told["token"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+                self._verified = int(told["verified"])
+                self._serials = {str(z): int(s) for z, s in told["serials"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            self._token, self._verified, self._serials = "", 0, {}
 
     @property
     def _token_file(self) -> Path:
@@ -632,7 +882,7 @@ class Rfc2136:
 
     def _save_note(self) -> None:
         # Neither file is fsynced: a note lost in a crash costs reading the zones once.
-        noted = (frozenset(self._foreign), frozenset(self._deferred))
+        noted = (self._foreign, frozenset(self._blocked), frozenset(self._deferred))
         if self._changed or noted != self._noted or not self._gen:
             have = self._have or {}
             self._gen = secrets.token_hex(8)
@@ -640,23 +890,50 @@ class Rfc2136:
                 "v": NOTE_VERSION,
                 "gen": self._gen,
                 "entries": {n: [e.rdtype, e.value, e.t, e.end] for n, e in sorted(have.items())},
-                "foreign": sorted(self._foreign),
+                "foreign": dict(sorted(self._foreign.items())),
+                "blocked": sorted(self._blocked),
                 "deferred": sorted(self._deferred),
             }
             blob = json.dumps(note, separators=(",", ":")).encode()
             write_atomic(self.memo, blob, 0o640, durable=False)
-            self._changed, self._noted = False, noted
-        told = json.dumps({"token": self._token, "gen": self._gen}).encode()
-        write_atomic(self._token_file, told, 0o640, durable=False)
+            self._changed = False
+            self._noted = (dict(self._foreign), noted[1], noted[2])
+        told = {
+            "token": self._token,
+            "gen": self._gen,
+            "verified": self._verified,
+            "serials": self._serials,
+        }
+        write_atomic(self._token_file, json.dumps(told).encode(), 0o640, durable=False)
 
 
-def _entry_of(rdtype: str, values: list[str], txts: list[str], owner: str) -> Entry | str:
-    """What the records at one name say: an owned Entry, or "foreign"."""
+def _judge(rdtype: str, types: Mapping[str, list[str]], owner: str) -> Entry | str:
+    """What the records at one name (type -> rdata texts) say: an owned Entry, or what holds
+    the name."""
+    kinds = types.keys() - _DNSSEC
+    if "CNAME" in kinds:
+        return CNAME
+    if "DNAME" in kinds:
+        return DNAME
+    if "NS" in kinds:
+        return DELEGATION
+    values, txts = types.get(rdtype, []), types.get("TXT", [])
     marks = [parse_marker(t.strip('"'), owner) for t in txts]
-    if len(values) == 1 and len(marks) == 1 and marks[0] is not None:
+    if kinds <= {rdtype, "TXT"} and len(values) == 1 and len(marks) == 1 and marks[0]:
         value = values[0].rstrip(".").lower() if rdtype == "PTR" else values[0]
-        return Entry(rdtype, value, marks[0][0], marks[0][1])
-    return "foreign"
+        return Entry(rdtype, value, *marks[0])
+    if any(marks):
+        return BESIDE
+    if values:
+        return f"{rdtype} records of another writer"
+    if txts:
+        return "TXT records of another writer"
+    return OTHER
+
+
+def _serial_before(a: int, b: int) -> bool:
+    """Serial `a` comes before `b` (RFC 1982 arithmetic: serials wrap at 2^32)."""
+    return a != b and ((b - a) % 2**32) < 2**31
 
 
 def _problem(e: BaseException, spec: Rfc2136Output) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leasedns.errors import ConfigError
+from leasedns.fsutil import InputFileError, read_input
 
 # The algorithms BIND's tools write (RFC 8945 and RFC 4635).
 ALGORITHMS = (
@@ -30,7 +31,7 @@ ALGORITHMS = (
     "hmac-sha384",
     "hmac-sha512",
 )
-MAX_BYTES = 64 * 1024
+MAX_BYTES = 64 * 1024  # a key file is a few lines
 
 _TOKEN = re.compile(
     r'(?P<ws>\s+)|(?P<comment>#[^\n]*|//[^\n]*|/\*.*?\*/)|"(?P<str>[^"\n]*)"|(?P<punct>[{};])'
@@ -49,16 +50,18 @@ class TsigKey:
 def read(path: Path) -> TsigKey:
     """The key of a BIND key file; ConfigError names `path`, the line and the fix."""
     try:
-        raw = path.read_bytes()
+        raw = read_input(path, MAX_BYTES)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such key file; make it with `tsig-keygen -a hmac-sha256 leasedns > "
             f"{path}` and give the DNS server the same key"
         ) from None
+    except InputFileError as e:  # a device, FIFO, directory; a file too big to be a key
+        raise ConfigError(
+            f"{e}; point tsig_key_file at the key file `tsig-keygen` wrote (a few lines)"
+        ) from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the key file: {e.strerror}") from None
-    if len(raw) > MAX_BYTES:
-        raise ConfigError(f"{path}: {len(raw)} bytes is not a key file (a key file is a few lines)")
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError as e:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from leasedns import tinydata
 from leasedns.config import Config
 from leasedns.errors import LeasednsError
+from leasedns.fsutil import InputFileError, read_input
 from leasedns.model import StaticHost, Statics, reverse_address
 from leasedns.names import fqdn, label_for
 from leasedns.sources.dhcpd.conf import HostDecl, publish_name, read_conf
@@ -67,18 +68,24 @@ def hosts_from_conf(
     return out
 
 
+MAX_DATA_BYTES = 64 << 20  # each static tinydns data file (it is copied into `data` whole)
+
+
 def load(cfg: Config) -> Statics:
     """Read the static data files and dhcpd.conf named in the config."""
     problems: list[str] = []
     files, names, ptrs = [], set(), set()
     for path in cfg.static_files:
         try:
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            raw = read_input(path, MAX_DATA_BYTES)
+        except InputFileError as e:
+            raise LeasednsError(f"{e}; fix tinydns.static in the config") from None
         except OSError as e:
             raise LeasednsError(
                 f"{path}: cannot read static tinydns data: {e.strerror}; "
                 "fix tinydns.static in the config"
             ) from None
+        text = raw.decode("utf-8", errors="surrogateescape")
         if text and not text.endswith("\n"):
             text += "\n"
         files.append((str(path), text))
@@ -87,7 +94,15 @@ def load(cfg: Config) -> Statics:
         ptrs |= p
     hosts: list[StaticHost] = []
     if cfg.dhcpd_conf is not None:
-        result = read_conf(str(cfg.dhcpd_conf))
+        try:
+            result = read_conf(str(cfg.dhcpd_conf))
+        except InputFileError as e:
+            raise LeasednsError(f"{e}; fix dhcpd.conf in the config") from None
+        except OSError as e:
+            raise LeasednsError(
+                f"{cfg.dhcpd_conf}: cannot read dhcpd.conf: {e.strerror or e}; "
+                "fix dhcpd.conf in the config"
+            ) from None
         problems.extend(result.problems)
         hosts = hosts_from_conf(result.hosts, cfg, problems)
     return Statics(tuple(files), frozenset(names), frozenset(ptrs), tuple(hosts), tuple(problems))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from leasedns.errors import ParseError
+from leasedns.fsutil import InputFileError, read_input, size_text
 from leasedns.sources.dhcpd import tokens
 from leasedns.sources.dhcpd.tokens import Tok
 
@@ -37,6 +38,11 @@ class ConfResult:
 
 
 Loader = Callable[[str], str]
+
+# dhcpd.conf and every file it includes, together (a file included twice counts twice): a
+# site's fixed-address hosts are a few MiB; includes that include each other twice over
+# would read the same files exponentially often.
+MAX_BYTES = 64 << 20
 
 _MAC_PART = re.compile(r"[0-9a-fA-F]{1,2}\Z")
 # Scopes that may hold host declarations (or hold scopes that do). dhcpd.conf(5).
@@ -80,17 +86,26 @@ def _mac(word: str) -> str | None:
 
 
 class _Reader:
-    def __init__(self, loader: Loader, base_dir: str) -> None:
+    def __init__(self, loader: Loader, base_dir: str, limit: int) -> None:
         self.loader = loader
+        self.limit = limit
         self.base_dir = base_dir
         self.hosts: list[HostDecl] = []
         self.problems: list[str] = []
         self.stack: list[str] = []
+        self.left = limit  # bytes still to be read, all files together
 
     def file(self, text: str, path: str, where: str | None) -> None:
         if path in self.stack:
             chain = " -> ".join([*self.stack, path])
             raise ParseError(*_split_where(where), f"include loop: {chain}; remove one include")
+        self.left -= len(text)
+        if self.left < 0:
+            raise ParseError(
+                *_split_where(where),
+                f"dhcpd.conf and its includes are more than {size_text(self.limit)} together "
+                f"(at {path}); include each file once",
+            )
         self.stack.append(path)
         f = _File(text, path)
         i = self.block(f, 0, closing=False)
@@ -152,6 +167,8 @@ class _Reader:
         path = name if os.path.isabs(name) else os.path.join(self.base_dir, name)
         try:
             text = self.loader(path)
+        except InputFileError as e:
+            raise ParseError(*_split_where(where), f'include "{name}": {e}; fix the path') from None
         except OSError as e:
             raise ParseError(
                 *_split_where(where),
@@ -252,26 +269,31 @@ def _split_where(where: str | None) -> tuple[str, int]:
 
 
 def _read_text(path: str) -> str:
-    with open(path, "rb") as f:
-        return f.read().decode("latin-1")  # bytes kept; strings are decoded as UTF-8 later
+    # Only a regular file, at most MAX_BYTES (see fsutil.read_input); latin-1 keeps every
+    # byte, and strings are decoded as UTF-8 later.
+    return read_input(path, MAX_BYTES).decode("latin-1")
 
 
-def parse_conf(text: str, path: str, loader: Loader = _read_text) -> ConfResult:
+def parse_conf(
+    text: str, path: str, loader: Loader = _read_text, limit: int = MAX_BYTES
+) -> ConfResult:
     """Find every host declaration in dhcpd.conf text, following includes via `loader`.
 
     Relative include paths resolve against the directory of `path` (the main config), not
     dhcpd's working directory: leasedns runs from anywhere, and Debian's dhcpd runs from /,
     where the two agree for the absolute paths dhcpd.conf normally uses. Raises ParseError
     for damage that makes the rest unreadable (unbalanced braces, unclosed strings, an include
-    loop or an unreadable include); recoverable oddities are returned as problems.
+    loop, an unreadable include, more than `limit` characters read in all); recoverable
+    oddities are returned as problems.
     """
-    reader = _Reader(loader, os.path.dirname(path))
+    reader = _Reader(loader, os.path.dirname(path), limit)
     reader.file(text, path, None)
     return ConfResult(tuple(reader.hosts), tuple(reader.problems))
 
 
 def read_conf(path: str) -> ConfResult:
-    """Read dhcpd.conf at `path` and everything it includes."""
+    """Read dhcpd.conf at `path` and everything it includes (OSError, fsutil.InputFileError
+    when dhcpd.conf itself cannot be read; ParseError for an include)."""
     return parse_conf(_read_text(path), path)
 
 

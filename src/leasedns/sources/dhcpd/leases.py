@@ -11,7 +11,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from leasedns.errors import ParseError
-from leasedns.fsutil import gc_paused
+from leasedns.fsutil import gc_paused, open_input, too_big
 from leasedns.model import ip_key, ip_keys
 from leasedns.sources.dhcpd import tokens
 from leasedns.sources.dhcpd.tokens import Tok
@@ -776,6 +776,9 @@ def _parse(text: str, path: str) -> LeaseFile:
 
 
 _CHUNK = 1 << 20
+# A lease file is dhcpd's (or a partner's copy): read only when a regular file, and never
+# more than this (dhcpd.leases holds about 300 bytes a lease: over 3 million leases).
+MAX_LEASE_FILE_BYTES = 1 << 30
 
 
 def _read(path: str) -> LeaseFile:
@@ -784,7 +787,8 @@ def _read(path: str) -> LeaseFile:
     # One buffer for every chunk, and the last chunk's text let go before the next is decoded:
     # two chunk-sized objects alive at a time, not four (this is a good part of the peak).
     buf = bytearray()
-    with open(path, "rb") as f:
+    total = 0
+    with os.fdopen(open_input(path, MAX_LEASE_FILE_BYTES), "rb") as f:
         while True:
             keep = len(rest)
             if len(buf) < keep + _CHUNK:
@@ -792,7 +796,10 @@ def _read(path: str) -> LeaseFile:
             buf[:keep] = rest
             acc.next_chunk(keep)
             with memoryview(buf) as view:
-                n = f.readinto(view[keep : keep + _CHUNK])
+                n = f.readinto(view[keep : keep + _CHUNK]) or 0
+                total += n
+                if total > MAX_LEASE_FILE_BYTES:  # dhcpd appends while it is read: bounded
+                    raise too_big(path, MAX_LEASE_FILE_BYTES)
                 # latin-1 maps each byte to one char: lossless, and a chunk never splits a char
                 text = str(view[: keep + n], "latin-1")
             acc.text = text
@@ -812,7 +819,8 @@ def _read(path: str) -> LeaseFile:
 
 def read_leases(path: str) -> LeaseFile:
     """Read and parse one lease file, 1 MiB at a time so a 30 MB file never sits in memory
-    whole. The same result as parse_leases(). OSError propagates: unreadable is not damage."""
+    whole. The same result as parse_leases(). OSError propagates: unreadable is not damage;
+    so does InputFileError: not a regular file, or over MAX_LEASE_FILE_BYTES."""
     with gc_paused():  # see parse_leases
         return _read(path)
 
