@@ -397,7 +397,7 @@ def _stage(copy: Copy, dst: Path, limits: journal.Limits) -> dict[str, Path | No
             try:
                 # A copy, not a hard link: a file of the inbox rewritten in place (by hand, or
                 # rsync --inplace) must not change the journal behind the checks' back.
-                left -= copy.dir.copy(name, tmp, min(limits.segment_bytes, left))
+                left -= copy.dir.copy(name, tmp, max(0, min(limits.segment_bytes, left)))
             except FileNotFoundError:
                 continue  # replaced by a sync arriving: its next look takes it
             staged[name] = tmp
@@ -661,8 +661,8 @@ def _keep_aside(
         _make_room(base, prefix, limits.journal_bytes - left, limits.journal_bytes)
         target.mkdir(mode=0o750)
         for seg in keep:
-            try:
-                left -= copy.dir.copy(seg, target / seg, limits.segment_bytes)
+            try:  # at most its size when listed: the room made for it
+                copy.dir.copy(seg, target / seg, copy.segments[seg].st_size)
             except (FileNotFoundError, Refused) as e:  # changed since it was listed
                 skipped.append(f"{seg}: {e}, not kept")
         if copy.owner is not None:
