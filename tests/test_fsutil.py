@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from leasedns.fsutil import gc_paused
+from leasedns.fsutil import create_once, gc_paused
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +43,13 @@ def test_gc_paused_turns_the_collector_back_on_after_an_error() -> None:
     with pytest.raises(KeyError), gc_paused():
         raise KeyError("x")
     assert gc.isenabled()
+
+
+def test_create_once_makes_the_file_once_and_keeps_the_first(tmp_path: Path) -> None:
+
+    path = tmp_path / "state" / "installation-id"
+    create_once(path, b"first\n")
+    create_once(path, b"second\n")  # another process made it first: its file is kept
+    assert path.read_bytes() == b"first\n"
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in path.parent.iterdir()) == ["installation-id"]  # no temp left

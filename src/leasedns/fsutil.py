@@ -134,6 +134,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def create_once(path: Path, data: bytes, mode: int = 0o640) -> None:
+    """Create `path` holding `data` unless it exists, atomically and durably: written and
+    fsynced under a temporary name, then linked into place (another process that made it
+    first wins; its file is kept). OSError when it cannot be made."""
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    fsync_dir(path.parent)
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
     """Write to a temp file in the same directory, fsync, rename over `path`.
 

@@ -10,15 +10,13 @@ two installations on one machine (tests, a lab) would share too.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
 import re
 import secrets
 from pathlib import Path
 
 from leasedns import journal
 from leasedns.errors import LeasednsError
+from leasedns.fsutil import create_once
 
 ID_FILE = "installation-id"
 _ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -49,28 +47,10 @@ def installation_id(state_dir: Path, own_journal: Path | None = None) -> str:
             "`peer:` instead."
         )
     if found is None:
-        state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        tmp = state_dir / f".{ID_FILE}.{os.getpid()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-            try:
-                if os.write(fd, (secrets.token_hex(16) + "\n").encode()) != 33:
-                    raise OSError(errno.ENOSPC, "short write")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            with contextlib.suppress(FileExistsError):  # another process made it first
-                os.link(tmp, path)
+            create_once(path, (secrets.token_hex(16) + "\n").encode())
         except OSError as e:
             raise LeasednsError(f"{path}: cannot create the installation id: {e}") from e
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        dfd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
         found = _read(path)
     if found is None or not _ID_RE.fullmatch(found):
         named = f" ({recorded})" if recorded is not None else ""

@@ -10,14 +10,12 @@ the state directory; back it up with the state directory.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import secrets
 from pathlib import Path
 
 from leasedns.errors import LeasednsError
-from leasedns.fsutil import fsync_dir, write_all
+from leasedns.fsutil import create_once
 
 KEY_FILE = "journal-key"
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
@@ -29,23 +27,10 @@ def journal_key(state_dir: Path) -> bytes:
     path = state_dir / KEY_FILE
     found = _read(path)
     if found is None:
-        state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        tmp = state_dir / f".{KEY_FILE}.{os.getpid()}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-            try:
-                write_all(fd, (secrets.token_hex(32) + "\n").encode())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            with contextlib.suppress(FileExistsError):  # another process made it first
-                os.link(tmp, path)
+            create_once(path, (secrets.token_hex(32) + "\n").encode())
         except OSError as e:
             raise LeasednsError(f"{path}: cannot create the journal key: {e}") from e
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        fsync_dir(state_dir)
         found = _read(path)
     if found is None or not _KEY_RE.fullmatch(found):
         raise LeasednsError(
